@@ -1,0 +1,68 @@
+// engine/dispatch.cpp: a plain switch from (backend, op) to the kernel. Flatten and dropout never
+// reach here: the plan turns them into views of their input.
+#include "engine/dispatch.hpp"
+
+#include "engine/error.hpp"
+#include "layers/adaptive_avg_pool2d.hpp"
+#include "layers/add.hpp"
+#include "layers/batch_norm2d.hpp"
+#include "layers/conv2d.hpp"
+#include "layers/linear.hpp"
+#include "layers/max_pool2d.hpp"
+#include "layers/relu.hpp"
+
+namespace prism {
+
+void execute_step(Backend backend, const Step& step, const std::vector<ConstTensorView>& inputs,
+                  TensorView output, float* workspace, int num_threads) {
+  const Node& node = *step.node;
+  const ConstTensorView& x = inputs.at(0);
+  const ConstTensorView weight(step.weight, step.weight_shape);
+  const bool reference = backend == Backend::reference;
+  switch (node.kind) {
+    case OpKind::conv2d:
+      if (reference) {
+        conv2d_forward_ref(node.conv2d, x, weight, step.bias, step.relu, output);
+      } else {
+        conv2d_forward_cpu(node.conv2d, x, weight, step.bias, step.relu, output, workspace, num_threads);
+      }
+      return;
+    case OpKind::batch_norm2d:
+      reference ? batch_norm2d_forward_ref(node.batch_norm2d, step.batch_norm, x, output)
+                : batch_norm2d_forward_cpu(node.batch_norm2d, step.batch_norm, x, output);
+      return;
+    case OpKind::relu:
+      reference ? relu_forward_ref(x, output) : relu_forward_cpu(x, output);
+      return;
+    case OpKind::max_pool2d:
+      reference ? max_pool2d_forward_ref(node.max_pool2d, x, output)
+                : max_pool2d_forward_cpu(node.max_pool2d, x, output);
+      return;
+    case OpKind::adaptive_avg_pool2d:
+      reference ? adaptive_avg_pool2d_forward_ref(node.adaptive_avg_pool2d, x, output)
+                : adaptive_avg_pool2d_forward_cpu(node.adaptive_avg_pool2d, x, output);
+      return;
+    case OpKind::linear:
+      reference ? linear_forward_ref(node.linear, x, weight, step.bias, step.relu, output)
+                : linear_forward_cpu(node.linear, x, weight, step.bias, step.relu, output);
+      return;
+    case OpKind::add:
+      reference ? add_forward_ref(x, inputs.at(1), step.relu, output)
+                : add_forward_cpu(x, inputs.at(1), step.relu, output);
+      return;
+    case OpKind::flatten:
+    case OpKind::dropout:
+      break;
+  }
+  throw Error(std::string("no kernel for ") + op_kind_name(node.kind) + " at " + node.name);
+}
+
+int64_t step_workspace_floats(Backend backend, const Step& step, const Shape& input_shape,
+                              int num_threads) {
+  if (backend == Backend::cpu && step.node->kind == OpKind::conv2d) {
+    return conv2d_workspace_floats_cpu(step.node->conv2d, input_shape, num_threads);
+  }
+  return 0;
+}
+
+}  // namespace prism

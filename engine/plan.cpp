@@ -1,0 +1,244 @@
+// engine/plan.cpp: turning a graph into steps (folding batch norm, fusing ReLU), assigning
+// activation buffers, and the forward loop, the only loop over a network in the engine.
+#include "engine/plan.hpp"
+
+#include <omp.h>
+
+#include <algorithm>
+#include <cstring>
+
+#include "engine/dispatch.hpp"
+#include "engine/error.hpp"
+
+namespace prism {
+
+const char* backend_name(Backend backend) {
+  switch (backend) {
+    case Backend::reference: return "reference";
+    case Backend::cpu: return "cpu";
+  }
+  return "?";
+}
+
+Plan::Plan(const Model& model, const Shape& input_shape, const PlanOptions& options)
+    : backend_(options.backend),
+      num_threads_(options.num_threads > 0 ? options.num_threads : omp_get_max_threads()),
+      input_shape_(input_shape) {
+  if (input_shape.size() != 4 || input_shape[1] != 3 || input_shape[0] <= 0) {
+    throw Error("the network takes images of shape (N, 3, H, W), not " + shape_to_string(input_shape));
+  }
+  const Graph& graph = model.graph;
+  const std::vector<Shape> shapes = graph.infer_shapes(input_shape);
+
+  // A node whose output is tapped must really be computed: nothing may be folded or fused into it.
+  std::vector<bool> kept(graph.nodes.size(), false);
+  std::vector<std::pair<std::string, int>> tapped_nodes;
+  for (const std::string& tap : options.taps) {
+    const int node = graph.value_of(graph.resolve_tap(tap));
+    if (node != graph_input) kept[node] = true;
+    tapped_nodes.emplace_back(tap, node);
+  }
+  const std::vector<int> node_value = make_steps(model, shapes, kept);
+  for (const auto& [tap, node] : tapped_nodes) {
+    taps_.emplace_back(tap, node == graph_input ? 0 : node_value[node]);
+  }
+  output_value_ = node_value.back();
+  assign_buffers();
+}
+
+std::vector<int> Plan::make_steps(const Model& model, const std::vector<Shape>& shapes,
+                                  const std::vector<bool>& kept) {
+  const Graph& graph = model.graph;
+  values_.push_back(Value{0, -1, -1, input_shape_});  // value 0: the caller's input
+  std::vector<int> node_value(graph.nodes.size(), -1);
+  auto value_of_node = [&](int node) { return node == graph_input ? 0 : node_value[node]; };
+  std::vector<int> readers(graph.nodes.size(), 0);
+  for (const Node& node : graph.nodes) {
+    for (int input : node.inputs) {
+      if (input != graph_input) ++readers[input];
+    }
+  }
+  // The step that computes `node` if another node may join it: the node is read once, is not a
+  // tap, and its value is that step's own output (not a view of it).
+  auto joinable_step = [&](int node) -> Step* {
+    if (node == graph_input || readers[node] != 1 || kept[node]) return nullptr;
+    const Value& value = values_[node_value[node]];
+    if (value.producer < 0 || value.root != node_value[node]) return nullptr;
+    return &steps_[value.producer];
+  };
+
+  for (size_t i = 0; i < graph.nodes.size(); ++i) {
+    const Node& node = graph.nodes[i];
+    const int source = node.inputs.at(0);
+    if (node.kind == OpKind::flatten || node.kind == OpKind::dropout) {
+      const Value& input = values_[value_of_node(source)];
+      values_.push_back(Value{input.root, input.producer, -1, shapes[i]});
+      node_value[i] = static_cast<int>(values_.size()) - 1;
+      continue;
+    }
+    Step* previous = joinable_step(source);
+    if (node.kind == OpKind::batch_norm2d && previous && previous->node->kind == OpKind::conv2d &&
+        !previous->relu && previous->folded_weight.empty()) {
+      // Fold: the convolution then computes the batch norm's output directly.
+      const Node& conv = *previous->node;
+      const std::string key = node.name;
+      const BatchNorm2dWeights bn{model.parameter(key + ".weight").data(), model.parameter(key + ".bias").data(),
+                                  model.parameter(key + ".running_mean").data(),
+                                  model.parameter(key + ".running_var").data()};
+      previous->folded_weight = model.parameter(conv.name + ".weight").clone();
+      previous->folded_bias = Tensor({conv.conv2d.out_channels});
+      if (conv.conv2d.bias) {
+        std::memcpy(previous->folded_bias.data(), previous->bias, conv.conv2d.out_channels * sizeof(float));
+      }
+      batch_norm2d_fold_into_conv(node.batch_norm2d, bn, previous->folded_weight.view(),
+                                  previous->folded_bias.data());
+      previous->weight = previous->folded_weight.data();
+      previous->bias = previous->folded_bias.data();
+      previous->fused_names.push_back(node.name);
+      node_value[i] = node_value[source];
+      continue;
+    }
+    if (node.kind == OpKind::relu && previous && !previous->relu &&
+        (previous->node->kind == OpKind::conv2d || previous->node->kind == OpKind::linear ||
+         previous->node->kind == OpKind::add)) {
+      previous->relu = true;
+      previous->fused_names.push_back(node.name);
+      node_value[i] = node_value[source];
+      continue;
+    }
+
+    Step step;
+    step.node = &node;
+    step.fused_names = {node.name};
+    for (int input : node.inputs) step.inputs.push_back(value_of_node(input));
+    if (node.kind == OpKind::conv2d || node.kind == OpKind::linear) {
+      const Tensor& weight = model.parameter(node.name + ".weight");
+      step.weight = weight.data();
+      step.weight_shape = weight.shape();
+      const bool has_bias = node.kind == OpKind::conv2d ? node.conv2d.bias : node.linear.bias;
+      if (has_bias) step.bias = model.parameter(node.name + ".bias").data();
+    } else if (node.kind == OpKind::batch_norm2d) {
+      step.batch_norm = {model.parameter(node.name + ".weight").data(), model.parameter(node.name + ".bias").data(),
+                         model.parameter(node.name + ".running_mean").data(),
+                         model.parameter(node.name + ".running_var").data()};
+    }
+    const int value = static_cast<int>(values_.size());
+    values_.push_back(Value{value, static_cast<int>(steps_.size()), -1, shapes[i]});
+    step.output = value;
+    node_value[i] = value;
+    steps_.push_back(std::move(step));
+  }
+  return node_value;
+}
+
+void Plan::assign_buffers() {
+  // The last step that reads each root value; the network's output is never released.
+  std::vector<int> last_reader(values_.size(), -1);
+  for (size_t s = 0; s < steps_.size(); ++s) {
+    for (int input : steps_[s].inputs) last_reader[values_[input].root] = static_cast<int>(s);
+  }
+  last_reader[values_[output_value_].root] = static_cast<int>(steps_.size());
+
+  std::vector<int64_t> capacity;  // floats, per buffer
+  std::vector<int> free_buffers;
+  int64_t workspace_floats = 0;
+  for (size_t s = 0; s < steps_.size(); ++s) {
+    Step& step = steps_[s];
+    const int64_t need = shape_numel(values_[step.output].shape);
+    workspace_floats = std::max(workspace_floats,
+                                step_workspace_floats(backend_, step, values_[step.inputs[0]].shape, num_threads_));
+    int buffer = -1;
+    int handed_over = -1;
+    const OpKind kind = step.node->kind;
+    if (kind == OpKind::relu || kind == OpKind::batch_norm2d || kind == OpKind::add) {
+      // Element-wise: write over an input that nobody reads afterwards.
+      for (int input : step.inputs) {
+        const Value& root = values_[values_[input].root];
+        if (root.buffer >= 0 && last_reader[values_[input].root] == static_cast<int>(s)) {
+          buffer = root.buffer;
+          handed_over = values_[input].root;
+          break;
+        }
+      }
+    }
+    if (buffer < 0 && !free_buffers.empty()) {
+      // The smallest free buffer that fits; if none fits, the largest one, grown.
+      auto best = free_buffers.end();
+      for (auto it = free_buffers.begin(); it != free_buffers.end(); ++it) {
+        if (capacity[*it] >= need && (best == free_buffers.end() || capacity[*it] < capacity[*best])) best = it;
+      }
+      if (best == free_buffers.end()) {
+        best = std::max_element(free_buffers.begin(), free_buffers.end(),
+                                [&](int a, int b) { return capacity[a] < capacity[b]; });
+      }
+      buffer = *best;
+      free_buffers.erase(best);
+    }
+    if (buffer < 0) {
+      buffer = static_cast<int>(capacity.size());
+      capacity.push_back(0);
+    }
+    capacity[buffer] = std::max(capacity[buffer], need);
+    values_[step.output].buffer = buffer;
+    for (int input : step.inputs) {
+      const int root = values_[input].root;
+      if (root != handed_over && last_reader[root] == static_cast<int>(s) && values_[root].buffer >= 0 &&
+          std::find(free_buffers.begin(), free_buffers.end(), values_[root].buffer) == free_buffers.end()) {
+        free_buffers.push_back(values_[root].buffer);
+      }
+    }
+  }
+  for (Value& value : values_) value.buffer = values_[value.root].buffer;
+  for (int64_t floats : capacity) buffers_.emplace_back(Shape{floats});
+  if (workspace_floats > 0) workspace_ = Tensor({workspace_floats});
+}
+
+ConstTensorView Plan::value_view(int value, ConstTensorView input) const {
+  const Value& v = values_[value];
+  return {v.buffer < 0 ? input.data : buffers_[v.buffer].data(), v.shape};
+}
+
+Shape Plan::tap_shape(const std::string& tap) const {
+  for (const auto& [name, value] : taps_) {
+    if (name == tap) return values_[value].shape;
+  }
+  throw Error("tap " + tap + " was not requested when the plan was made");
+}
+
+int64_t Plan::activation_bytes() const {
+  int64_t floats = workspace_.empty() ? 0 : workspace_.numel();
+  for (const Tensor& buffer : buffers_) floats += buffer.numel();
+  return floats * static_cast<int64_t>(sizeof(float));
+}
+
+RunResult Plan::run(ConstTensorView input) {
+  if (input.shape != input_shape_) {
+    throw Error("the plan was made for input " + shape_to_string(input_shape_) + ", got " +
+                shape_to_string(input.shape));
+  }
+  RunResult result;
+  // Taps are copied as soon as their value is written: a later step may reuse the buffer.
+  auto copy_taps_of = [&](int producer) {
+    for (const auto& [name, value] : taps_) {
+      if (values_[value].producer != producer) continue;
+      ConstTensorView view = value_view(value, input);
+      result.taps[name] = Tensor::from_data(view.shape, view.data);
+    }
+  };
+  copy_taps_of(-1);
+  std::vector<ConstTensorView> inputs;
+  for (size_t s = 0; s < steps_.size(); ++s) {
+    const Step& step = steps_[s];
+    inputs.clear();
+    for (int value : step.inputs) inputs.push_back(value_view(value, input));
+    const Value& out = values_[step.output];
+    TensorView output{buffers_[out.buffer].data(), out.shape};
+    execute_step(backend_, step, inputs, output, workspace_.empty() ? nullptr : workspace_.data(), num_threads_);
+    copy_taps_of(static_cast<int>(s));
+  }
+  ConstTensorView logits = value_view(output_value_, input);
+  result.output = Tensor::from_data(logits.shape, logits.data);
+  return result;
+}
+
+}  // namespace prism

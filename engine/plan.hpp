@@ -1,0 +1,83 @@
+// engine/plan.hpp: how a model runs on one input shape: the steps (nodes after folding and
+// fusion), their weights prepared for the backend, and activation buffers reused as soon as the
+// last reader is done. Taps are outputs the plan copies out; nothing else is kept.
+#pragma once
+
+#include <map>
+#include <string>
+#include <vector>
+
+#include "engine/model.hpp"
+
+namespace prism {
+
+// Which implementation of every op runs: the plain-loop references (slow, for tests) or the fast
+// CPU ones. The CUDA backend adds itself here.
+enum class Backend { reference, cpu };
+
+const char* backend_name(Backend backend);
+
+struct PlanOptions {
+  Backend backend = Backend::cpu;
+  std::vector<std::string> taps;  // tap names, see Graph::resolve_tap
+  int num_threads = 0;            // 0: OpenMP's default (OMP_NUM_THREADS or every core)
+};
+
+// One kernel call. A step may stand for several graph nodes: a convolution with its batch norm
+// folded in and its ReLU fused, a linear layer with its ReLU, a residual add with its ReLU.
+struct Step {
+  const Node* node = nullptr;            // the node whose op runs (a conv, a linear, ...)
+  std::vector<std::string> fused_names;  // every node the step computes, e.g. conv1, bn1, relu
+  bool relu = false;                     // a ReLU fused after the op
+  const float* weight = nullptr;         // conv/linear: the prepared weight, in Step's tensors or
+  const float* bias = nullptr;           //   the model's; nullptr bias: none
+  Shape weight_shape;
+  BatchNorm2dWeights batch_norm{};       // an unfolded batch norm's running statistics
+  Tensor folded_weight, folded_bias;     // owned when batch norm was folded in
+  std::vector<int> inputs;               // value indices
+  int output = 0;                        // value index
+};
+
+struct RunResult {
+  Tensor output;                       // the last node's output: logits (N, classes)
+  std::map<std::string, Tensor> taps;  // by requested name
+};
+
+class Plan {
+ public:
+  // The model must outlive the plan: unfolded weights are read from it, not copied.
+  Plan(const Model& model, const Shape& input_shape, const PlanOptions& options = {});
+
+  RunResult run(ConstTensorView input);
+
+  const std::vector<Step>& steps() const { return steps_; }
+  const Shape& input_shape() const { return input_shape_; }
+  Shape tap_shape(const std::string& tap) const;
+  int64_t activation_bytes() const;  // every buffer and the workspace, as allocated
+
+ private:
+  // An intermediate tensor: a buffer (or the network input) and the shape it is seen with.
+  // flatten and dropout make a new value over the same buffer.
+  struct Value {
+    int root = 0;       // the value whose memory this one shares (itself unless an alias)
+    int producer = -1;  // the step that writes the root; -1: the caller's input
+    int buffer = -1;    // index into buffers_; -1: the caller's input
+    Shape shape;
+  };
+  std::vector<int> make_steps(const Model& model, const std::vector<Shape>& shapes,
+                              const std::vector<bool>& kept);
+  void assign_buffers();
+  ConstTensorView value_view(int value, ConstTensorView input) const;
+
+  Backend backend_;
+  int num_threads_;
+  Shape input_shape_;
+  std::vector<Step> steps_;
+  std::vector<Value> values_;
+  std::vector<Tensor> buffers_;
+  Tensor workspace_;
+  std::vector<std::pair<std::string, int>> taps_;  // (name, value)
+  int output_value_ = 0;
+};
+
+}  // namespace prism

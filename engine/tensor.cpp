@@ -1,0 +1,64 @@
+// engine/tensor.cpp: aligned allocation and shape helpers for Tensor.
+#include "engine/tensor.hpp"
+
+#include <cstdlib>
+#include <cstring>
+#include <new>
+
+#include "engine/error.hpp"
+
+namespace prism {
+
+int64_t shape_numel(const Shape& shape) {
+  int64_t n = 1;
+  for (int64_t d : shape) n *= d;
+  return n;
+}
+
+std::string shape_to_string(const Shape& shape) {
+  std::string text = "(";
+  for (size_t i = 0; i < shape.size(); ++i) {
+    if (i > 0) text += ", ";
+    text += std::to_string(shape[i]);
+  }
+  return text + ")";
+}
+
+void Tensor::FreeDeleter::operator()(float* p) const { std::free(p); }
+
+Tensor::Tensor(Shape shape) : shape_(std::move(shape)) {
+  for (int64_t d : shape_) {
+    if (d < 0) throw Error("negative tensor dimension in shape " + shape_to_string(shape_));
+  }
+  constexpr size_t alignment = 64;
+  size_t bytes = static_cast<size_t>(numel()) * sizeof(float);
+  bytes = (bytes + alignment - 1) / alignment * alignment;  // aligned_alloc wants a multiple
+  if (bytes == 0) bytes = alignment;
+  void* memory = std::aligned_alloc(alignment, bytes);
+  if (memory == nullptr) {
+    throw Error("out of memory allocating a tensor of shape " + shape_to_string(shape_) + " (" +
+                std::to_string(bytes >> 20) + " MiB)");
+  }
+  std::memset(memory, 0, bytes);
+  storage_.reset(static_cast<float*>(memory));
+}
+
+Tensor Tensor::from_data(Shape shape, const float* values) {
+  Tensor tensor(std::move(shape));
+  std::memcpy(tensor.data(), values, static_cast<size_t>(tensor.numel()) * sizeof(float));
+  return tensor;
+}
+
+Tensor Tensor::clone() const {
+  if (empty()) return Tensor();
+  return from_data(shape_, data());
+}
+
+void Tensor::reshape(Shape shape) {
+  if (shape_numel(shape) != numel()) {
+    throw Error("cannot reshape " + shape_to_string(shape_) + " to " + shape_to_string(shape));
+  }
+  shape_ = std::move(shape);
+}
+
+}  // namespace prism

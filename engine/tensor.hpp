@@ -1,0 +1,79 @@
+// engine/tensor.hpp: the engine's data type, a contiguous float32 tensor in PyTorch's order
+// (NCHW for images, (N, features) after flatten). Leaves out other dtypes and arbitrary strides:
+// every tensor the engine makes is contiguous, which keeps every kernel a plain loop over memory.
+#pragma once
+
+#include <cstdint>
+#include <memory>
+#include <string>
+#include <vector>
+
+namespace prism {
+
+// Where a tensor's memory lives. Only cpu exists today; the CUDA backend adds cuda.
+enum class Device { cpu };
+
+using Shape = std::vector<int64_t>;
+
+int64_t shape_numel(const Shape& shape);
+std::string shape_to_string(const Shape& shape);  // "(2, 64, 112, 112)"
+
+// A borrowed tensor: a pointer and a shape. It never owns or frees its memory.
+struct TensorView {
+  float* data = nullptr;
+  Shape shape;
+
+  int64_t numel() const { return shape_numel(shape); }
+  int64_t dim(size_t i) const { return shape.at(i); }
+};
+
+// A borrowed read-only tensor; every TensorView converts to one.
+struct ConstTensorView {
+  const float* data = nullptr;
+  Shape shape;
+
+  ConstTensorView() = default;
+  ConstTensorView(const float* data_, Shape shape_) : data(data_), shape(std::move(shape_)) {}
+  ConstTensorView(const TensorView& view) : data(view.data), shape(view.shape) {}  // NOLINT
+  int64_t numel() const { return shape_numel(shape); }
+  int64_t dim(size_t i) const { return shape.at(i); }
+};
+
+// An owning tensor: 64-byte aligned storage (one AVX-512 register, one cache line), zero-filled
+// at creation, moved rather than copied (clone() makes the copy explicit).
+class Tensor {
+ public:
+  Tensor() = default;
+  explicit Tensor(Shape shape);
+
+  Tensor(Tensor&&) noexcept = default;
+  Tensor& operator=(Tensor&&) noexcept = default;
+  Tensor(const Tensor&) = delete;
+  Tensor& operator=(const Tensor&) = delete;
+
+  static Tensor from_data(Shape shape, const float* values);  // copies numel values
+  Tensor clone() const;
+
+  const Shape& shape() const { return shape_; }
+  int64_t dim(size_t i) const { return shape_.at(i); }
+  int64_t numel() const { return shape_numel(shape_); }
+  bool empty() const { return storage_ == nullptr; }
+
+  float* data() { return storage_.get(); }
+  const float* data() const { return storage_.get(); }
+  TensorView view() { return {storage_.get(), shape_}; }
+  ConstTensorView view() const { return {storage_.get(), shape_}; }
+
+  // Same memory, another shape with the same number of elements (torch.reshape on a contiguous
+  // tensor).
+  void reshape(Shape shape);
+
+ private:
+  struct FreeDeleter {
+    void operator()(float* p) const;
+  };
+  Shape shape_;
+  std::unique_ptr<float[], FreeDeleter> storage_;
+};
+
+}  // namespace prism

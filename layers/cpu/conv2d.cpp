@@ -1,0 +1,144 @@
+// layers/cpu/conv2d.cpp: fast CPU convolution: im2col on a tile of output rows, then one Eigen
+// GEMM per (image, group, tile), with bias and ReLU applied while the tile is still in cache.
+// Leaves out Winograd and direct kernels; a 1x1 stride-1 convolution skips im2col entirely.
+#include <omp.h>
+
+#include <Eigen/Core>
+#include <algorithm>
+#include <cstring>
+
+#include "layers/conv2d.hpp"
+
+namespace prism {
+namespace {
+
+// Eigen is column-major by default; PyTorch's weights (C_out, C_in/g * kh * kw) and our column
+// tiles (K, pixels) are row-major, so every map here says RowMajor.
+using RowMatrix = Eigen::Matrix<float, Eigen::Dynamic, Eigen::Dynamic, Eigen::RowMajor>;
+using RowMap = Eigen::Map<RowMatrix, 0, Eigen::OuterStride<>>;
+using ConstRowMap = Eigen::Map<const RowMatrix, 0, Eigen::OuterStride<>>;
+
+constexpr int64_t column_tile_budget_floats = int64_t{1} << 19;  // 2 MiB: about an L2 cache
+
+bool is_pointwise(const Conv2dParams& p) {
+  return p.kernel_h == 1 && p.kernel_w == 1 && p.stride_h == 1 && p.stride_w == 1 &&
+         p.padding_h == 0 && p.padding_w == 0;
+}
+
+int64_t rows_per_tile(const Conv2dParams& p, int64_t out_h, int64_t out_w) {
+  const int64_t k = p.in_channels / p.groups * p.kernel_h * p.kernel_w;
+  return std::clamp<int64_t>(column_tile_budget_floats / std::max<int64_t>(1, k * out_w), 1, out_h);
+}
+
+// Fills columns (K, rows * out_w) for output rows [row_begin, row_end) of one image and group:
+// row (ic, ky, kx) of the matrix holds the input pixel each output pixel sees through that tap.
+void im2col_tile(const Conv2dParams& p, const float* image, int64_t height, int64_t width,
+                 int64_t out_w, int64_t row_begin, int64_t row_end, float* columns) {
+  const int64_t in_per_group = p.in_channels / p.groups;
+  const int64_t tile_pixels = (row_end - row_begin) * out_w;
+  for (int64_t ic = 0; ic < in_per_group; ++ic) {
+    const float* plane = image + ic * height * width;
+    for (int64_t ky = 0; ky < p.kernel_h; ++ky) {
+      for (int64_t kx = 0; kx < p.kernel_w; ++kx) {
+        float* row = columns + ((ic * p.kernel_h + ky) * p.kernel_w + kx) * tile_pixels;
+        // Output columns whose input column lies inside the image: ix = ox * s - pad + kx * d.
+        const int64_t shift = kx * p.dilation_w - p.padding_w;
+        int64_t ox_first = shift >= 0 ? 0 : (-shift + p.stride_w - 1) / p.stride_w;
+        int64_t ox_last = (width - 1 - shift) >= 0 ? (width - 1 - shift) / p.stride_w : -1;
+        ox_first = std::min(ox_first, out_w);
+        ox_last = std::min(ox_last, out_w - 1);
+        for (int64_t oy = row_begin; oy < row_end; ++oy, row += out_w) {
+          const int64_t iy = oy * p.stride_h - p.padding_h + ky * p.dilation_h;
+          if (iy < 0 || iy >= height || ox_last < ox_first) {
+            std::fill(row, row + out_w, 0.0f);
+            continue;
+          }
+          const float* source = plane + iy * width + shift;
+          std::fill(row, row + ox_first, 0.0f);
+          if (p.stride_w == 1) {
+            std::memcpy(row + ox_first, source + ox_first, (ox_last - ox_first + 1) * sizeof(float));
+          } else {
+            for (int64_t ox = ox_first; ox <= ox_last; ++ox) row[ox] = source[ox * p.stride_w];
+          }
+          std::fill(row + ox_last + 1, row + out_w, 0.0f);
+        }
+      }
+    }
+  }
+}
+
+void add_bias_relu(float* out, int64_t channels, int64_t pixels, int64_t channel_stride,
+                   const float* bias, bool relu) {
+  for (int64_t c = 0; c < channels; ++c) {
+    float* row = out + c * channel_stride;
+    const float b = bias ? bias[c] : 0.0f;
+    if (relu) {
+      for (int64_t i = 0; i < pixels; ++i) row[i] = std::max(row[i] + b, 0.0f);
+    } else if (bias) {
+      for (int64_t i = 0; i < pixels; ++i) row[i] += b;
+    }
+  }
+}
+
+}  // namespace
+
+int64_t conv2d_workspace_floats_cpu(const Conv2dParams& p, const Shape& input_shape,
+                                    int num_threads) {
+  if (is_pointwise(p)) return 0;
+  const Shape out = conv2d_output_shape(p, input_shape);
+  const int64_t k = p.in_channels / p.groups * p.kernel_h * p.kernel_w;
+  return int64_t{num_threads} * k * rows_per_tile(p, out[2], out[3]) * out[3];
+}
+
+void conv2d_forward_cpu(const Conv2dParams& p, ConstTensorView input, ConstTensorView weight,
+                        const float* bias, bool relu, TensorView output, float* workspace,
+                        int num_threads) {
+  const int64_t batch = input.dim(0), height = input.dim(2), width = input.dim(3);
+  const int64_t out_h = output.dim(2), out_w = output.dim(3), out_pixels = out_h * out_w;
+  const int64_t in_per_group = p.in_channels / p.groups;
+  const int64_t out_per_group = p.out_channels / p.groups;
+  const int64_t k = in_per_group * p.kernel_h * p.kernel_w;
+  const bool pointwise = is_pointwise(p);
+  const int64_t tile_rows = pointwise ? out_h : rows_per_tile(p, out_h, out_w);
+  const int64_t tiles = (out_h + tile_rows - 1) / tile_rows;
+  const int64_t tasks = batch * p.groups * tiles;
+
+  auto run_task = [&](int64_t task, float* columns) {
+    const int64_t n = task / (p.groups * tiles);
+    const int64_t group = task / tiles % p.groups;
+    const int64_t row_begin = task % tiles * tile_rows;
+    const int64_t row_end = std::min(out_h, row_begin + tile_rows);
+    const int64_t pixels = (row_end - row_begin) * out_w;
+    const float* image = input.data + (n * p.in_channels + group * in_per_group) * height * width;
+
+    const float* cols = image;  // pointwise: the input planes already are the column matrix
+    int64_t cols_stride = height * width;
+    if (!pointwise) {
+      im2col_tile(p, image, height, width, out_w, row_begin, row_end, columns);
+      cols = columns;
+      cols_stride = pixels;
+    }
+    float* out = output.data + (n * p.out_channels + group * out_per_group) * out_pixels +
+                 row_begin * out_w;
+    ConstRowMap w(weight.data + group * out_per_group * k, out_per_group, k, Eigen::OuterStride<>(k));
+    ConstRowMap c(cols, k, pixels, Eigen::OuterStride<>(cols_stride));
+    RowMap o(out, out_per_group, pixels, Eigen::OuterStride<>(out_pixels));
+    o.noalias() = w * c;
+    add_bias_relu(out, out_per_group, pixels, out_pixels,
+                  bias ? bias + group * out_per_group : nullptr, relu);
+  };
+
+  if (tasks >= num_threads) {
+    // Enough independent tiles: one per thread at a time, Eigen single-threaded inside.
+#pragma omp parallel for schedule(dynamic) num_threads(num_threads)
+    for (int64_t task = 0; task < tasks; ++task) {
+      const int64_t per_thread = pointwise ? 0 : k * tile_rows * out_w;
+      run_task(task, workspace + omp_get_thread_num() * per_thread);
+    }
+  } else {
+    // Few large tiles (small images, batch 1): Eigen spreads each GEMM over OpenMP's threads.
+    for (int64_t task = 0; task < tasks; ++task) run_task(task, workspace);
+  }
+}
+
+}  // namespace prism

@@ -1,0 +1,11 @@
+// layers/relu.hpp: torch.nn.ReLU. Input and output may be the same memory (inplace=True).
+#pragma once
+
+#include "engine/tensor.hpp"
+
+namespace prism {
+
+void relu_forward_ref(ConstTensorView input, TensorView output);
+void relu_forward_cpu(ConstTensorView input, TensorView output);
+
+}  // namespace prism

@@ -1,0 +1,46 @@
+// tools/image/image.hpp: reading images and turning them into the network's input exactly as
+// TorchPRISM's loader does in PyTorch (PIL decode, transforms.Resize, ToTensor, Normalize).
+// Leaves out colour management (ICC profiles) and EXIF rotation, as PIL's plain open() does.
+#pragma once
+
+#include <cstdint>
+#include <string>
+#include <vector>
+
+#include "engine/model.hpp"
+#include "engine/tensor.hpp"
+
+namespace prism {
+
+// 8-bit RGB pixels, interleaved, row by row: pixel (x, y) channel c is at (y * width + x) * 3 + c.
+struct Image {
+  int64_t width = 0;
+  int64_t height = 0;
+  std::vector<uint8_t> rgb;
+};
+
+// Decodes a JPEG, PNG, BMP, GIF (first frame), TGA or PNM file with stb_image into RGB: grey is
+// copied to all three channels, alpha is dropped (PIL's convert("RGB")). Throws naming the file.
+Image read_image(const std::string& path);
+
+// PIL's Image.resize(size, Image.BILINEAR): a triangle filter widened by the scale factor when
+// shrinking (antialiasing), applied horizontally then vertically in PIL's 8-bit fixed point,
+// each pass skipped when that dimension keeps its size. Matches PIL to the grey level.
+Image resize_bilinear_pil(const Image& image, int64_t width, int64_t height);
+
+// Cuts the (width x height) window whose corner is at (left, top).
+Image crop(const Image& image, int64_t left, int64_t top, int64_t width, int64_t height);
+
+// How an image of any size becomes the model's input size.
+enum class ResizeMode {
+  stretch,      // transforms.Resize((H, W)): TorchPRISM's loader, the default
+  center_crop,  // transforms.Resize(256) then CenterCrop(224): torchvision's evaluation transform
+};
+
+// The resized image, before ToTensor: the exact pixels PyTorch's pipeline would see.
+Image resize_for_model(const Image& image, const Preprocessing& preprocessing, ResizeMode mode);
+
+// ToTensor and Normalize of already resized images into one batch (N, 3, H, W).
+Tensor images_to_batch(const std::vector<Image>& images, const Preprocessing& preprocessing);
+
+}  // namespace prism

@@ -1,0 +1,33 @@
+// tools/prism/common.hpp: what several `prism` subcommands share: finding image files, loading
+// a model with a note about its weights, and turning logits into ranked classes.
+#pragma once
+
+#include <string>
+#include <vector>
+
+#include "engine/model.hpp"
+#include "engine/tensor.hpp"
+
+namespace prism {
+
+// Files as given, folders as their image files (sorted by name); throws naming a missing path,
+// an empty folder, or an empty list.
+std::vector<std::string> expand_image_arguments(const std::vector<std::string>& arguments);
+
+// Reads a model file; says on stderr when its weights are random, so no one mistakes the output.
+Model load_model_for_cli(const std::string& path);
+
+// Sets OpenMP's thread count when threads > 0; returns the count in effect.
+int use_threads(int threads);
+
+struct RankedClass {
+  int64_t index;
+  std::string label;  // "class 17" when the model has no labels
+  float probability;
+};
+
+// Softmax of each row of (N, classes) logits, then the k most probable classes, best first.
+std::vector<std::vector<RankedClass>> top_classes(const Tensor& logits, const std::vector<std::string>& labels,
+                                                  int64_t k);
+
+}  // namespace prism

@@ -1,0 +1,26 @@
+// tools/prism/main.cpp: the `prism` command line: one subcommand per file, errors reported in
+// one line with a non-zero exit code.
+#include <CLI/CLI.hpp>
+#include <fmt/core.h>
+
+#include "engine/error.hpp"
+#include "tools/prism/subcommands.hpp"
+
+int main(int argc, char** argv) {
+  CLI::App app{"prism: a CNN runtime for torchvision's VGG and ResNet models, with PRISM built in"};
+  app.require_subcommand(1);
+  prism::add_info_command(app);
+  prism::add_classify_command(app);
+  try {
+    app.parse(argc, argv);
+  } catch (const CLI::ParseError& error) {
+    return app.exit(error);
+  } catch (const prism::Error& error) {
+    fmt::print(stderr, "error: {}\n", error.what());
+    return 1;
+  } catch (const std::exception& error) {
+    fmt::print(stderr, "error: {}\n", error.what());
+    return 1;
+  }
+  return 0;
+}

@@ -1,0 +1,318 @@
+// weights/model_file.cpp: the HDF5 model file through HDF5's C API, with RAII handles so that
+// every error path closes what it opened.
+#include "weights/model_file.hpp"
+
+#include <hdf5.h>
+
+#include <cstdio>
+#include <functional>
+#include <vector>
+
+#include "engine/error.hpp"
+#include "engine/models/models.hpp"
+
+namespace prism {
+namespace {
+
+// An HDF5 identifier that closes itself.
+class Handle {
+ public:
+  Handle(hid_t id, herr_t (*close)(hid_t)) : id_(id), close_(close) {}
+  Handle(const Handle&) = delete;
+  Handle& operator=(const Handle&) = delete;
+  ~Handle() {
+    if (id_ >= 0) close_(id_);
+  }
+  hid_t get() const { return id_; }
+  bool valid() const { return id_ >= 0; }
+
+ private:
+  hid_t id_;
+  herr_t (*close_)(hid_t);
+};
+
+// HDF5 prints its own error stack to stderr by default; we report errors ourselves.
+void silence_hdf5() { H5Eset_auto2(H5E_DEFAULT, nullptr, nullptr); }
+
+class Reader {
+ public:
+  explicit Reader(const std::string& path) : path_(path), file_(open(path), H5Fclose) {}
+
+  bool has_attribute(const char* name) const { return H5Aexists(file_.get(), name) > 0; }
+
+  std::string string_attribute(const char* name) const {
+    Handle attribute(H5Aopen(file_.get(), name, H5P_DEFAULT), H5Aclose);
+    if (!attribute.valid()) fail(std::string("missing attribute ") + name);
+    Handle type(H5Aget_type(attribute.get()), H5Tclose);
+    if (H5Tget_class(type.get()) != H5T_STRING) fail(std::string("attribute ") + name + " is not a string");
+    if (H5Tis_variable_str(type.get()) > 0) {
+      Handle memory_type(H5Tget_native_type(type.get(), H5T_DIR_ASCEND), H5Tclose);
+      char* text = nullptr;
+      if (H5Aread(attribute.get(), memory_type.get(), &text) < 0 || text == nullptr) {
+        fail(std::string("cannot read attribute ") + name);
+      }
+      std::string value(text);
+      H5free_memory(text);
+      return value;
+    }
+    std::string value(H5Tget_size(type.get()), '\0');
+    if (H5Aread(attribute.get(), type.get(), value.data()) < 0) fail(std::string("cannot read attribute ") + name);
+    return value.substr(0, value.find('\0'));
+  }
+
+  template <typename T>
+  std::vector<T> numeric_attribute(const char* name, hid_t memory_type) const {
+    Handle attribute(H5Aopen(file_.get(), name, H5P_DEFAULT), H5Aclose);
+    if (!attribute.valid()) fail(std::string("missing attribute ") + name);
+    Handle space(H5Aget_space(attribute.get()), H5Sclose);
+    std::vector<T> values(std::max<hssize_t>(1, H5Sget_simple_extent_npoints(space.get())));
+    if (H5Aread(attribute.get(), memory_type, values.data()) < 0) {
+      fail(std::string("attribute ") + name + " is not numeric");
+    }
+    return values;
+  }
+
+  std::vector<std::string> dataset_names(const std::string& group_name) const {
+    Handle group(H5Gopen2(file_.get(), group_name.c_str(), H5P_DEFAULT), H5Gclose);
+    if (!group.valid()) fail("missing group " + group_name);
+    H5G_info_t info;
+    if (H5Gget_info(group.get(), &info) < 0) fail("cannot list group " + group_name);
+    std::vector<std::string> names;
+    for (hsize_t i = 0; i < info.nlinks; ++i) {
+      const ssize_t length = H5Lget_name_by_idx(group.get(), ".", H5_INDEX_NAME, H5_ITER_INC, i, nullptr, 0, H5P_DEFAULT);
+      std::string name(static_cast<size_t>(std::max<ssize_t>(length, 0)), '\0');
+      H5Lget_name_by_idx(group.get(), ".", H5_INDEX_NAME, H5_ITER_INC, i, name.data(), length + 1, H5P_DEFAULT);
+      names.push_back(name);
+    }
+    return names;
+  }
+
+  Shape dataset_shape(const std::string& name) const {
+    Handle dataset(H5Dopen2(file_.get(), name.c_str(), H5P_DEFAULT), H5Dclose);
+    if (!dataset.valid()) fail("cannot open dataset " + name);
+    Handle space(H5Dget_space(dataset.get()), H5Sclose);
+    const int rank = H5Sget_simple_extent_ndims(space.get());
+    std::vector<hsize_t> dims(std::max(rank, 0));
+    H5Sget_simple_extent_dims(space.get(), dims.data(), nullptr);
+    return Shape(dims.begin(), dims.end());
+  }
+
+  Tensor read_float_dataset(const std::string& name) const {
+    Handle dataset(H5Dopen2(file_.get(), name.c_str(), H5P_DEFAULT), H5Dclose);
+    if (!dataset.valid()) fail("cannot open dataset " + name);
+    Handle type(H5Dget_type(dataset.get()), H5Tclose);
+    if (H5Tget_class(type.get()) != H5T_FLOAT || H5Tget_size(type.get()) != 4) {
+      fail("dataset " + name + " is not float32 (" + describe_type(type.get()) +
+           "); convert the checkpoint again with tools/torchvision_to_h5.py");
+    }
+    Tensor tensor(dataset_shape(name));
+    if (H5Dread(dataset.get(), H5T_NATIVE_FLOAT, H5S_ALL, H5S_ALL, H5P_DEFAULT, tensor.data()) < 0) {
+      fail("cannot read dataset " + name + " (is the file truncated?)");
+    }
+    return tensor;
+  }
+
+  std::vector<std::string> string_dataset(const std::string& name) const {
+    Handle dataset(H5Dopen2(file_.get(), name.c_str(), H5P_DEFAULT), H5Dclose);
+    if (!dataset.valid()) fail("cannot open dataset " + name);
+    Handle type(H5Dget_type(dataset.get()), H5Tclose);
+    if (H5Tget_class(type.get()) != H5T_STRING || H5Tis_variable_str(type.get()) <= 0) {
+      fail("dataset " + name + " is not a list of variable-length strings");
+    }
+    const Shape shape = dataset_shape(name);
+    if (shape.size() != 1) fail("dataset " + name + " must be one-dimensional");
+    std::vector<char*> texts(shape[0], nullptr);
+    Handle memory_type(H5Tcopy(H5T_C_S1), H5Tclose);
+    H5Tset_size(memory_type.get(), H5T_VARIABLE);
+    H5Tset_cset(memory_type.get(), H5T_CSET_UTF8);
+    if (!texts.empty() && H5Dread(dataset.get(), memory_type.get(), H5S_ALL, H5S_ALL, H5P_DEFAULT, texts.data()) < 0) {
+      fail("cannot read dataset " + name);
+    }
+    std::vector<std::string> values;
+    for (char* text : texts) {
+      values.emplace_back(text ? text : "");
+      H5free_memory(text);
+    }
+    return values;
+  }
+
+  bool has_link(const std::string& name) const { return H5Lexists(file_.get(), name.c_str(), H5P_DEFAULT) > 0; }
+
+  [[noreturn]] void fail(const std::string& problem) const { throw Error(path_ + ": " + problem); }
+
+ private:
+  static hid_t open(const std::string& path) {
+    silence_hdf5();
+    if (std::FILE* probe = std::fopen(path.c_str(), "rb")) {
+      std::fclose(probe);
+    } else {
+      throw Error(path + ": cannot open the file (does it exist, and may you read it?)");
+    }
+    if (H5Fis_hdf5(path.c_str()) <= 0) {
+      throw Error(path + ": not an HDF5 model file; convert a checkpoint with tools/torchvision_to_h5.py");
+    }
+    const hid_t file = H5Fopen(path.c_str(), H5F_ACC_RDONLY, H5P_DEFAULT);
+    if (file < 0) throw Error(path + ": the HDF5 file cannot be opened (is it truncated or corrupt?)");
+    return file;
+  }
+
+  static std::string describe_type(hid_t type) {
+    const size_t bits = H5Tget_size(type) * 8;
+    switch (H5Tget_class(type)) {
+      case H5T_FLOAT: return "float" + std::to_string(bits);
+      case H5T_INTEGER: return "int" + std::to_string(bits);
+      default: return "not a number";
+    }
+  }
+
+  std::string path_;
+  Handle file_;
+};
+
+}  // namespace
+
+Model read_model_file(const std::string& path) {
+  const Reader reader(path);
+  if (!reader.has_attribute("format") || reader.string_attribute("format") != model_format_name) {
+    reader.fail(std::string("not a prism model file (no format attribute '") + model_format_name +
+                "'); convert a checkpoint with tools/torchvision_to_h5.py");
+  }
+  const int version = reader.numeric_attribute<int>("format_version", H5T_NATIVE_INT).at(0);
+  if (version > model_format_version) {
+    reader.fail("format version " + std::to_string(version) + " is newer than this build reads (" +
+                std::to_string(model_format_version) + "); update prism");
+  }
+  if (version < 1) reader.fail("invalid format version " + std::to_string(version));
+
+  Model model;
+  model.path = path;
+  const std::string architecture = reader.string_attribute("architecture");
+  if (!is_architecture(architecture)) {
+    std::string known;
+    for (const std::string& name : architecture_names()) known += " " + name;
+    reader.fail("unknown architecture '" + architecture + "'; this build knows:" + known);
+  }
+  // The classifier's shape says how many classes the weights were trained for.
+  const std::string classifier_key = "state_dict/" + classifier_weight_key(architecture);
+  if (!reader.has_link(classifier_key)) reader.fail("missing " + classifier_weight_key(architecture));
+  const Shape classifier_shape = reader.dataset_shape(classifier_key);
+  if (classifier_shape.size() != 2 || classifier_shape[0] <= 0) {
+    reader.fail(classifier_weight_key(architecture) + " has shape " + shape_to_string(classifier_shape) +
+                ", expected (classes, features)");
+  }
+  const int64_t num_classes = classifier_shape[0];
+  const int64_t declared = reader.numeric_attribute<int64_t>("num_classes", H5T_NATIVE_INT64).at(0);
+  if (declared != num_classes) {
+    reader.fail("num_classes says " + std::to_string(declared) + " but " + classifier_weight_key(architecture) +
+                " has " + std::to_string(num_classes) + " rows");
+  }
+  model.graph = build_architecture(architecture, num_classes);
+
+  std::map<std::string, Shape> shapes;
+  for (const std::string& key : reader.dataset_names("state_dict")) {
+    shapes[key] = reader.dataset_shape("state_dict/" + key);
+  }
+  check_parameters(model.graph, shapes, path);
+  for (const auto& entry : shapes) {
+    model.parameters.emplace(entry.first, reader.read_float_dataset("state_dict/" + entry.first));
+  }
+
+  const std::vector<int64_t> input_size = reader.numeric_attribute<int64_t>("input_size", H5T_NATIVE_INT64);
+  const std::vector<float> mean = reader.numeric_attribute<float>("mean", H5T_NATIVE_FLOAT);
+  const std::vector<float> std = reader.numeric_attribute<float>("std", H5T_NATIVE_FLOAT);
+  if (input_size.size() != 2 || mean.size() != 3 || std.size() != 3) {
+    reader.fail("input_size must hold 2 values and mean and std 3 each");
+  }
+  model.preprocessing.input_height = input_size[0];
+  model.preprocessing.input_width = input_size[1];
+  for (int c = 0; c < 3; ++c) {
+    if (!(std[c] > 0.0f)) reader.fail("std values must be positive");
+    model.preprocessing.mean[c] = mean[c];
+    model.preprocessing.std[c] = std[c];
+  }
+  if (reader.has_link("labels")) {
+    model.labels = reader.string_dataset("labels");
+    if (static_cast<int64_t>(model.labels.size()) != num_classes) {
+      reader.fail("labels holds " + std::to_string(model.labels.size()) + " names for " +
+                  std::to_string(num_classes) + " classes");
+    }
+  }
+  if (reader.has_attribute("weights_source")) model.weights_source = reader.string_attribute("weights_source");
+  return model;
+}
+
+std::map<std::string, Tensor> read_tensor_group(const std::string& path, const std::string& group) {
+  const Reader reader(path);
+  std::map<std::string, Tensor> tensors;
+  for (const std::string& name : reader.dataset_names(group)) {
+    tensors.emplace(name, reader.read_float_dataset(group + "/" + name));
+  }
+  return tensors;
+}
+
+namespace {
+
+void write_string_attribute(hid_t target, const char* name, const std::string& value) {
+  Handle type(H5Tcopy(H5T_C_S1), H5Tclose);
+  H5Tset_size(type.get(), H5T_VARIABLE);
+  H5Tset_cset(type.get(), H5T_CSET_UTF8);
+  Handle space(H5Screate(H5S_SCALAR), H5Sclose);
+  Handle attribute(H5Acreate2(target, name, type.get(), space.get(), H5P_DEFAULT, H5P_DEFAULT), H5Aclose);
+  const char* text = value.c_str();
+  if (H5Awrite(attribute.get(), type.get(), &text) < 0) throw Error(std::string("cannot write attribute ") + name);
+}
+
+void write_array_attribute(hid_t target, const char* name, hid_t file_type, hid_t memory_type,
+                           const void* values, hsize_t count) {
+  Handle space(H5Screate_simple(1, &count, nullptr), H5Sclose);
+  Handle attribute(H5Acreate2(target, name, file_type, space.get(), H5P_DEFAULT, H5P_DEFAULT), H5Aclose);
+  if (H5Awrite(attribute.get(), memory_type, values) < 0) throw Error(std::string("cannot write attribute ") + name);
+}
+
+}  // namespace
+
+void write_model_file(const Model& model, const std::string& path) {
+  silence_hdf5();
+  Handle file(H5Fcreate(path.c_str(), H5F_ACC_TRUNC, H5P_DEFAULT, H5P_DEFAULT), H5Fclose);
+  if (!file.valid()) throw Error(path + ": cannot create the file (is the folder writable?)");
+  const hid_t root = file.get();
+  write_string_attribute(root, "format", model_format_name);
+  const int version = model_format_version;
+  write_array_attribute(root, "format_version", H5T_STD_I32LE, H5T_NATIVE_INT, &version, 1);
+  write_string_attribute(root, "architecture", model.graph.architecture);
+  const int64_t num_classes = model.num_classes();
+  write_array_attribute(root, "num_classes", H5T_STD_I64LE, H5T_NATIVE_INT64, &num_classes, 1);
+  const int64_t input_size[2] = {model.preprocessing.input_height, model.preprocessing.input_width};
+  write_array_attribute(root, "input_size", H5T_STD_I64LE, H5T_NATIVE_INT64, input_size, 2);
+  write_array_attribute(root, "mean", H5T_IEEE_F32LE, H5T_NATIVE_FLOAT, model.preprocessing.mean.data(), 3);
+  write_array_attribute(root, "std", H5T_IEEE_F32LE, H5T_NATIVE_FLOAT, model.preprocessing.std.data(), 3);
+  write_string_attribute(root, "weights_source", model.weights_source);
+
+  if (!model.labels.empty()) {
+    Handle type(H5Tcopy(H5T_C_S1), H5Tclose);
+    H5Tset_size(type.get(), H5T_VARIABLE);
+    H5Tset_cset(type.get(), H5T_CSET_UTF8);
+    const hsize_t count = model.labels.size();
+    Handle space(H5Screate_simple(1, &count, nullptr), H5Sclose);
+    Handle dataset(H5Dcreate2(root, "labels", type.get(), space.get(), H5P_DEFAULT, H5P_DEFAULT, H5P_DEFAULT), H5Dclose);
+    std::vector<const char*> texts;
+    for (const std::string& label : model.labels) texts.push_back(label.c_str());
+    if (H5Dwrite(dataset.get(), type.get(), H5S_ALL, H5S_ALL, H5P_DEFAULT, texts.data()) < 0) {
+      throw Error(path + ": cannot write labels");
+    }
+  }
+  Handle group(H5Gcreate2(root, "state_dict", H5P_DEFAULT, H5P_DEFAULT, H5P_DEFAULT), H5Gclose);
+  for (const auto& [key, tensor] : model.parameters) {
+    std::vector<hsize_t> dims(tensor.shape().begin(), tensor.shape().end());
+    Handle space(H5Screate_simple(static_cast<int>(dims.size()), dims.data(), nullptr), H5Sclose);
+    Handle dataset(H5Dcreate2(group.get(), key.c_str(), H5T_IEEE_F32LE, space.get(), H5P_DEFAULT, H5P_DEFAULT,
+                              H5P_DEFAULT),
+                   H5Dclose);
+    if (!dataset.valid() ||
+        H5Dwrite(dataset.get(), H5T_NATIVE_FLOAT, H5S_ALL, H5S_ALL, H5P_DEFAULT, tensor.data()) < 0) {
+      throw Error(path + ": cannot write dataset " + key + " (is the disk full?)");
+    }
+  }
+}
+
+}  // namespace prism

@@ -1,0 +1,27 @@
+// weights/model_file.hpp: the HDF5 model file (docs/model-format.md): reading it into a Model
+// with every check a user needs, writing one, and reading plain tensor groups (test references).
+// HDF5 is included here and nowhere else.
+#pragma once
+
+#include <map>
+#include <string>
+
+#include "engine/model.hpp"
+
+namespace prism {
+
+constexpr const char* model_format_name = "prism-model";
+constexpr int model_format_version = 1;
+
+// Reads and checks a model file: an HDF5 file of this format and a version this build reads, a
+// known architecture, and exactly its state_dict (names, shapes, float32). Throws prism::Error
+// naming the file and the problem.
+Model read_model_file(const std::string& path);
+
+// Writes `model` (its graph's architecture, parameters, labels, preprocessing) to `path`.
+void write_model_file(const Model& model, const std::string& path);
+
+// Every float32 dataset in `group` of an HDF5 file, by name (for reference tensors in tests).
+std::map<std::string, Tensor> read_tensor_group(const std::string& path, const std::string& group);
+
+}  // namespace prism
