@@ -1,0 +1,269 @@
+// tests/test_ops.cpp: every op's fast CPU version against its plain-loop reference on awkward
+// shapes (odd sizes, 13 and 127 channels, groups, dilation, padding, ceil_mode), and a few
+// hand-computed cases a reader can follow with pencil and paper.
+#include <omp.h>
+
+#include <catch2/catch.hpp>
+#include <cmath>
+#include <vector>
+
+#include "layers/adaptive_avg_pool2d.hpp"
+#include "layers/add.hpp"
+#include "layers/batch_norm2d.hpp"
+#include "layers/conv2d.hpp"
+#include "layers/linear.hpp"
+#include "layers/max_pool2d.hpp"
+#include "layers/relu.hpp"
+#include "tests/helpers.hpp"
+
+using namespace prism;
+
+namespace {
+
+constexpr double fast_tolerance = 1e-5;  // fp32 sums in another order than the double reference
+
+Tensor run_conv_cpu(const Conv2dParams& p, const Tensor& x, const Tensor& w, const float* bias, bool relu,
+                    int threads) {
+  Tensor out(conv2d_output_shape(p, x.shape()));
+  Tensor workspace({std::max<int64_t>(1, conv2d_workspace_floats_cpu(p, x.shape(), threads))});
+  conv2d_forward_cpu(p, x.view(), w.view(), bias, relu, out.view(), workspace.data(), threads);
+  return out;
+}
+
+Tensor run_conv_ref(const Conv2dParams& p, const Tensor& x, const Tensor& w, const float* bias, bool relu) {
+  Tensor out(conv2d_output_shape(p, x.shape()));
+  conv2d_forward_ref(p, x.view(), w.view(), bias, relu, out.view());
+  return out;
+}
+
+}  // namespace
+
+TEST_CASE("conv2d: a 3x3 convolution computed by hand", "[ops][conv2d]") {
+  // Input 1..16 in a 4x4 grid; a kernel that sums the 3x3 neighbourhood with the centre counted
+  // twice; padding 1, so the corner (0, 0) sees 1 + 2 + 5 + 6 plus the centre again: 15.
+  Conv2dParams p;
+  p.in_channels = p.out_channels = 1;
+  p.kernel_h = p.kernel_w = 3;
+  p.padding_h = p.padding_w = 1;
+  std::vector<float> pixels(16);
+  for (int i = 0; i < 16; ++i) pixels[i] = static_cast<float>(i + 1);
+  const Tensor x = Tensor::from_data({1, 1, 4, 4}, pixels.data());
+  const std::vector<float> kernel = {1, 1, 1, 1, 2, 1, 1, 1, 1};
+  const Tensor w = Tensor::from_data({1, 1, 3, 3}, kernel.data());
+  const float bias = -10.0f;
+  const std::vector<float> expected = {
+      1 + 2 + 5 + 6 + 1 - 10.0f,                         // corner: 4 pixels + centre again
+      1 + 2 + 3 + 5 + 6 + 7 + 2 - 10.0f,                 // top edge: 6 pixels + centre
+      2 + 3 + 4 + 6 + 7 + 8 + 3 - 10.0f,
+      3 + 4 + 7 + 8 + 4 - 10.0f,
+      1 + 2 + 5 + 6 + 9 + 10 + 5 - 10.0f,
+      1 + 2 + 3 + 5 + 6 + 7 + 9 + 10 + 11 + 6 - 10.0f,  // interior: all 9 + centre
+  };
+  for (bool fast : {false, true}) {
+    const Tensor y = fast ? run_conv_cpu(p, x, w, &bias, false, 1) : run_conv_ref(p, x, w, &bias, false);
+    REQUIRE(y.shape() == Shape{1, 1, 4, 4});
+    for (size_t i = 0; i < expected.size(); ++i) CHECK(y.data()[i] == Approx(expected[i]));
+  }
+}
+
+TEST_CASE("conv2d: fast CPU equals the reference on awkward shapes", "[ops][conv2d]") {
+  struct Case {
+    int64_t batch, in, out, height, width, kernel_h, kernel_w, stride, padding, dilation, groups;
+    bool bias, relu;
+  };
+  const std::vector<Case> cases = {
+      {1, 3, 13, 17, 19, 3, 3, 1, 1, 1, 1, true, false},     // RGB stem, odd sizes
+      {2, 13, 127, 11, 9, 3, 3, 2, 1, 1, 1, false, true},    // strided, 127 channels
+      {3, 16, 8, 10, 10, 1, 1, 1, 0, 1, 1, true, true},      // pointwise: no im2col
+      {2, 5, 7, 6, 5, 1, 1, 2, 0, 1, 1, false, false},       // strided 1x1 (a downsample)
+      {2, 12, 18, 9, 14, 3, 3, 1, 2, 2, 3, true, false},     // dilation and groups
+      {1, 32, 32, 7, 7, 3, 3, 1, 1, 1, 32, false, true},     // depthwise
+      {1, 8, 4, 15, 16, 7, 5, 3, 3, 1, 1, true, false},      // non-square kernel, stride 3
+      {1, 4, 6, 5, 5, 3, 3, 1, 0, 1, 2, true, true},         // no padding, two groups
+      {1, 70, 20, 40, 40, 3, 3, 1, 1, 1, 1, true, true},     // several row tiles per image
+      {2, 3, 64, 31, 29, 7, 7, 2, 3, 1, 1, false, false},    // a ResNet stem on an odd image
+  };
+  uint32_t seed = 100;
+  for (const Case& c : cases) {
+    Conv2dParams p;
+    p.in_channels = c.in;
+    p.out_channels = c.out;
+    p.kernel_h = c.kernel_h;
+    p.kernel_w = c.kernel_w;
+    p.stride_h = p.stride_w = c.stride;
+    p.padding_h = p.padding_w = c.padding;
+    p.dilation_h = p.dilation_w = c.dilation;
+    p.groups = c.groups;
+    p.bias = c.bias;
+    const Tensor x = test::random_tensor({c.batch, c.in, c.height, c.width}, ++seed);
+    const Tensor w = test::random_tensor({c.out, c.in / c.groups, c.kernel_h, c.kernel_w}, ++seed);
+    const Tensor b = test::random_tensor({c.out}, ++seed);
+    const float* bias = c.bias ? b.data() : nullptr;
+    const Tensor expected = run_conv_ref(p, x, w, bias, c.relu);
+    for (int threads : {1, 2, 3}) {
+      const Tensor actual = run_conv_cpu(p, x, w, bias, c.relu, threads);
+      const test::Difference d = test::compare(actual.view(), expected.view());
+      INFO("case in " << c.in << " out " << c.out << " " << c.height << "x" << c.width << " kernel " << c.kernel_h
+                      << "x" << c.kernel_w << " stride " << c.stride << " groups " << c.groups << " threads "
+                      << threads << ": " << d.describe());
+      CHECK(test::close_enough(d, fast_tolerance));
+    }
+  }
+}
+
+TEST_CASE("batch_norm2d: folding into the convolution equals running both", "[ops][batch_norm2d]") {
+  Conv2dParams p;
+  p.in_channels = 5;
+  p.out_channels = 13;
+  p.kernel_h = p.kernel_w = 3;
+  p.padding_h = p.padding_w = 1;
+  p.bias = false;
+  const Tensor x = test::random_tensor({2, 5, 9, 7}, 1);
+  Tensor w = test::random_tensor({13, 5, 3, 3}, 2);
+  const Tensor gamma = test::random_tensor({13}, 3, 0.5f, 1.5f), beta = test::random_tensor({13}, 4);
+  const Tensor mean = test::random_tensor({13}, 5), var = test::random_tensor({13}, 6, 0.1f, 3.0f);
+  const BatchNorm2dWeights bn{gamma.data(), beta.data(), mean.data(), var.data()};
+  BatchNorm2dParams bp;
+  bp.channels = 13;
+
+  const Tensor conv_out = run_conv_ref(p, x, w, nullptr, false);
+  Tensor separate(conv_out.shape()), separate_fast(conv_out.shape());
+  batch_norm2d_forward_ref(bp, bn, conv_out.view(), separate.view());
+  batch_norm2d_forward_cpu(bp, bn, conv_out.view(), separate_fast.view());
+  CHECK(test::close_enough(test::compare(separate_fast.view(), separate.view()), fast_tolerance));
+
+  Tensor folded_bias({13});
+  batch_norm2d_fold_into_conv(bp, bn, w.view(), folded_bias.data());
+  const Tensor folded = run_conv_ref(p, x, w, folded_bias.data(), false);
+  const test::Difference d = test::compare(folded.view(), separate.view());
+  INFO(d.describe());
+  CHECK(test::close_enough(d, fast_tolerance));
+
+  // By hand: channel 0 of a zero input is just the shift bias - mean * weight / sqrt(var + eps).
+  float scale[13], shift[13];
+  batch_norm2d_scale_shift(bp, bn, scale, shift);
+  CHECK(shift[0] == Approx(beta.data()[0] - mean.data()[0] * gamma.data()[0] / std::sqrt(var.data()[0] + 1e-5)));
+}
+
+TEST_CASE("max_pool2d: a 4x4 max-pool by hand", "[ops][max_pool2d]") {
+  const std::vector<float> pixels = {1, 5, 2, 0,   //
+                                     3, 4, 8, 1,   //
+                                     0, -1, 6, 7,  //
+                                     9, 2, 3, -4};
+  const Tensor x = Tensor::from_data({1, 1, 4, 4}, pixels.data());
+  MaxPool2dParams p;  // 2x2, stride 2
+  for (bool fast : {false, true}) {
+    Tensor y(max_pool2d_output_shape(p, x.shape()));
+    fast ? max_pool2d_forward_cpu(p, x.view(), y.view()) : max_pool2d_forward_ref(p, x.view(), y.view());
+    REQUIRE(y.shape() == Shape{1, 1, 2, 2});
+    CHECK(std::vector<float>(y.data(), y.data() + 4) == std::vector<float>{5, 8, 9, 7});
+  }
+}
+
+TEST_CASE("max_pool2d: output sizes follow PyTorch, ceil_mode included", "[ops][max_pool2d]") {
+  auto size = [](int64_t in, int64_t k, int64_t s, int64_t pad, bool ceil) {
+    MaxPool2dParams p;
+    p.kernel_h = p.kernel_w = k;
+    p.stride_h = p.stride_w = s;
+    p.padding_h = p.padding_w = pad;
+    p.ceil_mode = ceil;
+    return max_pool2d_output_shape(p, {1, 1, in, in})[2];
+  };
+  CHECK(size(5, 2, 2, 0, false) == 2);
+  CHECK(size(5, 2, 2, 0, true) == 3);   // the last window hangs over the edge
+  CHECK(size(112, 3, 2, 1, false) == 56);  // ResNet's stem pool
+  CHECK(size(5, 2, 3, 1, true) == 2);   // a window that would start in the right padding is dropped
+  CHECK(size(7, 3, 2, 1, true) == 4);
+}
+
+TEST_CASE("max_pool2d: fast CPU equals the reference", "[ops][max_pool2d]") {
+  struct Case { int64_t h, w, k, s, pad, dilation; bool ceil; };
+  const std::vector<Case> cases = {{13, 11, 2, 2, 0, 1, false}, {13, 11, 2, 2, 0, 1, true}, {17, 9, 3, 2, 1, 1, false},
+                                   {17, 9, 3, 2, 1, 1, true},   {10, 12, 3, 1, 1, 2, false}, {5, 5, 2, 3, 1, 1, true}};
+  uint32_t seed = 7;
+  for (const Case& c : cases) {
+    MaxPool2dParams p;
+    p.kernel_h = p.kernel_w = c.k;
+    p.stride_h = p.stride_w = c.s;
+    p.padding_h = p.padding_w = c.pad;
+    p.dilation_h = p.dilation_w = c.dilation;
+    p.ceil_mode = c.ceil;
+    const Tensor x = test::random_tensor({2, 13, c.h, c.w}, ++seed);
+    Tensor expected(max_pool2d_output_shape(p, x.shape())), actual(expected.shape());
+    max_pool2d_forward_ref(p, x.view(), expected.view());
+    max_pool2d_forward_cpu(p, x.view(), actual.view());
+    INFO("pool " << c.h << "x" << c.w << " kernel " << c.k << " stride " << c.s << " pad " << c.pad << " ceil " << c.ceil);
+    CHECK(test::compare(actual.view(), expected.view()).max_abs == 0.0);
+  }
+}
+
+TEST_CASE("adaptive_avg_pool2d: PyTorch's overlapping bins by hand", "[ops][adaptive_avg_pool2d]") {
+  // 5 inputs into 3 bins: [0, 2), [1, 4), [3, 5): floor(i * 5 / 3) to ceil((i + 1) * 5 / 3).
+  const std::vector<float> row = {1, 2, 3, 4, 5};
+  const Tensor x = Tensor::from_data({1, 1, 1, 5}, row.data());
+  AdaptiveAvgPool2dParams p{1, 3};
+  for (bool fast : {false, true}) {
+    Tensor y({1, 1, 1, 3});
+    fast ? adaptive_avg_pool2d_forward_cpu(p, x.view(), y.view()) : adaptive_avg_pool2d_forward_ref(p, x.view(), y.view());
+    CHECK(y.data()[0] == Approx(1.5));
+    CHECK(y.data()[1] == Approx(3.0));
+    CHECK(y.data()[2] == Approx(4.5));
+  }
+}
+
+TEST_CASE("adaptive_avg_pool2d: fast CPU equals the reference", "[ops][adaptive_avg_pool2d]") {
+  const std::vector<std::array<int64_t, 4>> cases = {{13, 11, 7, 7}, {5, 3, 7, 7}, {7, 7, 7, 7}, {9, 14, 1, 1}, {10, 6, 4, 5}};
+  uint32_t seed = 50;
+  for (const auto& [h, w, oh, ow] : cases) {
+    AdaptiveAvgPool2dParams p{oh, ow};
+    const Tensor x = test::random_tensor({2, 13, h, w}, ++seed);
+    Tensor expected(adaptive_avg_pool2d_output_shape(p, x.shape())), actual(expected.shape());
+    adaptive_avg_pool2d_forward_ref(p, x.view(), expected.view());
+    adaptive_avg_pool2d_forward_cpu(p, x.view(), actual.view());
+    INFO(h << "x" << w << " -> " << oh << "x" << ow);
+    CHECK(test::close_enough(test::compare(actual.view(), expected.view()), fast_tolerance));
+  }
+}
+
+TEST_CASE("linear: by hand and fast CPU against the reference", "[ops][linear]") {
+  // y = x W^T + b with x = (1, 2), W = ((1, 0), (2, -1), (0, 3)), b = (0.5, 0, -1).
+  const std::vector<float> xs = {1, 2}, ws = {1, 0, 2, -1, 0, 3}, bs = {0.5f, 0, -1};
+  LinearParams p{2, 3, true};
+  const Tensor x = Tensor::from_data({1, 2}, xs.data()), w = Tensor::from_data({3, 2}, ws.data());
+  for (bool fast : {false, true}) {
+    Tensor y({1, 3});
+    fast ? linear_forward_cpu(p, x.view(), w.view(), bs.data(), true, y.view())
+         : linear_forward_ref(p, x.view(), w.view(), bs.data(), true, y.view());
+    CHECK(y.data()[0] == Approx(1.5));
+    CHECK(y.data()[1] == Approx(0.0));
+    CHECK(y.data()[2] == Approx(5.0));
+  }
+  for (int64_t rows : {1, 3, 8}) {
+    LinearParams q{127, 13, true};
+    const Tensor xr = test::random_tensor({rows, 127}, 1), wr = test::random_tensor({13, 127}, 2);
+    const Tensor br = test::random_tensor({13}, 3);
+    Tensor expected({rows, 13}), actual({rows, 13});
+    linear_forward_ref(q, xr.view(), wr.view(), br.data(), false, expected.view());
+    linear_forward_cpu(q, xr.view(), wr.view(), br.data(), false, actual.view());
+    CHECK(test::close_enough(test::compare(actual.view(), expected.view()), fast_tolerance));
+  }
+}
+
+TEST_CASE("relu and add: fast CPU equals the reference, in place too", "[ops][relu][add]") {
+  const Tensor a = test::random_tensor({2, 13, 7, 5}, 1), b = test::random_tensor({2, 13, 7, 5}, 2);
+  Tensor expected(a.shape()), actual = a.clone();
+  relu_forward_ref(a.view(), expected.view());
+  relu_forward_cpu(actual.view(), actual.view());  // in place, as the plan runs it
+  CHECK(test::compare(actual.view(), expected.view()).max_abs == 0.0);
+  for (bool relu : {false, true}) {
+    Tensor sum_ref(a.shape()), sum_fast = a.clone();
+    add_forward_ref(a.view(), b.view(), relu, sum_ref.view());
+    add_forward_cpu(sum_fast.view(), b.view(), relu, sum_fast.view());
+    CHECK(test::compare(sum_fast.view(), sum_ref.view()).max_abs == 0.0);
+  }
+  const std::vector<float> values = {-1.0f, 0.0f, 2.5f};
+  const Tensor small = Tensor::from_data({3}, values.data());
+  Tensor out({3});
+  relu_forward_ref(small.view(), out.view());
+  CHECK(std::vector<float>(out.data(), out.data() + 3) == std::vector<float>{0.0f, 0.0f, 2.5f});
+}
