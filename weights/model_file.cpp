@@ -271,13 +271,10 @@ void write_array_attribute(hid_t target, const char* name, hid_t file_type, hid_
 
 }  // namespace
 
-void write_model_file(const Model& model, const std::string& path) {
-  silence_hdf5();
-  Handle file(H5Fcreate(path.c_str(), H5F_ACC_TRUNC, H5P_DEFAULT, H5P_DEFAULT), H5Fclose);
-  if (!file.valid()) throw Error(path + ": cannot create the file (is the folder writable?)");
-  const hid_t root = file.get();
+namespace {
+
+void write_model_contents(const Model& model, const std::string& path, hid_t root, int version) {
   write_string_attribute(root, "format", model_format_name);
-  const int version = model_format_version;
   write_array_attribute(root, "format_version", H5T_STD_I32LE, H5T_NATIVE_INT, &version, 1);
   write_string_attribute(root, "architecture", model.graph.architecture);
   const int64_t num_classes = model.num_classes();
@@ -312,6 +309,25 @@ void write_model_file(const Model& model, const std::string& path) {
         H5Dwrite(dataset.get(), H5T_NATIVE_FLOAT, H5S_ALL, H5S_ALL, H5P_DEFAULT, tensor.data()) < 0) {
       throw Error(path + ": cannot write dataset " + key + " (is the disk full?)");
     }
+  }
+}
+
+}  // namespace
+
+void write_model_file(const Model& model, const std::string& path, int format_version) {
+  silence_hdf5();
+  const std::string temporary = path + ".partial";
+  try {
+    {
+      Handle file(H5Fcreate(temporary.c_str(), H5F_ACC_TRUNC, H5P_DEFAULT, H5P_DEFAULT), H5Fclose);
+      if (!file.valid()) throw Error(path + ": cannot create the file (does the folder exist, is it writable?)");
+      write_model_contents(model, path, file.get(), format_version);
+      if (H5Fflush(file.get(), H5F_SCOPE_GLOBAL) < 0) throw Error(path + ": cannot write the file (is the disk full?)");
+    }
+    if (std::rename(temporary.c_str(), path.c_str()) != 0) throw Error(path + ": cannot move the finished file into place");
+  } catch (...) {
+    std::remove(temporary.c_str());
+    throw;
   }
 }
 

@@ -18,8 +18,10 @@ constexpr int model_format_version = 1;
 // naming the file and the problem.
 Model read_model_file(const std::string& path);
 
-// Writes `model` (its graph's architecture, parameters, labels, preprocessing) to `path`.
-void write_model_file(const Model& model, const std::string& path);
+// Writes `model` (its graph's architecture, parameters, labels, preprocessing) to `path`, under a
+// temporary name first and renamed into place, so a failure never leaves a half-written file or
+// damages one already there. format_version is for tests that need a file from the future.
+void write_model_file(const Model& model, const std::string& path, int format_version = model_format_version);
 
 // Every float32 dataset in `group` of an HDF5 file, by name (for reference tensors in tests).
 std::map<std::string, Tensor> read_tensor_group(const std::string& path, const std::string& group);

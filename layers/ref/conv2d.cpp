@@ -9,7 +9,9 @@ namespace prism {
 Shape conv2d_output_shape(const Conv2dParams& p, const Shape& in) {
   auto out_size = [](int64_t size, int64_t kernel, int64_t stride, int64_t padding,
                      int64_t dilation) {
-    return (size + 2 * padding - dilation * (kernel - 1) - 1) / stride + 1;
+    // Floor division, right for a negative span too (a kernel larger than the padded input).
+    const int64_t span = size + 2 * padding - dilation * (kernel - 1) - 1;
+    return (span >= 0 ? span / stride : -((-span + stride - 1) / stride)) + 1;
   };
   return {in[0], p.out_channels, out_size(in[2], p.kernel_h, p.stride_h, p.padding_h, p.dilation_h),
           out_size(in[3], p.kernel_w, p.stride_w, p.padding_w, p.dilation_w)};

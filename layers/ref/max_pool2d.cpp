@@ -8,8 +8,12 @@ namespace prism {
 namespace {
 int64_t pooled_size(int64_t size, int64_t kernel, int64_t stride, int64_t padding, int64_t dilation,
                     bool ceil_mode) {
+  // Floor and ceiling division that stay right for a negative span (an input smaller than the
+  // window), which C++'s truncating division would round towards zero.
   const int64_t span = size + 2 * padding - dilation * (kernel - 1) - 1;
-  int64_t out = (ceil_mode ? (span + stride - 1) / stride : span / stride) + 1;
+  const int64_t floor_div = span >= 0 ? span / stride : -((-span + stride - 1) / stride);
+  const int64_t ceil_div = span >= 0 ? (span + stride - 1) / stride : -(-span / stride);
+  int64_t out = (ceil_mode ? ceil_div : floor_div) + 1;
   if (ceil_mode && (out - 1) * stride >= size + padding) --out;
   return out;
 }

@@ -1,0 +1,118 @@
+// tests/test_model_file.cpp: the HDF5 model file: a round trip, and every way a file can be
+// wrong, each with a message that names the file and the problem.
+#include <unistd.h>
+
+#include <catch2/catch.hpp>
+#include <filesystem>
+#include <fstream>
+
+#include "engine/error.hpp"
+#include "tests/helpers.hpp"
+#include "weights/model_file.hpp"
+
+using namespace prism;
+namespace fs = std::filesystem;
+
+namespace {
+
+// A folder of its own per test run, removed at the end.
+struct ScratchFolder {
+  fs::path path = fs::temp_directory_path() / ("prism_tests_" + std::to_string(::getpid()));
+  ScratchFolder() { fs::create_directories(path); }
+  ~ScratchFolder() { fs::remove_all(path); }
+  std::string file(const std::string& name) const { return (path / name).string(); }
+};
+
+Model small_model() {
+  Model model = test::random_model("resnet18", 3, 11);
+  model.labels = {"cat", "dog", "wolf"};
+  model.preprocessing.input_height = 112;
+  model.preprocessing.input_width = 96;
+  return model;
+}
+
+}  // namespace
+
+TEST_CASE("a model file reads back exactly as written", "[model_file]") {
+  const ScratchFolder scratch;
+  const Model written = small_model();
+  write_model_file(written, scratch.file("model.h5"));
+  const Model read = read_model_file(scratch.file("model.h5"));
+  CHECK(read.graph.architecture == "resnet18");
+  CHECK(read.num_classes() == 3);
+  CHECK(read.labels == written.labels);
+  CHECK(read.weights_source == "random (seed 11)");
+  CHECK(read.preprocessing.input_height == 112);
+  CHECK(read.preprocessing.input_width == 96);
+  CHECK(read.preprocessing.std[2] == Approx(0.225));
+  REQUIRE(read.parameters.size() == written.parameters.size());
+  for (const auto& [key, tensor] : written.parameters) {
+    CHECK(test::compare(read.parameter(key).view(), tensor.view()).max_abs == 0.0);
+  }
+  CHECK_FALSE(fs::exists(scratch.file("model.h5.partial")));
+}
+
+TEST_CASE("bad model files get one clear message naming the file", "[model_file]") {
+  const ScratchFolder scratch;
+  const std::string good = scratch.file("good.h5");
+  write_model_file(small_model(), good);
+
+  SECTION("missing file") {
+    CHECK_THROWS_WITH(read_model_file(scratch.file("absent.h5")), Catch::Contains("absent.h5: cannot open"));
+  }
+  SECTION("not HDF5") {
+    std::ofstream(scratch.file("text.h5")) << "this is not a model\n";
+    CHECK_THROWS_WITH(read_model_file(scratch.file("text.h5")), Catch::Contains("text.h5: not an HDF5 model file"));
+  }
+  SECTION("truncated") {
+    const std::string truncated = scratch.file("half.h5");
+    fs::copy_file(good, truncated);
+    fs::resize_file(truncated, fs::file_size(good) / 2);
+    CHECK_THROWS_WITH(read_model_file(truncated), Catch::Contains("half.h5:") && Catch::Contains("truncated"));
+  }
+  SECTION("missing and unexpected keys") {
+    Model model = small_model();
+    model.parameters.erase("layer1.0.conv1.weight");
+    model.parameters.emplace("layer5.0.conv1.weight", Tensor({1}));
+    write_model_file(model, scratch.file("keys.h5"));
+    CHECK_THROWS_WITH(read_model_file(scratch.file("keys.h5")),
+                      Catch::Contains("keys.h5") && Catch::Contains("missing layer1.0.conv1.weight (64, 64, 3, 3)") &&
+                          Catch::Contains("unexpected layer5.0.conv1.weight"));
+  }
+  SECTION("wrong shape") {
+    Model model = small_model();
+    model.parameters["layer2.0.bn1.running_var"] = Tensor({100});
+    write_model_file(model, scratch.file("shape.h5"));
+    CHECK_THROWS_WITH(read_model_file(scratch.file("shape.h5")),
+                      Catch::Contains("layer2.0.bn1.running_var has shape (100), resnet18 needs (128)"));
+  }
+  SECTION("unknown architecture") {
+    Model model = small_model();
+    model.graph.architecture = "alexnet";
+    write_model_file(model, scratch.file("arch.h5"));
+    CHECK_THROWS_WITH(read_model_file(scratch.file("arch.h5")), Catch::Contains("unknown architecture 'alexnet'"));
+  }
+  SECTION("a newer format version") {
+    write_model_file(small_model(), scratch.file("future.h5"), model_format_version + 1);
+    CHECK_THROWS_WITH(read_model_file(scratch.file("future.h5")), Catch::Contains("newer than this build reads"));
+  }
+  SECTION("labels that do not match the classes") {
+    Model model = small_model();
+    model.labels.pop_back();
+    write_model_file(model, scratch.file("labels.h5"));
+    CHECK_THROWS_WITH(read_model_file(scratch.file("labels.h5")), Catch::Contains("2 names for 3 classes"));
+  }
+  SECTION("an unwritable destination leaves nothing behind") {
+    CHECK_THROWS_WITH(write_model_file(small_model(), scratch.file("no/such/folder/model.h5")),
+                      Catch::Contains("cannot create"));
+  }
+  SECTION("a failed write does not damage the file already there") {
+    const auto before = fs::file_size(good);
+    Model model = small_model();
+    model.parameters.emplace("bad/key", Tensor({1}));  // '/' cannot name an HDF5 dataset
+    CHECK_THROWS(write_model_file(model, good));
+    CHECK(fs::file_size(good) == before);
+    CHECK_NOTHROW(read_model_file(good));
+    CHECK_FALSE(fs::exists(good + ".partial"));
+  }
+}

@@ -1,0 +1,99 @@
+// tests/test_plan.cpp: plans: folding and fusion, taps and their names, buffer reuse, and whole
+// models on the reference backend against the fast CPU backend.
+#include <catch2/catch.hpp>
+
+#include "engine/error.hpp"
+#include "engine/plan.hpp"
+#include "tests/helpers.hpp"
+
+using namespace prism;
+
+TEST_CASE("a fully fused resnet18 plan has one step per convolution, pool, add and linear", "[plan]") {
+  const Model model = test::random_model("resnet18", 10, 1);
+  const Plan plan(model, {1, 3, 64, 64});
+  // conv1 (+bn1+relu), maxpool, 8 blocks of conv1 + conv2 + add (3 with a downsample conv),
+  // avgpool, fc.
+  CHECK(plan.steps().size() == 1 + 1 + 8 * 3 + 3 + 1 + 1);
+  CHECK(plan.steps()[0].fused_names == std::vector<std::string>{"conv1", "bn1", "relu"});
+  for (const Step& step : plan.steps()) CHECK(step.node->kind != OpKind::batch_norm2d);
+}
+
+TEST_CASE("tapping a convolution keeps its output before batch norm", "[plan]") {
+  const Model model = test::random_model("resnet18", 10, 2);
+  PlanOptions options;
+  options.taps = {"layer2.0.conv1", "conv1"};
+  const Plan plan(model, {1, 3, 64, 64}, options);
+  CHECK(plan.steps()[0].fused_names == std::vector<std::string>{"conv1"});
+  CHECK(plan.steps()[1].node->name == "bn1");
+  CHECK(plan.tap_shape("layer2.0.conv1") == Shape{1, 128, 8, 8});
+}
+
+TEST_CASE("tap names resolve like torchvision's module paths", "[plan]") {
+  const Model model = test::random_model("resnet18", 10, 3);
+  const Graph& graph = model.graph;
+  CHECK(graph.nodes[graph.resolve_tap("layer4").node].name == "layer4.1.relu#2");
+  CHECK(graph.nodes[graph.resolve_tap("layer1.0").node].name == "layer1.0.relu#2");
+  const TapTarget input = graph.resolve_tap("layer1.0:input");
+  CHECK(input.input);
+  CHECK(graph.nodes[graph.value_of(input)].name == "maxpool");
+  CHECK(graph.value_of(graph.resolve_tap("conv1:input")) == graph_input);
+  CHECK_THROWS_WITH(graph.resolve_tap("layer9.0"), Catch::Contains("no layer named 'layer9.0'"));
+}
+
+TEST_CASE("buffers are reused: a deep network needs a few activations, not all", "[plan]") {
+  const Model model = test::random_model("resnet50", 10, 4);
+  const Shape input = {2, 3, 96, 96};
+  const Plan plan(model, input);
+  int64_t every_output = 0;
+  for (const Shape& shape : model.graph.infer_shapes(input)) every_output += shape_numel(shape) * 4;
+  CHECK(plan.activation_bytes() * 5 < every_output);
+}
+
+TEST_CASE("taps equal the same values computed with nothing tapped", "[plan]") {
+  const Model model = test::random_model("resnet18", 10, 5);
+  const Tensor x = test::random_tensor({2, 3, 40, 36}, 6);
+  PlanOptions options;
+  options.taps = {"conv1", "bn1", "layer1.0.add", "layer1.0", "layer3.1.conv2", "fc:input", "avgpool"};
+  Plan tapped(model, x.shape(), options);
+  Plan fused(model, x.shape());
+  const RunResult with = tapped.run(x.view());
+  const RunResult without = fused.run(x.view());
+  CHECK(test::close_enough(test::compare(with.output.view(), without.output.view()), 1e-5));
+  CHECK(with.taps.size() == options.taps.size());
+  CHECK(with.taps.at("fc:input").shape() == Shape{2, 512});
+  CHECK(with.taps.at("avgpool").shape() == Shape{2, 512, 1, 1});
+  // The block's output is the ReLU of its sum.
+  const Tensor& sum = with.taps.at("layer1.0.add");
+  const Tensor& block = with.taps.at("layer1.0");
+  for (int64_t i = 0; i < sum.numel(); ++i) REQUIRE(block.data()[i] == std::max(sum.data()[i], 0.0f));
+}
+
+TEST_CASE("whole models on the reference backend equal the fast CPU backend", "[plan][slow]") {
+  for (const auto& [architecture, size] : {std::pair{"resnet18", int64_t{37}}, std::pair{"resnext50_32x4d", int64_t{33}},
+                                          std::pair{"vgg11_bn", int64_t{32}}}) {
+    const Model model = test::random_model(architecture, 7, 8);
+    const Tensor x = test::random_tensor({2, 3, size, size + 4}, 9);
+    PlanOptions reference_options;
+    reference_options.backend = Backend::reference;
+    reference_options.taps = {"avgpool"};
+    PlanOptions cpu_options;
+    cpu_options.taps = reference_options.taps;
+    Plan reference(model, x.shape(), reference_options);
+    Plan cpu(model, x.shape(), cpu_options);
+    const RunResult expected = reference.run(x.view());
+    const RunResult actual = cpu.run(x.view());
+    const test::Difference d = test::compare(actual.output.view(), expected.output.view());
+    INFO(architecture << ": " << d.describe());
+    CHECK(test::close_enough(d, 1e-4));
+    CHECK(test::close_enough(test::compare(actual.taps.at("avgpool").view(), expected.taps.at("avgpool").view()), 1e-4));
+  }
+}
+
+TEST_CASE("plans refuse inputs they were not made for", "[plan]") {
+  const Model model = test::random_model("vgg11", 5, 10);
+  CHECK_THROWS_WITH(Plan(model, {1, 3, 16, 16}), Catch::Contains("too small"));
+  CHECK_THROWS_WITH(Plan(model, {1, 1, 64, 64}), Catch::Contains("(N, 3, H, W)"));
+  Plan plan(model, {1, 3, 32, 32});
+  const Tensor wrong = test::random_tensor({2, 3, 32, 32}, 1);
+  CHECK_THROWS_WITH(plan.run(wrong.view()), Catch::Contains("made for input (1, 3, 32, 32)"));
+}
