@@ -1,0 +1,233 @@
+#!/usr/bin/python3
+"""tests/test_tools.py: the converter and the `prism` command line, end to end, as a user runs
+them: checkpoints in each form torch.save writes, conversion errors, `prism info` and
+`prism classify` against PyTorch's own classification of the same image, and clear failures.
+
+  tests/test_tools.py --prism build/prism --samples ../shared/data/samples
+Prints one line per test and "N passed, M failed" last; exits non-zero on any failure.
+"""
+import argparse
+import json
+import os
+import subprocess
+import sys
+import tempfile
+import traceback
+
+import h5py
+import numpy as np
+import torch
+from PIL import Image
+from torchvision import transforms
+
+HERE = os.path.dirname(os.path.abspath(__file__))
+CONVERTER = os.path.join(HERE, "..", "tools", "torchvision_to_h5.py")
+sys.path.insert(0, os.path.join(HERE, "..", "tools"))
+import torchvision_to_h5 as converter  # noqa: E402
+
+ARGS = None
+WORK = None
+TESTS = []
+
+
+def test(function):
+    TESTS.append(function)
+    return function
+
+
+def run(command, **kwargs):
+    return subprocess.run(command, capture_output=True, text=True, timeout=600, **kwargs)
+
+
+def convert(*arguments, env=None):
+    return run([sys.executable, CONVERTER, *arguments], env=env)
+
+
+def path(name):
+    return os.path.join(WORK, name)
+
+
+def small_model():
+    """resnet18 with a 10-class head, like a user's fine-tuned model, BatchNorm randomised."""
+    torch.manual_seed(5)
+    model = converter.build_model("resnet18", 10)
+    converter.randomise_batch_norm(model, torch.Generator().manual_seed(6))
+    return model.eval()
+
+
+def labels_file():
+    name = path("labels.txt")
+    with open(name, "w") as f:
+        f.write("\n".join(f"thing {i}" for i in range(10)) + "\n")
+    return name
+
+
+def assert_file_holds(h5_path, state_dict):
+    with h5py.File(h5_path, "r") as f:
+        assert f.attrs["format"] == "prism-model"
+        assert f.attrs["architecture"] == "resnet18"
+        assert int(f.attrs["num_classes"]) == 10
+        floats = {k: v for k, v in state_dict.items() if v.is_floating_point()}
+        assert set(f["state_dict"].keys()) == set(floats), "keys differ"
+        for key, tensor in floats.items():
+            stored = f["state_dict"][key]
+            assert stored.dtype == np.float32, key
+            assert np.array_equal(stored[()], tensor.numpy()), key
+        assert [s.decode() if isinstance(s, bytes) else s for s in f["labels"][()]][3] == "thing 3"
+
+
+@test
+def converts_a_state_dict():
+    model = small_model()
+    torch.save(model.state_dict(), path("state.pth"))
+    result = convert("--arch", "resnet18", "--checkpoint", path("state.pth"), "--labels", labels_file(),
+                     "-o", path("state.h5"))
+    assert result.returncode == 0, result.stderr
+    assert_file_holds(path("state.h5"), model.state_dict())
+
+
+@test
+def converts_a_whole_pickled_model():
+    model = small_model()
+    torch.save(model, path("whole.pth"))
+    result = convert("--arch", "resnet18", "--checkpoint", path("whole.pth"), "--labels", labels_file(),
+                     "-o", path("whole.h5"))
+    assert result.returncode == 0, result.stderr
+    assert_file_holds(path("whole.h5"), model.state_dict())
+
+
+@test
+def converts_a_training_checkpoint_with_dataparallel_prefixes():
+    model = small_model()
+    state = {"module." + k: v for k, v in model.state_dict().items()}
+    torch.save({"epoch": 7, "state_dict": state, "optimizer": {}}, path("training.pth"))
+    result = convert("--arch", "resnet18", "--checkpoint", path("training.pth"), "--labels", labels_file(),
+                     "-o", path("training.h5"))
+    assert result.returncode == 0, result.stderr
+    assert_file_holds(path("training.h5"), model.state_dict())
+
+
+@test
+def refuses_a_checkpoint_of_another_architecture():
+    torch.save(small_model().state_dict(), path("r18.pth"))
+    result = convert("--arch", "resnet34", "--checkpoint", path("r18.pth"), "-o", path("wrong.h5"))
+    assert result.returncode == 1
+    assert "do not fit resnet34" in result.stderr, result.stderr
+    assert "Traceback" not in result.stderr
+    assert not os.path.exists(path("wrong.h5"))
+
+
+@test
+def refuses_a_file_that_is_not_a_checkpoint():
+    with open(path("junk.pth"), "w") as f:
+        f.write("not a checkpoint")
+    result = convert("--arch", "resnet18", "--checkpoint", path("junk.pth"), "-o", path("junk.h5"))
+    assert result.returncode == 1 and "junk.pth: cannot load the checkpoint" in result.stderr, result.stderr
+
+
+@test
+def pretrained_without_internet_says_what_to_do():
+    env = dict(os.environ, TORCH_HOME=path("torch_home"), https_proxy="http://127.0.0.1:9",
+               HTTPS_PROXY="http://127.0.0.1:9", http_proxy="http://127.0.0.1:9")
+    result = convert("--arch", "vgg16", "--pretrained", "-o", path("vgg16.h5"), env=env)
+    assert result.returncode == 1, result.stderr
+    assert "cannot download the official vgg16 weights" in result.stderr, result.stderr
+    assert "--checkpoint" in result.stderr and "Traceback" not in result.stderr
+    assert not os.path.exists(path("vgg16.h5"))
+
+
+@test
+def unwritable_output_is_a_clear_error():
+    torch.save(small_model().state_dict(), path("w.pth"))
+    result = convert("--arch", "resnet18", "--checkpoint", path("w.pth"), "-o", "/nonexistent/folder/out.h5")
+    assert result.returncode == 1 and "cannot write the model file" in result.stderr, result.stderr
+
+
+@test
+def info_describes_the_model():
+    converts_a_state_dict()
+    result = run([ARGS.prism, "info", path("state.h5"), "--input-size", "65", "47"])
+    assert result.returncode == 0, result.stderr
+    for text in ("architecture: resnet18", "classes:      10 (thing 0", "layer4.1.relu#2", "(1, 512, 3, 2)",
+                 "parameters:   11181642"):
+        assert text in result.stdout, text + " not in:\n" + result.stdout
+
+
+@test
+def classify_agrees_with_pytorch_on_a_photo():
+    """The whole pipeline: PNG bytes, PIL-exact resize, normalisation, the network, softmax."""
+    model = small_model()
+    converts_a_state_dict()
+    image_path = path("wolf.png")
+    Image.open(os.path.join(ARGS.samples, "wolf_01.jpg")).convert("RGB").save(image_path)
+    preprocess = transforms.Compose([transforms.Resize((224, 224)), transforms.ToTensor(),
+                                     transforms.Normalize(converter.IMAGENET_MEAN, converter.IMAGENET_STD)])
+    with torch.no_grad():
+        probabilities = torch.softmax(model(preprocess(Image.open(image_path).convert("RGB"))[None]), 1)[0]
+    top = torch.topk(probabilities, 5)
+
+    result = run([ARGS.prism, "classify", "--model", path("state.h5"), "--json", image_path])
+    assert result.returncode == 0, result.stderr
+    document = json.loads(result.stdout)
+    entries = document["images"][0]["top5"]
+    assert document["images"][0]["file"] == image_path
+    assert [e["index"] for e in entries] == top.indices.tolist(), (entries, top)
+    for entry, expected in zip(entries, top.values.tolist()):
+        assert abs(entry["prob"] - expected) < 1e-4, (entry, expected)
+    assert entries[0]["label"] == f"thing {entries[0]['index']}"
+
+
+@test
+def classify_reads_folders_and_batches():
+    converts_a_state_dict()
+    single = run([ARGS.prism, "classify", "--model", path("state.h5"), "--json", "--batch", "1", ARGS.samples])
+    batched = run([ARGS.prism, "classify", "--model", path("state.h5"), "--json", "--batch", "3", ARGS.samples])
+    assert single.returncode == 0 and batched.returncode == 0, single.stderr + batched.stderr
+    a, b = json.loads(single.stdout)["images"], json.loads(batched.stdout)["images"]
+    assert len(a) == len(b) == len([f for f in os.listdir(ARGS.samples) if f.endswith(".jpg")])
+    for x, y in zip(a, b):
+        assert x["file"] == y["file"] and [e["index"] for e in x["top5"]] == [e["index"] for e in y["top5"]]
+
+
+@test
+def classify_fails_clearly_on_bad_input():
+    converts_a_state_dict()
+    with open(path("broken.jpg"), "wb") as f:
+        f.write(b"\xff\xd8\xff\xe0 this is no jpeg")
+    cases = [
+        ([ARGS.prism, "classify", "--model", path("absent.h5"), path("wolf.png")], "absent.h5: cannot open"),
+        ([ARGS.prism, "classify", "--model", path("state.h5"), path("broken.jpg")], "broken.jpg: cannot read the image"),
+        ([ARGS.prism, "classify", "--model", path("state.h5"), path("nothing.png")], "nothing.png: no such file"),
+        ([ARGS.prism, "classify", "--model", path("state.h5"), "--batch", "0", path("wolf.png")], "--batch"),
+        ([ARGS.prism, "classify", "--model", path("state.h5"), "--colour", path("wolf.png")], "--colour"),
+        ([ARGS.prism, "info", path("broken.jpg")], "broken.jpg: not an HDF5 model file"),
+    ]
+    for command, message in cases:
+        result = run(command)
+        assert result.returncode != 0, command
+        assert message in result.stderr, f"{message!r} not in {result.stderr!r}"
+        assert "terminate called" not in result.stderr and "Traceback" not in result.stderr
+
+
+def main():
+    global ARGS, WORK
+    parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+    parser.add_argument("--prism", required=True)
+    parser.add_argument("--samples", required=True)
+    ARGS = parser.parse_args()
+    passed = failed = 0
+    with tempfile.TemporaryDirectory(prefix="prism_tools_") as WORK:
+        for function in TESTS:
+            try:
+                function()
+                passed += 1
+                print(f"ok   {function.__name__}")
+            except Exception:  # report every failure, then go on
+                failed += 1
+                print(f"FAIL {function.__name__}\n{traceback.format_exc()}")
+    print(f"{passed} passed, {failed} failed")
+    return 1 if failed else 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
