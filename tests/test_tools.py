@@ -209,6 +209,20 @@ def classify_fails_clearly_on_bad_input():
         assert "terminate called" not in result.stderr and "Traceback" not in result.stderr
 
 
+@test
+def a_float64_weight_is_named_in_the_error():
+    converts_a_state_dict()
+    import shutil
+    shutil.copy(path("state.h5"), path("double.h5"))
+    with h5py.File(path("double.h5"), "r+") as f:
+        values = f["state_dict/layer3.0.conv2.weight"][()]
+        del f["state_dict/layer3.0.conv2.weight"]
+        f["state_dict"].create_dataset("layer3.0.conv2.weight", data=values.astype(np.float64))
+    result = run([ARGS.prism, "info", path("double.h5")])
+    assert result.returncode == 1
+    assert "double.h5: dataset state_dict/layer3.0.conv2.weight is not float32 (float64)" in result.stderr, result.stderr
+
+
 def main():
     global ARGS, WORK
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
