@@ -76,35 +76,29 @@ def assert_file_holds(h5_path, state_dict):
         assert [s.decode() if isinstance(s, bytes) else s for s in f["labels"][()]][3] == "thing 3"
 
 
+def save_convert_and_check(name, saved_object):
+    """torch.save(saved_object), convert it, and check the file holds small_model()'s weights."""
+    torch.save(saved_object, path(name + ".pth"))
+    result = convert("--arch", "resnet18", "--checkpoint", path(name + ".pth"), "--labels", labels_file(),
+                     "-o", path(name + ".h5"))
+    assert result.returncode == 0, result.stderr
+    assert_file_holds(path(name + ".h5"), small_model().state_dict())
+
+
 @test
 def converts_a_state_dict():
-    model = small_model()
-    torch.save(model.state_dict(), path("state.pth"))
-    result = convert("--arch", "resnet18", "--checkpoint", path("state.pth"), "--labels", labels_file(),
-                     "-o", path("state.h5"))
-    assert result.returncode == 0, result.stderr
-    assert_file_holds(path("state.h5"), model.state_dict())
+    save_convert_and_check("state", small_model().state_dict())
 
 
 @test
 def converts_a_whole_pickled_model():
-    model = small_model()
-    torch.save(model, path("whole.pth"))
-    result = convert("--arch", "resnet18", "--checkpoint", path("whole.pth"), "--labels", labels_file(),
-                     "-o", path("whole.h5"))
-    assert result.returncode == 0, result.stderr
-    assert_file_holds(path("whole.h5"), model.state_dict())
+    save_convert_and_check("whole", small_model())
 
 
 @test
 def converts_a_training_checkpoint_with_dataparallel_prefixes():
-    model = small_model()
-    state = {"module." + k: v for k, v in model.state_dict().items()}
-    torch.save({"epoch": 7, "state_dict": state, "optimizer": {}}, path("training.pth"))
-    result = convert("--arch", "resnet18", "--checkpoint", path("training.pth"), "--labels", labels_file(),
-                     "-o", path("training.h5"))
-    assert result.returncode == 0, result.stderr
-    assert_file_holds(path("training.h5"), model.state_dict())
+    state = {"module." + k: v for k, v in small_model().state_dict().items()}
+    save_convert_and_check("training", {"epoch": 7, "state_dict": state, "optimizer": {}})
 
 
 @test
