@@ -1,0 +1,71 @@
+// prism/colours.cpp: normalisation and quantisation of PRISM's maps.
+#include "prism/colours.hpp"
+
+#include <algorithm>
+#include <bitset>
+#include <cmath>
+
+#include "engine/error.hpp"
+
+namespace prism {
+
+Tensor normalise_to_colours(ConstTensorView maps) {
+  const int64_t count = maps.numel();
+  Tensor colours(maps.shape);
+  if (count < 2) return colours;
+  double sum = 0.0;
+  for (int64_t i = 0; i < count; ++i) sum += maps.data[i];
+  const double mean = sum / count;
+  double squares = 0.0;
+  for (int64_t i = 0; i < count; ++i) squares += (maps.data[i] - mean) * (maps.data[i] - mean);
+  const double std = std::sqrt(squares / (count - 1));  // torch.std is unbiased
+  if (!(std > 0.0) || !std::isfinite(std)) return colours;
+
+  double low = 1.0, high = -1.0;
+  for (int64_t i = 0; i < count; ++i) {
+    const double z = std::clamp((maps.data[i] - mean) / std, -1.0, 1.0);
+    colours.data()[i] = static_cast<float>(z);
+    low = std::min(low, z);
+    high = std::max(high, z);
+  }
+  if (!(high > low)) return Tensor(maps.shape);
+  for (int64_t i = 0; i < count; ++i) colours.data()[i] = static_cast<float>((colours.data()[i] - low) / (high - low));
+  return colours;
+}
+
+Tensor quantise_colours(ConstTensorView maps, ColourFilter filter) {
+  if (maps.shape.size() != 4 || maps.dim(1) != 3) throw Error("quantisation needs (N, 3, H, W) maps");
+  Tensor colours = normalise_to_colours(maps);
+  const int64_t batch = maps.dim(0), plane = maps.dim(2) * maps.dim(3);
+  // Each channel becomes 0, 1 or 2 halves; a colour is one of 27 codes.
+  auto level = [](float value) { return static_cast<int>(std::nearbyint(value / 0.5f)); };
+  std::vector<int> codes(batch * plane);
+  std::vector<std::bitset<27>> present(batch);
+  for (int64_t n = 0; n < batch; ++n) {
+    float* image = colours.data() + n * 3 * plane;
+    for (int64_t p = 0; p < plane; ++p) {
+      int code = 0;
+      for (int c = 0; c < 3; ++c) {
+        const int l = std::clamp(level(image[c * plane + p]), 0, 2);
+        image[c * plane + p] = 0.5f * static_cast<float>(l);
+        code = code * 3 + l;
+      }
+      codes[n * plane + p] = code;
+      present[n].set(code);
+    }
+  }
+  if (filter == ColourFilter::all) return colours;
+  std::bitset<27> common;
+  common.set();
+  for (const auto& colours_of_image : present) common &= colours_of_image;
+  for (int64_t n = 0; n < batch; ++n) {
+    for (int64_t p = 0; p < plane; ++p) {
+      const bool shared = common.test(codes[n * plane + p]);
+      if (shared == (filter == ColourFilter::common)) continue;
+      for (int c = 0; c < 3; ++c) colours.data()[(n * 3 + c) * plane + p] = 0.0f;
+    }
+  }
+  return colours;
+}
+
+}  // namespace prism

@@ -1,0 +1,92 @@
+// prism/extrapolate.cpp: channel means, PyTorch's bilinear interpolation, gradual extrapolation.
+#include "prism/extrapolate.hpp"
+
+#include <algorithm>
+
+#include "engine/error.hpp"
+
+namespace prism {
+
+Tensor channel_mean(ConstTensorView activations) {
+  const int64_t batch = activations.dim(0), channels = activations.dim(1);
+  const int64_t plane = activations.dim(2) * activations.dim(3);
+  Tensor mean({batch, 1, activations.dim(2), activations.dim(3)});
+  std::vector<double> sum(plane);
+  for (int64_t n = 0; n < batch; ++n) {
+    std::fill(sum.begin(), sum.end(), 0.0);
+    for (int64_t c = 0; c < channels; ++c) {
+      const float* source = activations.data + (n * channels + c) * plane;
+      for (int64_t p = 0; p < plane; ++p) sum[p] += source[p];
+    }
+    for (int64_t p = 0; p < plane; ++p) mean.data()[n * plane + p] = static_cast<float>(sum[p] / channels);
+  }
+  return mean;
+}
+
+namespace {
+
+// For one axis: the two source indices and their weights for each output index, in float as
+// PyTorch's CPU kernel computes them.
+struct Interpolation {
+  std::vector<int64_t> low, high;
+  std::vector<float> low_weight, high_weight;
+};
+
+Interpolation interpolation(int64_t in, int64_t out) {
+  Interpolation a;
+  const float scale = static_cast<float>(in) / static_cast<float>(out);
+  for (int64_t i = 0; i < out; ++i) {
+    const float source = std::max(scale * (static_cast<float>(i) + 0.5f) - 0.5f, 0.0f);
+    const int64_t low = std::min(static_cast<int64_t>(source), in - 1);
+    const float fraction = source - static_cast<float>(low);
+    a.low.push_back(low);
+    a.high.push_back(low < in - 1 ? low + 1 : low);
+    a.high_weight.push_back(fraction);
+    a.low_weight.push_back(1.0f - fraction);
+  }
+  return a;
+}
+
+}  // namespace
+
+Tensor resize_bilinear(ConstTensorView maps, int64_t height, int64_t width) {
+  const int64_t planes = maps.dim(0) * maps.dim(1), in_h = maps.dim(2), in_w = maps.dim(3);
+  const Interpolation rows = interpolation(in_h, height), columns = interpolation(in_w, width);
+  Tensor out({maps.dim(0), maps.dim(1), height, width});
+  for (int64_t plane = 0; plane < planes; ++plane) {
+    const float* in = maps.data + plane * in_h * in_w;
+    float* target = out.data() + plane * height * width;
+    for (int64_t y = 0; y < height; ++y) {
+      const float* top = in + rows.low[y] * in_w;
+      const float* bottom = in + rows.high[y] * in_w;
+      for (int64_t x = 0; x < width; ++x) {
+        const int64_t x0 = columns.low[x], x1 = columns.high[x];
+        const float w0 = columns.low_weight[x], w1 = columns.high_weight[x];
+        target[y * width + x] = rows.low_weight[y] * (w0 * top[x0] + w1 * top[x1]) +
+                                rows.high_weight[y] * (w0 * bottom[x0] + w1 * bottom[x1]);
+      }
+    }
+  }
+  return out;
+}
+
+Tensor gradual_extrapolation(ConstTensorView maps, const std::vector<Tensor>& channel_means) {
+  Tensor current = Tensor::from_data(maps.shape, maps.data);
+  for (auto mean = channel_means.rbegin(); mean != channel_means.rend(); ++mean) {
+    if (mean->dim(0) != maps.dim(0) || mean->dim(1) != 1) {
+      throw Error("channel mean " + shape_to_string(mean->shape()) + " does not fit maps " + shape_to_string(maps.shape));
+    }
+    current = resize_bilinear(current.view(), mean->dim(2), mean->dim(3));
+    const int64_t components = current.dim(1), plane = current.dim(2) * current.dim(3);
+    for (int64_t n = 0; n < current.dim(0); ++n) {
+      const float* factor = mean->data() + n * plane;
+      for (int64_t k = 0; k < components; ++k) {
+        float* target = current.data() + (n * components + k) * plane;
+        for (int64_t p = 0; p < plane; ++p) target[p] *= factor[p];
+      }
+    }
+  }
+  return current;
+}
+
+}  // namespace prism

@@ -1,0 +1,110 @@
+// prism/pca.cpp: centring, the Gram matrix, the symmetric eigenproblem and the sign rule.
+#include "prism/pca.hpp"
+
+#include <Eigen/Dense>
+#include <Spectra/SymEigsSolver.h>
+#include <algorithm>
+#include <cmath>
+
+#include "engine/error.hpp"
+
+namespace prism {
+namespace {
+
+using MatrixD = Eigen::Matrix<double, Eigen::Dynamic, Eigen::Dynamic, Eigen::ColMajor>;
+
+// Top `count` eigenpairs of a symmetric positive semi-definite matrix, largest first. Lanczos
+// (Spectra) for large matrices, Eigen's dense solver for small ones or when Lanczos gives up.
+void top_eigenpairs(const MatrixD& gram, int count, Eigen::VectorXd& values, MatrixD& vectors) {
+  const int n = static_cast<int>(gram.rows());
+  if (n > 64 && count < n / 2) {
+    Spectra::DenseSymMatProd<double> product(gram);
+    Spectra::SymEigsSolver<Spectra::DenseSymMatProd<double>> solver(product, count, std::min(n, std::max(2 * count + 1, 24)));
+    solver.init();
+    solver.compute(Spectra::SortRule::LargestAlge, 1000, 1e-12);
+    if (solver.info() == Spectra::CompInfo::Successful) {
+      values = solver.eigenvalues();
+      vectors = solver.eigenvectors();
+      return;
+    }
+  }
+  Eigen::SelfAdjointEigenSolver<MatrixD> solver(gram);  // ascending order
+  values = solver.eigenvalues().reverse().head(count);
+  vectors = solver.eigenvectors().rowwise().reverse().leftCols(count);
+}
+
+}  // namespace
+
+PrincipalComponents principal_components(ConstTensorView activations, const std::vector<int>& components) {
+  if (activations.shape.size() != 4) throw Error("PCA needs an (N, C, H, W) capture, got " + shape_to_string(activations.shape));
+  const int64_t batch = activations.dim(0), channels = activations.dim(1);
+  const int64_t plane = activations.dim(2) * activations.dim(3);
+  const int64_t rows = batch * plane;  // samples: every pixel of every image
+  int wanted = 0;
+  for (int c : components) {
+    if (c < 0) throw Error("principal components are numbered from 1");
+    wanted = std::max(wanted, c + 1);
+  }
+
+  // X: (rows, C), row = (image, y, x) in that order, as TorchPRISM's permute(0, 2, 3, 1) makes it.
+  MatrixD x(rows, channels);
+  for (int64_t n = 0; n < batch; ++n) {
+    for (int64_t c = 0; c < channels; ++c) {
+      const float* source = activations.data + (n * channels + c) * plane;
+      for (int64_t p = 0; p < plane; ++p) x(n * plane + p, c) = source[p];
+    }
+  }
+  x.rowwise() -= x.colwise().mean();
+
+  // The Gram matrix on the smaller side has the same non-zero eigenvalues, S^2.
+  const bool channel_side = channels <= rows;
+  const MatrixD gram = channel_side ? MatrixD(x.transpose() * x) : MatrixD(x * x.transpose());
+  const int64_t rank_bound = std::min(rows, channels);
+  Eigen::VectorXd all_values = Eigen::SelfAdjointEigenSolver<MatrixD>(gram, Eigen::EigenvaluesOnly).eigenvalues().reverse();
+  const double total = std::max(0.0, all_values.head(rank_bound).cwiseMax(0.0).sum());
+
+  PrincipalComponents result;
+  for (int64_t i = 0; i < rank_bound; ++i) {
+    result.explained_variance_ratio.push_back(total > 0 ? std::max(0.0, all_values[i]) / total : 0.0);
+  }
+  const int64_t k = static_cast<int64_t>(components.size());
+  result.scores = Tensor({batch, k, activations.dim(2), activations.dim(3)});
+  result.loadings = Tensor({k, channels});
+  const int solved = static_cast<int>(std::min<int64_t>(wanted, rank_bound));
+  if (solved == 0 || total <= 0.0) return result;
+
+  Eigen::VectorXd values;
+  MatrixD vectors;
+  top_eigenpairs(gram, solved, values, vectors);
+  // A component whose variance is negligible next to the largest is numerical noise: its
+  // direction is arbitrary, so it is reported as zeros rather than as random colours.
+  const double negligible = 1e-12 * std::max(values[0], 0.0);
+  for (int64_t j = 0; j < k; ++j) {
+    const int component = components[j];
+    if (component >= solved || values[component] <= negligible) continue;
+    const double singular = std::sqrt(values[component]);
+    // V (length C) and U * S (length rows) of this component, from whichever side was solved.
+    Eigen::VectorXd loading, score;
+    if (channel_side) {
+      loading = vectors.col(component);
+      score = x * loading;
+    } else {
+      score = vectors.col(component) * singular;
+      loading = x.transpose() * vectors.col(component) / singular;
+    }
+    Eigen::Index largest = 0;
+    loading.cwiseAbs().maxCoeff(&largest);
+    if (loading[largest] < 0) {
+      loading = -loading;
+      score = -score;
+    }
+    for (int64_t c = 0; c < channels; ++c) result.loadings.data()[j * channels + c] = static_cast<float>(loading[c]);
+    for (int64_t n = 0; n < batch; ++n) {
+      float* target = result.scores.data() + (n * k + j) * plane;
+      for (int64_t p = 0; p < plane; ++p) target[p] = static_cast<float>(score[n * plane + p]);
+    }
+  }
+  return result;
+}
+
+}  // namespace prism

@@ -1,0 +1,64 @@
+// prism/prism.cpp: collecting captures across batches and the order of PRISM's steps.
+#include "prism/prism.hpp"
+
+#include <cstring>
+
+#include "engine/error.hpp"
+#include "prism/colours.hpp"
+#include "prism/extrapolate.hpp"
+#include "prism/pca.hpp"
+
+namespace prism {
+
+PrismCollector::PrismCollector(std::vector<std::string> captures, int64_t images)
+    : captures_(std::move(captures)), images_(images) {
+  if (captures_.empty()) throw Error("PRISM needs at least one capture point");
+}
+
+namespace {
+// Copies a batch (n, ...) into rows [first, first + n) of a tensor made for every image.
+void place(Tensor& all, int64_t images, int64_t first, const Tensor& batch) {
+  if (all.empty()) {
+    Shape shape = batch.shape();
+    shape[0] = images;
+    all = Tensor(shape);
+  }
+  const int64_t per_image = batch.numel() / batch.dim(0);
+  if (per_image * images != all.numel() || first + batch.dim(0) > images) {
+    throw Error("capture " + shape_to_string(batch.shape()) + " does not fit the others " + shape_to_string(all.shape()));
+  }
+  std::memcpy(all.data() + first * per_image, batch.data(), batch.numel() * sizeof(float));
+}
+}  // namespace
+
+void PrismCollector::add(const RunResult& result) {
+  const Tensor& last = result.taps.at(captures_.back());
+  if (means_.empty()) means_.resize(captures_.size() - 1);
+  for (size_t i = 0; i + 1 < captures_.size(); ++i) {
+    place(means_[i], images_, added_, channel_mean(result.taps.at(captures_[i]).view()));
+  }
+  place(analysed_, images_, added_, last);
+  added_ += last.dim(0);
+}
+
+PrismResult compute_prism(const PrismCollector& collected, const PrismOptions& options, int64_t height, int64_t width) {
+  if (collected.images_added() == 0) throw Error("PRISM needs at least one image");
+  if (options.components.size() != 3) throw Error("PRISM colours need exactly three components (R, G, B)");
+  PrincipalComponents pca = principal_components(collected.analysed().view(), options.components);
+
+  // TorchPRISM quantises the analysed capture's maps, before extrapolation.
+  const bool quantise = options.inclusive || options.exclusive;
+  const ColourFilter filter = options.inclusive && options.exclusive ? ColourFilter::all
+                              : options.inclusive                    ? ColourFilter::common
+                                                                     : ColourFilter::unique;
+  Tensor maps = quantise ? quantise_colours(pca.scores.view(), filter) : std::move(pca.scores);
+  if (options.gradual_extrapolation) {
+    maps = normalise_to_colours(gradual_extrapolation(maps.view(), collected.channel_means()).view());
+  } else if (!quantise) {
+    maps = normalise_to_colours(maps.view());
+  }
+  if (maps.dim(2) != height || maps.dim(3) != width) maps = resize_bilinear(maps.view(), height, width);
+  return {std::move(maps), std::move(pca.explained_variance_ratio), std::move(pca.loadings)};
+}
+
+}  // namespace prism

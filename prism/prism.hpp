@@ -1,0 +1,55 @@
+// prism/prism.hpp: the whole method on captured activations: PCA of the last capture over every
+// image, optional quantisation, gradual extrapolation through the earlier captures, colours.
+// TorchPRISM 2.0's algorithm (Szandała), with deterministic signs; see docs/pipeline.md.
+#pragma once
+
+#include <string>
+#include <vector>
+
+#include "engine/plan.hpp"
+#include "engine/tensor.hpp"
+
+namespace prism {
+
+struct PrismOptions {
+  bool gradual_extrapolation = true;
+  bool inclusive = false;             // keep only colours every image shows
+  bool exclusive = false;             // keep only colours not every image shows (both: all, quantised)
+  std::vector<int> components = {0, 1, 2};  // which principal components become R, G, B (0-based)
+};
+
+// What PRISM keeps while images go through the network batch by batch: the analysed (last)
+// capture in full, for the PCA over all images, and of every earlier capture only its mean over
+// channels. Per image that is C*h*w floats of the last capture plus H_i*W_i per earlier one.
+class PrismCollector {
+ public:
+  // `captures` in forward order, the analysed one last; `images`: how many will be added in all.
+  PrismCollector(std::vector<std::string> captures, int64_t images);
+
+  // Takes the captures of the next images from a run whose plan tapped them all.
+  void add(const RunResult& result);
+
+  int64_t images_added() const { return added_; }
+  const std::vector<std::string>& captures() const { return captures_; }
+  const Tensor& analysed() const { return analysed_; }                  // (N, C, h, w)
+  const std::vector<Tensor>& channel_means() const { return means_; }  // each (N, 1, H_i, W_i)
+
+ private:
+  std::vector<std::string> captures_;
+  int64_t images_;
+  int64_t added_ = 0;
+  Tensor analysed_;
+  std::vector<Tensor> means_;
+};
+
+struct PrismResult {
+  Tensor maps;  // (N, 3, height, width), colours in [0, 1]
+  std::vector<double> explained_variance_ratio;  // every component of the PCA, largest first
+  Tensor loadings;                               // (3, C) of the chosen components
+};
+
+// Runs the method on what the collector kept; maps come back at (height, width), the input
+// size, resized bilinearly when the last step leaves them smaller.
+PrismResult compute_prism(const PrismCollector& collected, const PrismOptions& options, int64_t height, int64_t width);
+
+}  // namespace prism
