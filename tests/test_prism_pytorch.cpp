@@ -1,0 +1,126 @@
+// tests/test_prism_pytorch.cpp: PRISM maps against the PyTorch reference of TorchPRISM's
+// algorithm (tests/pytorch/make_prism_reference.py, run by ctest first), for vgg16 and resnet50
+// with random weights on the sample photos as PNG: every option, batches of 1 and 4 images.
+#include <catch2/catch.hpp>
+#include <cmath>
+#include <cstdio>
+#include <cstdlib>
+#include <filesystem>
+
+#include "engine/plan.hpp"
+#include "prism/capture_points.hpp"
+#include "prism/prism.hpp"
+#include "tests/helpers.hpp"
+#include "tools/image/image.hpp"
+#include "weights/model_file.hpp"
+
+using namespace prism;
+
+namespace {
+
+std::string environment(const char* name) {
+  const char* value = std::getenv(name);
+  return value ? value : "";
+}
+
+// Runs PRISM on the given image files as `prism run` does; maps come back as (N, H, W, 3).
+struct Configuration {
+  PrismOptions options;
+  CaptureSet captures = CaptureSet::torchprism;
+  std::string layer;
+};
+
+Configuration parse_configuration(const std::string& name) {
+  Configuration c;
+  if (name == "no_ge") c.options.gradual_extrapolation = false;
+  if (name == "inclusive" || name == "quantised" || name == "no_ge_inclusive") c.options.inclusive = true;
+  if (name == "exclusive" || name == "quantised") c.options.exclusive = true;
+  if (name == "no_ge_inclusive") c.options.gradual_extrapolation = false;
+  if (name == "components=2.3.4") c.options.components = {1, 2, 3};
+  if (name == "layer=features.23") c.layer = "features.23";
+  if (name == "stages") c.captures = CaptureSet::stages;
+  return c;
+}
+
+PrismResult run_prism(const Model& model, const std::vector<std::string>& files, const Configuration& c) {
+  std::vector<Image> images;
+  for (const std::string& file : files) {
+    images.push_back(resize_for_model(read_image(file), model.preprocessing, ResizeMode::stretch));
+  }
+  const Tensor input = images_to_batch(images, model.preprocessing);
+  PlanOptions plan_options;
+  plan_options.taps = c.layer.empty() ? capture_points(model.graph, c.captures)
+                                      : capture_points_ending_at(model.graph, c.captures, c.layer);
+  PrismCollector collector(plan_options.taps, input.dim(0));
+  // Two images at a time: the PCA must still cover all of them.
+  for (int64_t first = 0; first < input.dim(0); first += 2) {
+    const int64_t count = std::min<int64_t>(2, input.dim(0) - first);
+    const Tensor part = Tensor::from_data({count, 3, 224, 224}, input.data() + first * 3 * 224 * 224);
+    Plan plan(model, part.shape(), plan_options);
+    collector.add(plan.run(part.view()));
+  }
+  return compute_prism(collector, c.options, 224, 224);
+}
+
+Tensor to_hwc(const Tensor& maps) {
+  const int64_t n = maps.dim(0), plane = maps.dim(2) * maps.dim(3);
+  Tensor hwc({n, maps.dim(2), maps.dim(3), 3});
+  for (int64_t i = 0; i < n; ++i) {
+    for (int c = 0; c < 3; ++c) {
+      for (int64_t p = 0; p < plane; ++p) hwc.data()[(i * plane + p) * 3 + c] = maps.data()[(i * 3 + c) * plane + p];
+    }
+  }
+  return hwc;
+}
+
+}  // namespace
+
+TEST_CASE("PRISM maps equal the PyTorch reference of TorchPRISM's algorithm", "[.prism_pytorch]") {
+  const std::string dir = environment("PRISM_PRISM_REFERENCE_DIR");
+  const std::string architecture = environment("PRISM_ARCH");
+  REQUIRE(!dir.empty());
+  REQUIRE(!architecture.empty());
+  const Model model = read_model_file(dir + "/" + architecture + ".model.h5");
+  const std::string reference = dir + "/" + architecture + ".prism.h5";
+  const auto expected_maps = read_tensor_group(reference, "maps");
+  const auto expected_variance = read_tensor_group(reference, "variance");
+  REQUIRE(expected_maps.size() >= 14);
+  const std::vector<std::string> all = {dir + "/coyote.png", dir + "/wolf_01.png", dir + "/wolf_02.png", dir + "/wolves.png"};
+
+  for (const auto& [key, expected] : expected_maps) {
+    const std::string name = key.substr(0, key.find('@'));
+    const int count = std::stoi(key.substr(key.find('@') + 1));
+    const std::vector<std::string> files = count == 4 ? all : std::vector<std::string>{all[1]};
+    const PrismResult result = run_prism(model, files, parse_configuration(name));
+    const Tensor maps = to_hwc(result.maps);
+    if (std::isnan(expected.data()[0])) {
+      // One image with --exclusive: every colour is common, the maps are all black and PyTorch's
+      // normalisation divides 0 by 0. Ours defines that case as black (zeros), never NaN.
+      INFO(architecture << " " << key << ": the reference is NaN; ours must be all zeros");
+      CHECK(test::compare(maps.view(), Tensor(maps.shape()).view()).max_abs == 0.0);
+      continue;
+    }
+    const test::Difference d = test::compare(maps.view(), expected.view());
+    INFO(architecture << " " << key << ": " << d.describe());
+    CHECK(d.max_abs <= 1e-3);
+    const Tensor& variance = expected_variance.at(key);
+    REQUIRE(static_cast<int64_t>(result.explained_variance_ratio.size()) == variance.numel());
+    for (int64_t i = 0; i < std::min<int64_t>(variance.numel(), 10); ++i) {
+      CHECK(std::abs(result.explained_variance_ratio[i] - variance.data()[i]) < 1e-5);
+    }
+    std::printf("PRISM %s %-22s max |diff| %.2e\n", architecture.c_str(), key.c_str(), d.max_abs);
+  }
+
+  // The same photos as JPEG: stb_image decodes a little differently from PIL.
+  const std::string samples = environment("PRISM_SAMPLES_DIR");
+  REQUIRE(!samples.empty());
+  std::vector<std::string> jpegs;
+  for (const char* stem : {"coyote", "wolf_01", "wolf_02", "wolves"}) jpegs.push_back(samples + "/" + stem + ".jpg");
+  const Tensor maps = to_hwc(run_prism(model, jpegs, parse_configuration("ge")).maps);
+  const test::Difference d = test::compare(maps.view(), expected_maps.at("ge@4").view());
+  double total = 0.0;
+  for (int64_t i = 0; i < maps.numel(); ++i) total += std::abs(maps.data()[i] - expected_maps.at("ge@4").data()[i]);
+  std::printf("PRISM %s from JPEG instead of PNG: max |diff| %.3g, mean |diff| %.3g\n", architecture.c_str(), d.max_abs,
+              total / maps.numel());
+  CHECK(total / maps.numel() < 0.02);
+}
