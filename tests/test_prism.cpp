@@ -1,0 +1,243 @@
+// tests/test_prism.cpp: each PRISM step on cases a reader can check by hand, the sign rule,
+// the degenerate inputs, and the capture points read off the graphs.
+#include <omp.h>
+
+#include <Eigen/Dense>
+#include <catch2/catch.hpp>
+#include <cmath>
+#include <set>
+
+#include "engine/plan.hpp"
+#include "prism/capture_points.hpp"
+#include "prism/colours.hpp"
+#include "prism/extrapolate.hpp"
+#include "prism/pca.hpp"
+#include "prism/prism.hpp"
+#include "tests/helpers.hpp"
+
+using namespace prism;
+
+namespace {
+bool all_finite(const Tensor& t) {
+  for (int64_t i = 0; i < t.numel(); ++i) {
+    if (!std::isfinite(t.data()[i])) return false;
+  }
+  return true;
+}
+}  // namespace
+
+TEST_CASE("PCA: a textbook case with known components", "[prism][pca]") {
+  // One image, two channels, 2x2 pixels. As samples (pixel -> (c0, c1)): (2, 0), (-2, 0),
+  // (0, 1), (0, -1). Already centred; covariance diag(8, 2) / 3: the first component is the
+  // c0 axis with 80% of the variance, the second the c1 axis with 20%.
+  const std::vector<float> values = {2, -2, 0, 0,   // channel 0 over the 4 pixels
+                                     0, 0, 1, -1};  // channel 1
+  const Tensor x = Tensor::from_data({1, 2, 2, 2}, values.data());
+  const PrincipalComponents pca = principal_components(x.view(), {0, 1, 2});
+  REQUIRE(pca.explained_variance_ratio.size() == 2);
+  CHECK(pca.explained_variance_ratio[0] == Approx(0.8));
+  CHECK(pca.explained_variance_ratio[1] == Approx(0.2));
+  CHECK(pca.loadings.data()[0] == Approx(1.0));  // component 1 = (1, 0), largest entry positive
+  CHECK(pca.loadings.data()[1] == Approx(0.0).margin(1e-12));
+  CHECK(pca.loadings.data()[3] == Approx(1.0));  // component 2 = (0, 1)
+  const std::vector<float> first = {2, -2, 0, 0}, second = {0, 0, 1, -1};
+  for (int p = 0; p < 4; ++p) {
+    CHECK(pca.scores.data()[p] == Approx(first[p]).margin(1e-6));       // U * S = X v1
+    CHECK(pca.scores.data()[4 + p] == Approx(second[p]).margin(1e-6));  // U * S = X v2
+    CHECK(pca.scores.data()[8 + p] == 0.0f);  // no third component with two channels
+  }
+}
+
+TEST_CASE("PCA: the sign rule makes the largest loading positive whatever the data's sign", "[prism][pca]") {
+  const Tensor x = test::random_tensor({2, 13, 5, 3}, 21);
+  Tensor negated = x.clone();
+  for (int64_t i = 0; i < negated.numel(); ++i) negated.data()[i] = -negated.data()[i];
+  const PrincipalComponents a = principal_components(x.view(), {0, 1, 2});
+  const PrincipalComponents b = principal_components(negated.view(), {0, 1, 2});
+  for (int k = 0; k < 3; ++k) {
+    const float* loading = a.loadings.data() + k * 13;
+    int largest = 0;
+    for (int c = 1; c < 13; ++c) largest = std::abs(loading[c]) > std::abs(loading[largest]) ? c : largest;
+    CHECK(loading[largest] > 0.0f);
+  }
+  // Negated data has the same components, oriented the same way, and negated scores.
+  CHECK(test::compare(b.loadings.view(), a.loadings.view()).max_abs < 1e-5);
+  for (int64_t i = 0; i < a.scores.numel(); ++i) REQUIRE(b.scores.data()[i] == Approx(-a.scores.data()[i]).margin(1e-4));
+}
+
+TEST_CASE("PCA: both sides of the Gram matrix agree with an SVD of the tall matrix", "[prism][pca]") {
+  // 2 images of 3x2 pixels: 12 samples. With 7 channels the C x C side is solved; with 40, the
+  // samples side (fewer samples than channels).
+  for (int64_t channels : {7, 40}) {
+    const Tensor x = test::random_tensor({2, channels, 3, 2}, 30 + static_cast<uint32_t>(channels));
+    const PrincipalComponents pca = principal_components(x.view(), {0, 1, 2});
+    Eigen::MatrixXd m(12, channels);
+    for (int64_t n = 0; n < 2; ++n) {
+      for (int64_t c = 0; c < channels; ++c) {
+        for (int64_t p = 0; p < 6; ++p) m(n * 6 + p, c) = x.data()[(n * channels + c) * 6 + p];
+      }
+    }
+    m.rowwise() -= m.colwise().mean();
+    Eigen::JacobiSVD<Eigen::MatrixXd> svd(m, Eigen::ComputeThinU | Eigen::ComputeThinV);
+    const Eigen::VectorXd s = svd.singularValues();
+    INFO("channels " << channels);
+    REQUIRE(static_cast<int64_t>(pca.explained_variance_ratio.size()) == std::min<int64_t>(12, channels));
+    for (int k = 0; k < 3; ++k) {
+      CHECK(pca.explained_variance_ratio[k] == Approx(s[k] * s[k] / s.squaredNorm()));
+      for (int64_t r = 0; r < 12; ++r) {
+        const int64_t n = r / 6, p = r % 6;
+        // |U * S| must match; the sign is ours to choose (checked in the sign-rule test).
+        CHECK(std::abs(pca.scores.data()[(n * 3 + k) * 6 + p]) == Approx(std::abs(svd.matrixU()(r, k) * s[k])).margin(1e-4));
+      }
+    }
+  }
+}
+
+TEST_CASE("PCA: degenerate input has defined results and no NaN", "[prism][pca]") {
+  SECTION("one image of one pixel: nothing varies") {
+    const Tensor x = test::random_tensor({1, 8, 1, 1}, 1);
+    const PrincipalComponents pca = principal_components(x.view(), {0, 1, 2});
+    CHECK(pca.explained_variance_ratio == std::vector<double>{0.0});
+    CHECK(test::compare(pca.scores.view(), Tensor({1, 3, 1, 1}).view()).max_abs == 0.0);
+  }
+  SECTION("a constant capture: zero variance") {
+    Tensor x({2, 5, 3, 3});
+    for (int64_t i = 0; i < x.numel(); ++i) x.data()[i] = 0.5f;
+    const PrincipalComponents pca = principal_components(x.view(), {0, 1, 2});
+    CHECK(all_finite(pca.scores));
+    for (double r : pca.explained_variance_ratio) CHECK(r == 0.0);
+  }
+  SECTION("fewer samples than components") {
+    const Tensor x = test::random_tensor({2, 6, 1, 1}, 2);  // two samples: one direction after centring
+    const PrincipalComponents pca = principal_components(x.view(), {0, 1, 2});
+    CHECK(pca.explained_variance_ratio[0] == Approx(1.0));
+    for (int64_t i : {1, 2, 4, 5}) CHECK(pca.scores.data()[i] == 0.0f);  // components 2 and 3 of both images
+    CHECK(pca.scores.data()[0] == Approx(-pca.scores.data()[3]));          // the two samples mirror each other
+  }
+}
+
+TEST_CASE("bilinear resize follows torch.nn.functional.interpolate (align_corners=False)", "[prism][extrapolate]") {
+  // The classic 2x2 -> 4x4 case: sources at -0.25, 0.25, 0.75, 1.25, clamped to [0, 1].
+  const std::vector<float> values = {1, 2, 3, 4};
+  const Tensor x = Tensor::from_data({1, 1, 2, 2}, values.data());
+  const Tensor up = resize_bilinear(x.view(), 4, 4);
+  const std::vector<float> expected = {1.0f, 1.25f, 1.75f, 2.0f, 1.5f, 1.75f, 2.25f, 2.5f,
+                                       2.5f, 2.75f, 3.25f, 3.5f, 3.0f, 3.25f, 3.75f, 4.0f};
+  for (int i = 0; i < 16; ++i) CHECK(up.data()[i] == Approx(expected[i]));
+  // Down to 1x2: each output samples halfway between two rows.
+  const Tensor down = resize_bilinear(x.view(), 1, 2);
+  CHECK(down.data()[0] == Approx(2.0));
+  CHECK(down.data()[1] == Approx(3.0));
+}
+
+TEST_CASE("gradual extrapolation multiplies by each earlier capture's channel mean", "[prism][extrapolate]") {
+  // A capture with channels 1 and 3 everywhere has mean 2; extrapolating a constant map of 5
+  // through it gives 10 at its size.
+  Tensor capture({1, 2, 4, 6});
+  for (int64_t i = 0; i < 24; ++i) capture.data()[i] = 1.0f, capture.data()[24 + i] = 3.0f;
+  const Tensor mean = channel_mean(capture.view());
+  REQUIRE(mean.shape() == Shape{1, 1, 4, 6});
+  CHECK(mean.data()[7] == Approx(2.0));
+  Tensor maps({1, 3, 2, 3});
+  for (int64_t i = 0; i < maps.numel(); ++i) maps.data()[i] = 5.0f;
+  std::vector<Tensor> means;
+  means.push_back(mean.clone());
+  const Tensor out = gradual_extrapolation(maps.view(), means);
+  REQUIRE(out.shape() == Shape{1, 3, 4, 6});
+  for (int64_t i = 0; i < out.numel(); ++i) REQUIRE(out.data()[i] == Approx(10.0));
+}
+
+TEST_CASE("colours: TorchPRISM's normalisation by hand", "[prism][colours]") {
+  // 0, 1, 2, 3: mean 1.5, unbiased std sqrt(5/3) = 1.291; z = -1.162, -0.387, 0.387, 1.162;
+  // clipped to [-1, 1]: -1, -0.387, 0.387, 1; scaled to [0, 1]: 0, 0.306, 0.694, 1.
+  const std::vector<float> values = {0, 1, 2, 3};
+  const Tensor colours = normalise_to_colours(Tensor::from_data({1, 1, 2, 2}, values.data()).view());
+  CHECK(colours.data()[0] == Approx(0.0));
+  CHECK(colours.data()[1] == Approx(((1 - 1.5) / std::sqrt(5.0 / 3.0) + 1) / 2).epsilon(1e-5));
+  CHECK(colours.data()[1] == Approx(0.3064).epsilon(1e-3));
+  CHECK(colours.data()[2] == Approx(0.6936).epsilon(1e-3));
+  CHECK(colours.data()[3] == Approx(1.0));
+  // Nothing varies: black, not NaN.
+  const Tensor flat = normalise_to_colours(Tensor({2, 3, 4, 4}).view());
+  CHECK(test::compare(flat.view(), Tensor({2, 3, 4, 4}).view()).max_abs == 0.0);
+}
+
+TEST_CASE("colours: quantisation, and the colours all images share", "[prism][colours]") {
+  const Tensor maps = test::random_tensor({3, 3, 5, 4}, 9);
+  const Tensor all = quantise_colours(maps.view(), ColourFilter::all);
+  const Tensor common = quantise_colours(maps.view(), ColourFilter::common);
+  const Tensor unique = quantise_colours(maps.view(), ColourFilter::unique);
+  const int64_t plane = 20;
+  auto colour = [&](const Tensor& t, int64_t n, int64_t p) {
+    return std::array<float, 3>{t.data()[(n * 3) * plane + p], t.data()[(n * 3 + 1) * plane + p], t.data()[(n * 3 + 2) * plane + p]};
+  };
+  std::vector<std::set<std::array<float, 3>>> present(3);
+  for (int64_t n = 0; n < 3; ++n) {
+    for (int64_t p = 0; p < plane; ++p) present[n].insert(colour(all, n, p));
+  }
+  for (int64_t i = 0; i < all.numel(); ++i) {
+    const float v = all.data()[i];
+    REQUIRE((v == 0.0f || v == 0.5f || v == 1.0f));
+  }
+  const std::array<float, 3> black = {0, 0, 0};
+  for (int64_t n = 0; n < 3; ++n) {
+    for (int64_t p = 0; p < plane; ++p) {
+      const auto c = colour(all, n, p);
+      const bool shared = present[0].count(c) && present[1].count(c) && present[2].count(c);
+      // --inclusive keeps exactly the shared colours, --exclusive exactly the others.
+      CHECK(colour(common, n, p) == (shared ? c : black));
+      CHECK(colour(unique, n, p) == (shared ? black : c));
+    }
+  }
+}
+
+TEST_CASE("capture points are TorchPRISM's hooks, in forward order", "[prism][captures]") {
+  const Model vgg = test::random_model("vgg16", 3, 1);
+  CHECK(capture_points(vgg.graph, CaptureSet::automatic) ==
+        std::vector<std::string>{"features.4:input", "features.4", "features.9", "features.16", "features.23", "features.30"});
+  CHECK(capture_points_ending_at(vgg.graph, CaptureSet::torchprism, "features.23").back() == "features.23");
+  CHECK(capture_points_ending_at(vgg.graph, CaptureSet::torchprism, "features.23").size() == 5);
+
+  const Model resnet = test::random_model("resnet50", 3, 2);
+  const std::vector<std::string> hooks = capture_points(resnet.graph, CaptureSet::torchprism);
+  CHECK(hooks.front() == "conv1:input");  // the image itself
+  CHECK(hooks[1] == "conv1");
+  CHECK(hooks[2] == "maxpool");
+  CHECK(hooks[3] == "layer2.0.conv2");  // the v1.5 bottleneck strides its 3x3 convolution
+  CHECK(hooks[4] == "layer2.0.downsample.0");
+  CHECK(hooks.back() == "layer4.0.downsample.0");  // not the network's final feature map
+  CHECK(hooks.size() == 9);
+  CHECK(capture_points(resnet.graph, CaptureSet::automatic) ==
+        std::vector<std::string>{"relu", "layer1", "layer2", "layer3", "layer4"});
+}
+
+TEST_CASE("PRISM maps repeat exactly, and agree across thread counts and batch sizes", "[prism]") {
+  const Model model = test::random_model("resnet18", 5, 3);
+  const Tensor input = test::random_tensor({4, 3, 64, 64}, 4);
+  const std::vector<std::string> captures = capture_points(model.graph, CaptureSet::torchprism);
+  PlanOptions plan_options;
+  plan_options.taps = captures;
+  auto maps_with = [&](int threads, int64_t batch) {
+    omp_set_num_threads(threads);
+    plan_options.num_threads = threads;
+    PrismCollector collector(captures, 4);
+    for (int64_t first = 0; first < 4; first += batch) {
+      const Tensor part = Tensor::from_data({batch, 3, 64, 64}, input.data() + first * 3 * 64 * 64);
+      Plan plan(model, part.shape(), plan_options);
+      collector.add(plan.run(part.view()));
+    }
+    return compute_prism(collector, PrismOptions{}, 64, 64).maps;
+  };
+  const int original = omp_get_max_threads();
+  const Tensor reference = maps_with(1, 4);
+  const Tensor again = maps_with(1, 4);
+  const Tensor two_threads = maps_with(2, 4);
+  const Tensor one_by_one = maps_with(2, 1);
+  omp_set_num_threads(original);
+  CHECK(all_finite(reference));
+  CHECK(test::compare(again.view(), reference.view()).max_abs == 0.0);
+  // Other thread counts and batch sizes split the convolutions' sums differently: float rounding,
+  // far below one 8-bit colour level (1 / 255 = 0.0039).
+  CHECK(test::compare(two_threads.view(), reference.view()).max_abs < 1e-4);
+  CHECK(test::compare(one_by_one.view(), reference.view()).max_abs < 1e-4);
+}
