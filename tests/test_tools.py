@@ -217,6 +217,95 @@ def a_float64_weight_is_named_in_the_error():
     assert "double.h5: dataset state_dict/layer3.0.conv2.weight is not float32 (float64)" in result.stderr, result.stderr
 
 
+def small_vgg_file():
+    """A resnet18 is small but PRISM on VGG is TorchPRISM's default; use a random vgg11 once."""
+    if not os.path.exists(path("vgg11.h5")):
+        result = convert("--arch", "vgg11", "--random-init", "1", "-o", path("vgg11.h5"))
+        assert result.returncode == 0, result.stderr
+    return path("vgg11.h5")
+
+
+@test
+def run_writes_every_output():
+    out = path("prism_out")
+    result = run([ARGS.prism, "run", "--model", small_vgg_file(), "--out", out, "--batch", "3", "--split-rgb",
+                  ARGS.samples])
+    assert result.returncode == 0, result.stderr
+    stems = sorted(os.path.splitext(f)[0] for f in os.listdir(ARGS.samples) if f.endswith(".jpg"))
+    expected = {"maps.npy", "summary.json", "grid.png", "variance.svg"}
+    for stem in stems:
+        expected |= {f"{stem}.prism.png", f"{stem}.prism.r.png", f"{stem}.prism.g.png", f"{stem}.prism.b.png"}
+    assert set(os.listdir(out)) == expected, set(os.listdir(out)) ^ expected
+    maps = np.load(os.path.join(out, "maps.npy"))
+    assert maps.shape == (len(stems), 224, 224, 3) and maps.dtype == np.float32
+    assert maps.min() >= 0.0 and maps.max() <= 1.0 and maps.max() > 0.5
+    # Each PNG is its map in 8 bits.
+    first = np.asarray(Image.open(os.path.join(out, f"{stems[0]}.prism.png")), dtype=np.float32) / 255
+    assert np.abs(first - maps[0]).max() <= 0.5 / 255 + 1e-6
+    grid = Image.open(os.path.join(out, "grid.png"))
+    assert grid.size[0] > 4 * 224 and grid.size[1] > 5 * 224  # inputs, maps, three split rows
+    summary = json.load(open(os.path.join(out, "summary.json")))
+    assert summary["architecture"] == "vgg11" and summary["random_weights"] is True
+    assert [os.path.basename(i["file"]) for i in summary["images"]] == [s + ".jpg" for s in stems]
+    assert len(summary["images"][0]["top5"]) == 5
+    assert summary["capture_points"][-1] == {"name": "features.20", "shape": [len(stems), 512, 7, 7]}
+    ratios = summary["explained_variance_ratio"]
+    assert len(ratios) == min(len(stems) * 7 * 7, 512)  # as many as an SVD has singular values
+    assert abs(sum(ratios) - 1) < 1e-6 and ratios == sorted(ratios, reverse=True)
+    assert summary["options"]["batch"] == 3 and summary["options"]["gradual_extrapolation"] is True
+    assert "<svg" in open(os.path.join(out, "variance.svg")).read()
+    assert not [f for f in os.listdir(out) if f.endswith(".partial")]
+
+
+@test
+def run_batches_do_not_change_the_maps():
+    """The PCA covers all images whatever --batch is, so the colours are the same."""
+    outputs = []
+    for batch in ("1", "4"):
+        out = path(f"batch_{batch}")
+        result = run([ARGS.prism, "run", "--model", small_vgg_file(), "--out", out, "--batch", batch, ARGS.samples])
+        assert result.returncode == 0, result.stderr
+        outputs.append(np.load(os.path.join(out, "maps.npy")))
+    assert np.abs(outputs[0] - outputs[1]).max() < 1e-4
+
+
+@test
+def run_options_are_checked_and_nothing_is_written_on_failure():
+    with open(path("broken.png"), "wb") as f:
+        f.write(b"\x89PNG\r\n\x1a\n truncated")
+    with open(path("a_file"), "w") as f:
+        f.write("x")
+    good = os.path.join(ARGS.samples, "wolf_01.jpg")
+    cases = [
+        (["--components", "1,2"], good, "--components needs exactly three numbers"),
+        (["--components", "0,1,2"], good, "--components takes three component numbers from 1"),
+        (["--layer", "features.99"], good, "no layer named 'features.99'"),
+        (["--captures", "everything"], good, "--captures"),
+        ([], path("broken.png"), "broken.png: cannot read the image"),
+    ]
+    for extra, image, message in cases:
+        out = path("failed_out")
+        result = run([ARGS.prism, "run", "--model", small_vgg_file(), "--out", out, *extra, good, image])
+        assert result.returncode != 0, extra
+        assert message in result.stderr, f"{message!r} not in {result.stderr!r}"
+        assert not os.path.exists(out) or not os.listdir(out), os.listdir(out)
+    result = run([ARGS.prism, "run", "--model", small_vgg_file(), "--out", path("a_file"), good])
+    assert result.returncode != 0 and "is a file, not a folder" in result.stderr, result.stderr
+
+
+@test
+def run_layer_and_components_choose_what_is_shown():
+    out = path("layer_out")
+    result = run([ARGS.prism, "run", "--model", small_vgg_file(), "--out", out, "--layer", "features.10",
+                  "--components", "2,3,4", "--no-gradual-extrapolation", ARGS.samples])
+    assert result.returncode == 0, result.stderr
+    summary = json.load(open(os.path.join(out, "summary.json")))
+    assert summary["capture_points"][-1]["name"] == "features.10"
+    assert [c["name"] for c in summary["capture_points"]] == ["features.2:input", "features.2", "features.5", "features.10"]
+    assert summary["options"]["components"] == [2, 3, 4]
+    assert np.load(os.path.join(out, "maps.npy")).shape[1:] == (224, 224, 3)
+
+
 def main():
     global ARGS, WORK
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])

@@ -116,7 +116,10 @@ void run_prism(const RunOptions& options) {
     collector.add(result);
     for (auto& ranked : top_classes(result.output, model.labels, 5)) classes.push_back(std::move(ranked));
     if (capture_shapes.empty()) {
-      for (const std::string& capture : captures) capture_shapes.push_back(result.taps.at(capture).shape());
+      for (const std::string& capture : captures) {
+        capture_shapes.push_back(result.taps.at(capture).shape());
+        capture_shapes.back()[0] = static_cast<int64_t>(inputs.size());  // shapes for the whole set
+      }
     }
     if (progress) fmt::print(stderr, "\rprism: {}/{} images through {}", first + count, inputs.size(), model.graph.architecture);
   }
