@@ -157,7 +157,16 @@ void run_prism(const RunOptions& options) {
       rows[2 + c].push_back(std::move(channel));
     }
   }
-  write_file_atomically((out / "grid.png").string(), png_bytes(grid(rows)));
+  std::vector<std::vector<std::string>> captions(n);
+  for (int64_t i = 0; i < n; ++i) {
+    for (size_t k = 0; k < 3 && k < classes[i].size(); ++k) {
+      captions[i].push_back(fmt::format("{:.3f} {}", classes[i][k].probability, classes[i][k].label.substr(0, 30)));
+    }
+  }
+  const std::string banner = model.has_random_weights()
+                                 ? "RANDOM WEIGHTS (" + model.weights_source + "): the pipeline, not a trained network"
+                                 : "";
+  write_file_atomically((out / "grid.png").string(), png_bytes(grid(rows, captions, banner)));
   const std::string title = fmt::format("PRISM explained variance: {} ({}){}", model.graph.architecture, captures.back(),
                                         model.has_random_weights() ? ", RANDOM weights" : "");
   write_file_atomically((out / "variance.svg").string(), variance_svg(result.explained_variance_ratio, title));

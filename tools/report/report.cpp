@@ -2,6 +2,7 @@
 #include "tools/report/report.hpp"
 
 #include <fmt/format.h>
+#include <stb_easy_font.h>
 #include <stb_image_write.h>
 
 #include <algorithm>
@@ -84,20 +85,58 @@ Image channel_to_image(const Tensor& maps, int64_t n, int channel) {
   return image;
 }
 
-Image grid(const std::vector<std::vector<Image>>& rows, int64_t margin) {
+void draw_text(Image& image, int64_t x, int64_t y, const std::string& text, int scale, const uint8_t colour[3]) {
+  // stb_easy_font writes quads: 4 vertices of (x, y, z as floats, RGBA as bytes), 16 bytes each.
+  struct Vertex {
+    float x, y, z;
+    unsigned char rgba[4];
+  };
+  std::vector<Vertex> vertices(text.size() * 70 * 4 + 4);
+  std::string copy = text;
+  unsigned char white[4] = {255, 255, 255, 255};
+  const int quads = stb_easy_font_print(0, 0, copy.data(), white, vertices.data(),
+                                        static_cast<int>(vertices.size() * sizeof(Vertex)));
+  for (int q = 0; q < quads; ++q) {
+    const Vertex* v = &vertices[q * 4];
+    const int64_t x0 = x + static_cast<int64_t>(v[0].x * scale), y0 = y + static_cast<int64_t>(v[0].y * scale);
+    const int64_t x1 = x + static_cast<int64_t>(v[2].x * scale), y1 = y + static_cast<int64_t>(v[2].y * scale);
+    for (int64_t py = std::max<int64_t>(0, y0); py < std::min(image.height, y1); ++py) {
+      for (int64_t px = std::max<int64_t>(0, x0); px < std::min(image.width, x1); ++px) {
+        std::copy(colour, colour + 3, &image.rgb[(py * image.width + px) * 3]);
+      }
+    }
+  }
+}
+
+Image grid(const std::vector<std::vector<Image>>& rows, const std::vector<std::vector<std::string>>& column_captions,
+           const std::string& banner) {
+  constexpr int64_t margin = 8, line = 12;  // stb_easy_font's lines are 12 units apart
+  constexpr uint8_t black[3] = {0, 0, 0}, red[3] = {192, 20, 20};
   int64_t cell_w = 0, cell_h = 0, columns = 0;
+  size_t caption_lines = 0;
   for (const auto& row : rows) {
     columns = std::max<int64_t>(columns, row.size());
     for (const Image& image : row) cell_w = std::max(cell_w, image.width), cell_h = std::max(cell_h, image.height);
   }
+  for (const auto& caption : column_captions) caption_lines = std::max(caption_lines, caption.size());
+  const int64_t banner_h = banner.empty() ? 0 : 2 * line + margin;
+  const int64_t caption_h = static_cast<int64_t>(caption_lines) * line;
   Image out;
   out.width = columns * cell_w + (columns + 1) * margin;
-  out.height = static_cast<int64_t>(rows.size()) * cell_h + (static_cast<int64_t>(rows.size()) + 1) * margin;
+  out.height = banner_h + caption_h + static_cast<int64_t>(rows.size()) * cell_h +
+               (static_cast<int64_t>(rows.size()) + 1) * margin;
   out.rgb.assign(out.width * out.height * 3, 255);
+  if (!banner.empty()) draw_text(out, margin, margin, banner, 2, red);
+  for (size_t c = 0; c < column_captions.size(); ++c) {
+    for (size_t l = 0; l < column_captions[c].size(); ++l) {
+      draw_text(out, margin + c * (cell_w + margin), banner_h + margin + l * line, column_captions[c][l], 1, black);
+    }
+  }
   for (size_t r = 0; r < rows.size(); ++r) {
     for (size_t c = 0; c < rows[r].size(); ++c) {
       const Image& image = rows[r][c];
-      const int64_t left = margin + c * (cell_w + margin), top = margin + r * (cell_h + margin);
+      const int64_t left = margin + c * (cell_w + margin);
+      const int64_t top = banner_h + caption_h + margin + r * (cell_h + margin);
       for (int64_t y = 0; y < image.height; ++y) {
         std::copy(&image.rgb[y * image.width * 3], &image.rgb[(y + 1) * image.width * 3],
                   &out.rgb[((top + y) * out.width + left) * 3]);

@@ -27,8 +27,15 @@ Image colours_to_image(const Tensor& maps, int64_t n);
 // component is 0, the full colour where it is 1 (like matplotlib's Reds, Greens, Blues).
 Image channel_to_image(const Tensor& maps, int64_t n, int channel);
 
-// A picture of pictures: rows of equally sized images with a white margin between them.
-Image grid(const std::vector<std::vector<Image>>& rows, int64_t margin = 8);
+// A picture of pictures: rows of equally sized images with a white margin between them, a
+// banner line on top (red; empty for none) and a few caption lines above each column, like
+// TorchPRISM's figure with each image's top classes over it.
+Image grid(const std::vector<std::vector<Image>>& rows, const std::vector<std::vector<std::string>>& column_captions,
+           const std::string& banner);
+
+// Draws text with stb_easy_font (a tiny font of axis-aligned bars) with its top left at (x, y),
+// each font unit `scale` pixels; characters outside the image are clipped.
+void draw_text(Image& image, int64_t x, int64_t y, const std::string& text, int scale, const uint8_t colour[3]);
 
 // A bar chart of each component's explained variance ratio, the first three written on it.
 std::string variance_svg(const std::vector<double>& ratios, const std::string& title);
