@@ -172,6 +172,15 @@ def classify_agrees_with_pytorch_on_a_photo():
 
 
 @test
+def classify_expands_quoted_globs():
+    converts_a_state_dict()
+    result = run([ARGS.prism, "classify", "--model", path("state.h5"), "--json", os.path.join(ARGS.samples, "w*.jpg")])
+    assert result.returncode == 0, result.stderr
+    files = [os.path.basename(i["file"]) for i in json.loads(result.stdout)["images"]]
+    assert files == ["wolf_01.jpg", "wolf_02.jpg", "wolves.jpg"], files
+
+
+@test
 def classify_reads_folders_and_batches():
     converts_a_state_dict()
     single = run([ARGS.prism, "classify", "--model", path("state.h5"), "--json", "--batch", "1", ARGS.samples])
@@ -195,6 +204,7 @@ def classify_fails_clearly_on_bad_input():
         ([ARGS.prism, "classify", "--model", path("state.h5"), "--batch", "0", path("wolf.png")], "--batch"),
         ([ARGS.prism, "classify", "--model", path("state.h5"), "--colour", path("wolf.png")], "--colour"),
         ([ARGS.prism, "info", path("broken.jpg")], "broken.jpg: not an HDF5 model file"),
+        ([ARGS.prism, "classify", "--model", path("state.h5"), path("*.tiff")], "*.tiff: no files match"),
     ]
     for command, message in cases:
         result = run(command)

@@ -2,6 +2,7 @@
 #include "tools/prism/common.hpp"
 
 #include <fmt/core.h>
+#include <glob.h>
 #include <omp.h>
 
 #include <algorithm>
@@ -35,6 +36,13 @@ std::vector<std::string> expand_image_arguments(const std::vector<std::string>& 
       files.insert(files.end(), found.begin(), found.end());
     } else if (fs::exists(argument, error)) {
       files.push_back(argument);
+    } else if (argument.find_first_of("*?[") != std::string::npos) {
+      // A quoted glob the shell did not expand, as TorchPRISM's --input "samples/*.jpg".
+      glob_t matches{};
+      const int status = ::glob(argument.c_str(), 0, nullptr, &matches);
+      for (size_t i = 0; status == 0 && i < matches.gl_pathc; ++i) files.push_back(matches.gl_pathv[i]);
+      ::globfree(&matches);
+      if (status != 0) throw Error(argument + ": no files match this pattern");
     } else {
       throw Error(argument + ": no such file or folder");
     }

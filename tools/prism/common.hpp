@@ -10,8 +10,9 @@
 
 namespace prism {
 
-// Files as given, folders as their image files (sorted by name); throws naming a missing path,
-// an empty folder, or an empty list.
+// Files as given, folders as their image files (sorted by name), unexpanded globs ("a/*.jpg")
+// as their matches (sorted); throws naming a missing path, an empty folder or glob, or an
+// empty list.
 std::vector<std::string> expand_image_arguments(const std::vector<std::string>& arguments);
 
 // Reads a model file; says on stderr when its weights are random, so no one mistakes the output.

@@ -146,6 +146,22 @@ Image grid(const std::vector<std::vector<Image>>& rows, const std::vector<std::v
   return out;
 }
 
+namespace {
+std::string xml_escaped(const std::string& text) {
+  std::string escaped;
+  for (char c : text) {
+    switch (c) {
+      case '&': escaped += "&amp;"; break;
+      case '<': escaped += "&lt;"; break;
+      case '>': escaped += "&gt;"; break;
+      case '"': escaped += "&quot;"; break;
+      default: escaped += c;
+    }
+  }
+  return escaped;
+}
+}  // namespace
+
 std::string variance_svg(const std::vector<double>& ratios, const std::string& title) {
   const double width = 640, height = 360, left = 56, right = 16, top = 40, bottom = 40;
   const double plot_w = width - left - right, plot_h = height - top - bottom;
@@ -154,7 +170,7 @@ std::string variance_svg(const std::vector<double>& ratios, const std::string& t
       "<svg xmlns=\"http://www.w3.org/2000/svg\" width=\"{0}\" height=\"{1}\" viewBox=\"0 0 {0} {1}\" "
       "font-family=\"sans-serif\" font-size=\"12\">\n<rect width=\"100%\" height=\"100%\" fill=\"white\"/>\n"
       "<text x=\"{2}\" y=\"22\" font-size=\"15\">{3}</text>\n",
-      width, height, left, title);
+      width, height, left, xml_escaped(title));
   for (int tick = 0; tick <= 4; ++tick) {
     const double value = largest * tick / 4, y = top + plot_h * (1 - value / largest);
     svg += fmt::format("<line x1=\"{0}\" y1=\"{1:.1f}\" x2=\"{2}\" y2=\"{1:.1f}\" stroke=\"#ddd\"/>"
