@@ -211,7 +211,7 @@ int64_t Plan::activation_bytes() const {
   return floats * static_cast<int64_t>(sizeof(float));
 }
 
-RunResult Plan::run(ConstTensorView input) {
+RunResult Plan::run(ConstTensorView input, std::vector<double>* step_seconds) {
   if (input.shape != input_shape_) {
     throw Error("the plan was made for input " + shape_to_string(input_shape_) + ", got " +
                 shape_to_string(input.shape));
@@ -226,14 +226,17 @@ RunResult Plan::run(ConstTensorView input) {
     }
   };
   copy_taps_of(-1);
+  if (step_seconds) step_seconds->assign(steps_.size(), 0.0);
   std::vector<ConstTensorView> inputs;
   for (size_t s = 0; s < steps_.size(); ++s) {
+    const double start = step_seconds ? omp_get_wtime() : 0.0;
     const Step& step = steps_[s];
     inputs.clear();
     for (int value : step.inputs) inputs.push_back(value_view(value, input));
     const Value& out = values_[step.output];
     TensorView output{buffers_[out.buffer].data(), out.shape};
     execute_step(backend_, step, inputs, output, workspace_.empty() ? nullptr : workspace_.data(), num_threads_);
+    if (step_seconds) (*step_seconds)[s] = omp_get_wtime() - start;
     copy_taps_of(static_cast<int>(s));
   }
   ConstTensorView logits = value_view(output_value_, input);

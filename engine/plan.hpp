@@ -48,10 +48,13 @@ class Plan {
   // The model must outlive the plan: unfolded weights are read from it, not copied.
   Plan(const Model& model, const Shape& input_shape, const PlanOptions& options = {});
 
-  RunResult run(ConstTensorView input);
+  // step_seconds, when given, receives each step's wall time (one entry per step), for profiles.
+  RunResult run(ConstTensorView input, std::vector<double>* step_seconds = nullptr);
 
   const std::vector<Step>& steps() const { return steps_; }
   const Shape& input_shape() const { return input_shape_; }
+  const Shape& step_input_shape(size_t step) const { return values_.at(steps_.at(step).inputs.at(0)).shape; }
+  const Shape& step_output_shape(size_t step) const { return values_.at(steps_.at(step).output).shape; }
   Shape tap_shape(const std::string& tap) const;
   int64_t activation_bytes() const;  // every buffer and the workspace, as allocated
 

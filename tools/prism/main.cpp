@@ -12,6 +12,7 @@ int main(int argc, char** argv) {
   prism::add_info_command(app);
   prism::add_classify_command(app);
   prism::add_run_command(app);
+  prism::add_bench_command(app);
   try {
     app.parse(argc, argv);
   } catch (const CLI::ParseError& error) {

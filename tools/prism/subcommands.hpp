@@ -9,5 +9,6 @@ namespace prism {
 void add_info_command(CLI::App& app);
 void add_classify_command(CLI::App& app);
 void add_run_command(CLI::App& app);
+void add_bench_command(CLI::App& app);
 
 }  // namespace prism
