@@ -25,9 +25,17 @@ bool is_pointwise(const Conv2dParams& p) {
          p.padding_h == 0 && p.padding_w == 0;
 }
 
-int64_t rows_per_tile(const Conv2dParams& p, int64_t out_h, int64_t out_w) {
+// Output rows per tile: the column tile stays within the cache budget, and when the batch is
+// too small to give every thread an (image, group) of its own, images are cut into at least as
+// many tiles as there are threads, so batch 1 runs on every core too. Tiles under 256 pixels
+// (ResNet's 7x7 stage) make GEMMs too thin; those stay whole and Eigen splits each GEMM instead.
+int64_t rows_per_tile(const Conv2dParams& p, int64_t batch, int64_t out_h, int64_t out_w, int num_threads) {
+  constexpr int64_t smallest_split_tile_pixels = 256;
   const int64_t k = p.in_channels / p.groups * p.kernel_h * p.kernel_w;
-  return std::clamp<int64_t>(column_tile_budget_floats / std::max<int64_t>(1, k * out_w), 1, out_h);
+  int64_t rows = std::clamp<int64_t>(column_tile_budget_floats / std::max<int64_t>(1, k * out_w), 1, out_h);
+  const int64_t split_rows = (out_h + num_threads - 1) / num_threads;
+  if (batch * p.groups < num_threads && split_rows * out_w >= smallest_split_tile_pixels) rows = std::min(rows, split_rows);
+  return rows;
 }
 
 // Fills columns (K, rows * out_w) for output rows [row_begin, row_end) of one image and group:
@@ -87,7 +95,7 @@ int64_t conv2d_workspace_floats_cpu(const Conv2dParams& p, const Shape& input_sh
   if (is_pointwise(p)) return 0;
   const Shape out = conv2d_output_shape(p, input_shape);
   const int64_t k = p.in_channels / p.groups * p.kernel_h * p.kernel_w;
-  return int64_t{num_threads} * k * rows_per_tile(p, out[2], out[3]) * out[3];
+  return int64_t{num_threads} * k * rows_per_tile(p, input_shape[0], out[2], out[3], num_threads) * out[3];
 }
 
 void conv2d_forward_cpu(const Conv2dParams& p, ConstTensorView input, ConstTensorView weight,
@@ -99,7 +107,7 @@ void conv2d_forward_cpu(const Conv2dParams& p, ConstTensorView input, ConstTenso
   const int64_t out_per_group = p.out_channels / p.groups;
   const int64_t k = in_per_group * p.kernel_h * p.kernel_w;
   const bool pointwise = is_pointwise(p);
-  const int64_t tile_rows = pointwise ? out_h : rows_per_tile(p, out_h, out_w);
+  const int64_t tile_rows = rows_per_tile(p, batch, out_h, out_w, num_threads);
   const int64_t tiles = (out_h + tile_rows - 1) / tile_rows;
   const int64_t tasks = batch * p.groups * tiles;
 
@@ -111,7 +119,8 @@ void conv2d_forward_cpu(const Conv2dParams& p, ConstTensorView input, ConstTenso
     const int64_t pixels = (row_end - row_begin) * out_w;
     const float* image = input.data + (n * p.in_channels + group * in_per_group) * height * width;
 
-    const float* cols = image;  // pointwise: the input planes already are the column matrix
+    // Pointwise: the input planes already are the column matrix; the tile starts at its first pixel.
+    const float* cols = image + row_begin * out_w;
     int64_t cols_stride = height * width;
     if (!pointwise) {
       im2col_tile(p, image, height, width, out_w, row_begin, row_end, columns);
