@@ -17,6 +17,7 @@ struct Preprocessing {
   int64_t input_width = 224;
   std::array<float, 3> mean = {0.485f, 0.456f, 0.406f};  // ImageNet's, as torchvision uses
   std::array<float, 3> std = {0.229f, 0.224f, 0.225f};
+  bool grey = false;  // images become grey (PIL's convert("L")) copied to 3 channels, as in training
 };
 
 struct Model {
@@ -26,6 +27,7 @@ struct Model {
   std::vector<std::string> labels;  // one per class; may be empty
   std::string weights_source;       // where the weights came from, e.g. "random (seed 0)"
   std::string path;                 // the file it was read from, for messages
+  double recorded_accuracy = -1.0;  // test accuracy the training script recorded; -1 if none
 
   int64_t num_classes() const;
   int64_t parameter_count() const;

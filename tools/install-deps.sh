@@ -5,7 +5,7 @@ set -euo pipefail
 packages=(
   build-essential cmake ninja-build pkg-config
   libeigen3-dev libhdf5-dev libstb-dev
-  catch2 libcli11-dev libfmt-dev nlohmann-json3-dev libspectra-dev
+  catch2 libcli11-dev libfmt-dev nlohmann-json3-dev libspectra-dev zlib1g-dev dataset-fashion-mnist
   python3 python3-numpy python3-torch python3-torchvision python3-h5py python3-pil
 )
 missing=()

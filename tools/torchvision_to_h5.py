@@ -19,6 +19,7 @@ import torchvision
 
 FORMAT_NAME = "prism-model"
 FORMAT_VERSION = 1
+FORMAT_VERSION_FLOAT16 = 2  # version 2 adds float16 datasets (read back as float32)
 ARCHITECTURES = [
     "vgg11", "vgg11_bn", "vgg13", "vgg13_bn", "vgg16", "vgg16_bn", "vgg19", "vgg19_bn",
     "resnet18", "resnet34", "resnet50", "resnet101", "resnet152",
@@ -96,8 +97,10 @@ def checked_state_dict(arch, state_dict, source):
 
 
 def write_model_file(path, arch, state_dict, labels, weights_source,
-                     input_size=(224, 224), mean=IMAGENET_MEAN, std=IMAGENET_STD):
-    """Writes the file under a temporary name and renames it, so a failure leaves nothing half done."""
+                     input_size=(224, 224), mean=IMAGENET_MEAN, std=IMAGENET_STD, float16=False,
+                     extra_attributes=None):
+    """Writes the file under a temporary name and renames it, so a failure leaves nothing half done.
+    float16 stores every tensor in half precision (half the size; format version 2)."""
     tensors = checked_state_dict(arch, state_dict, weights_source)
     num_classes = tensors[classifier_key(arch)].shape[0]
     if labels is not None and len(labels) != num_classes:
@@ -106,18 +109,20 @@ def write_model_file(path, arch, state_dict, labels, weights_source,
     try:
         with h5py.File(temporary, "w") as f:
             f.attrs["format"] = FORMAT_NAME
-            f.attrs["format_version"] = np.int32(FORMAT_VERSION)
+            f.attrs["format_version"] = np.int32(FORMAT_VERSION_FLOAT16 if float16 else FORMAT_VERSION)
             f.attrs["architecture"] = arch
             f.attrs["num_classes"] = np.int64(num_classes)
             f.attrs["input_size"] = np.array(input_size, dtype=np.int64)
             f.attrs["mean"] = np.array(mean, dtype=np.float32)
             f.attrs["std"] = np.array(std, dtype=np.float32)
             f.attrs["weights_source"] = weights_source
+            for name, value in (extra_attributes or {}).items():
+                f.attrs[name] = value
             if labels is not None:
                 f.create_dataset("labels", data=list(labels), dtype=h5py.string_dtype("utf-8"))
             group = f.create_group("state_dict")
             for key, tensor in tensors.items():
-                group.create_dataset(key, data=tensor.numpy())
+                group.create_dataset(key, data=tensor.numpy().astype(np.float16 if float16 else np.float32))
         os.replace(temporary, path)
     except OSError as error:
         if os.path.exists(temporary):

@@ -101,8 +101,10 @@ class Reader {
     Handle dataset(H5Dopen2(file_.get(), name.c_str(), H5P_DEFAULT), H5Dclose);
     if (!dataset.valid()) fail("cannot open dataset " + name);
     Handle type(H5Dget_type(dataset.get()), H5Tclose);
-    if (H5Tget_class(type.get()) != H5T_FLOAT || H5Tget_size(type.get()) != 4) {
-      fail("dataset " + name + " is not float32 (" + describe_type(type.get()) +
+    // float32, or float16 (format version 2) which HDF5 converts to float32 as it reads.
+    const size_t bytes = H5Tget_size(type.get());
+    if (H5Tget_class(type.get()) != H5T_FLOAT || (bytes != 4 && bytes != 2)) {
+      fail("dataset " + name + " is not float32 or float16 (" + describe_type(type.get()) +
            "); convert the checkpoint again with tools/torchvision_to_h5.py");
     }
     Tensor tensor(dataset_shape(name));
@@ -238,6 +240,14 @@ Model read_model_file(const std::string& path) {
     }
   }
   if (reader.has_attribute("weights_source")) model.weights_source = reader.string_attribute("weights_source");
+  if (reader.has_attribute("colour")) {
+    const std::string colour = reader.string_attribute("colour");
+    if (colour != "grey" && colour != "rgb") reader.fail("colour must be 'grey' or 'rgb', not '" + colour + "'");
+    model.preprocessing.grey = colour == "grey";
+  }
+  if (reader.has_attribute("test_accuracy")) {
+    model.recorded_accuracy = reader.numeric_attribute<double>("test_accuracy", H5T_NATIVE_DOUBLE).at(0);
+  }
   return model;
 }
 
@@ -284,6 +294,12 @@ void write_model_contents(const Model& model, const std::string& path, hid_t roo
   write_array_attribute(root, "mean", H5T_IEEE_F32LE, H5T_NATIVE_FLOAT, model.preprocessing.mean.data(), 3);
   write_array_attribute(root, "std", H5T_IEEE_F32LE, H5T_NATIVE_FLOAT, model.preprocessing.std.data(), 3);
   write_string_attribute(root, "weights_source", model.weights_source);
+  if (version >= 2) {
+    write_string_attribute(root, "colour", model.preprocessing.grey ? "grey" : "rgb");
+    if (model.recorded_accuracy >= 0) {
+      write_array_attribute(root, "test_accuracy", H5T_IEEE_F64LE, H5T_NATIVE_DOUBLE, &model.recorded_accuracy, 1);
+    }
+  }
 
   if (!model.labels.empty()) {
     Handle type(H5Tcopy(H5T_C_S1), H5Tclose);
@@ -321,7 +337,10 @@ void write_model_file(const Model& model, const std::string& path, int format_ve
     {
       Handle file(H5Fcreate(temporary.c_str(), H5F_ACC_TRUNC, H5P_DEFAULT, H5P_DEFAULT), H5Fclose);
       if (!file.valid()) throw Error(path + ": cannot create the file (does the folder exist, is it writable?)");
-      write_model_contents(model, path, file.get(), format_version);
+      const int version = format_version != 0                                      ? format_version
+                          : model.preprocessing.grey || model.recorded_accuracy >= 0 ? 2
+                                                                                     : 1;
+      write_model_contents(model, path, file.get(), version);
       if (H5Fflush(file.get(), H5F_SCOPE_GLOBAL) < 0) throw Error(path + ": cannot write the file (is the disk full?)");
     }
     if (std::rename(temporary.c_str(), path.c_str()) != 0) throw Error(path + ": cannot move the finished file into place");

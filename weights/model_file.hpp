@@ -11,7 +11,9 @@
 namespace prism {
 
 constexpr const char* model_format_name = "prism-model";
-constexpr int model_format_version = 1;
+// Version 1: float32 tensors. Version 2 adds float16 tensors (converted to float32 on reading)
+// and the optional `colour` and `test_accuracy` attributes. This build reads both.
+constexpr int model_format_version = 2;
 
 // Reads and checks a model file: an HDF5 file of this format and a version this build reads, a
 // known architecture, and exactly its state_dict (names, shapes, float32). Throws prism::Error
@@ -20,8 +22,10 @@ Model read_model_file(const std::string& path);
 
 // Writes `model` (its graph's architecture, parameters, labels, preprocessing) to `path`, under a
 // temporary name first and renamed into place, so a failure never leaves a half-written file or
-// damages one already there. format_version is for tests that need a file from the future.
-void write_model_file(const Model& model, const std::string& path, int format_version = model_format_version);
+// damages one already there. Tensors are written as float32; the file gets the lowest format
+// version that holds the model (2 when it has a colour mode or a recorded accuracy, else 1).
+// A non-zero format_version overrides that, for tests that need a file from the future.
+void write_model_file(const Model& model, const std::string& path, int format_version = 0);
 
 // Every float32 dataset in `group` of an HDF5 file, by name (for reference tensors in tests).
 std::map<std::string, Tensor> read_tensor_group(const std::string& path, const std::string& group);

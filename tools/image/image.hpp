@@ -37,7 +37,11 @@ enum class ResizeMode {
   center_crop,  // transforms.Resize(256) then CenterCrop(224): torchvision's evaluation transform
 };
 
-// The resized image, before ToTensor: the exact pixels PyTorch's pipeline would see.
+// PIL's convert("L") of an RGB image, kept as RGB with three equal channels.
+Image to_grey(const Image& image);
+
+// The resized image, before ToTensor: the exact pixels PyTorch's pipeline would see; grey first
+// when the model was trained on grey images.
 Image resize_for_model(const Image& image, const Preprocessing& preprocessing, ResizeMode mode);
 
 // ToTensor and Normalize of already resized images into one batch (N, 3, H, W).

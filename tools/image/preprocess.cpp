@@ -7,7 +7,19 @@
 
 namespace prism {
 
-Image resize_for_model(const Image& image, const Preprocessing& pre, ResizeMode mode) {
+Image to_grey(const Image& image) {
+  Image grey = image;
+  for (size_t i = 0; i < grey.rgb.size(); i += 3) {
+    // PIL's convert("L"): ITU-R 601-2 luma in 16-bit fixed point, rounded.
+    const uint32_t luma = (grey.rgb[i] * 19595u + grey.rgb[i + 1] * 38470u + grey.rgb[i + 2] * 7471u + 0x8000u) >> 16;
+    grey.rgb[i] = grey.rgb[i + 1] = grey.rgb[i + 2] = static_cast<uint8_t>(luma);
+  }
+  return grey;
+}
+
+Image resize_for_model(const Image& original, const Preprocessing& pre, ResizeMode mode) {
+  // A model trained on grey images (the default Fashion-MNIST one) sees every image in grey.
+  const Image image = pre.grey ? to_grey(original) : original;
   if (mode == ResizeMode::stretch) return resize_bilinear_pil(image, pre.input_width, pre.input_height);
   // transforms.Resize(256): the short side becomes 256 * crop / 224 (256 for a 224 model), the
   // long side int(short_target * long / short), truncated as torchvision does.

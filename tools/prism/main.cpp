@@ -13,6 +13,7 @@ int main(int argc, char** argv) {
   prism::add_classify_command(app);
   prism::add_run_command(app);
   prism::add_bench_command(app);
+  prism::add_evaluate_commands(app);
   try {
     app.parse(argc, argv);
   } catch (const CLI::ParseError& error) {

@@ -10,5 +10,6 @@ void add_info_command(CLI::App& app);
 void add_classify_command(CLI::App& app);
 void add_run_command(CLI::App& app);
 void add_bench_command(CLI::App& app);
+void add_evaluate_commands(CLI::App& app);  // evaluate and extract
 
 }  // namespace prism
