@@ -130,6 +130,18 @@ def write_model_file(path, arch, state_dict, labels, weights_source,
         raise ConversionError(f"{path}: cannot write the model file: {error}") from None
 
 
+def read_model_file(path):
+    """A prism model file back into torchvision: (model in eval mode, the file's attributes)."""
+    with h5py.File(path, "r") as f:
+        state = {k: torch.from_numpy(v[()].astype(np.float32)) for k, v in f["state_dict"].items()}
+        attrs = dict(f.attrs)
+    model = build_model(attrs["architecture"], int(attrs["num_classes"]))
+    missing, unexpected = model.load_state_dict(state, strict=False)
+    if unexpected or not all(k.endswith("num_batches_tracked") for k in missing):
+        raise ConversionError(f"{path}: does not fit {attrs['architecture']}: {missing} {unexpected}")
+    return model.eval(), attrs
+
+
 def read_labels(path):
     with open(path, encoding="utf-8") as f:
         return [line.rstrip("\n") for line in f if line.strip()]

@@ -2,13 +2,15 @@
 """tests/pytorch/make_prism_reference.py: PRISM maps from the PyTorch reference
 (torchprism_reference.py) for tests/test_prism_pytorch.cpp.
 
-Writes, in --out-dir: ARCH.model.h5 (seeded random weights, BatchNorm randomised), the sample
-photos as PNG (lossless, so the C++ side decodes the same pixels PyTorch used), and
-ARCH.prism.h5 with, per configuration NAME@IMAGES, maps/NAME@IMAGES (N, 224, 224, 3) and
-variance/NAME@IMAGES. IMAGES is 1 (wolf_01) or 4 (all samples, sorted). NAME is one of:
+Writes, in --out-dir: NAME.model.h5 (seeded random weights of --arch, BatchNorm randomised, or a
+copy of --model-file), the images as PNG (the JPEG samples decoded by PIL, or --images' PNG
+files: lossless, so the C++ side decodes the same pixels PyTorch used), and NAME.prism.h5 with,
+per configuration CONFIG@IMAGES, maps/CONFIG@IMAGES (N, H, W, 3) and variance/CONFIG@IMAGES.
+IMAGES is 1 (the second image in name order) or all of them. CONFIG is one of:
 ge, no_ge, inclusive, exclusive, quantised, no_ge_inclusive, components=2.3.4 (any model),
 layer=features.23 (VGG), stages (ResNet stage outputs instead of TorchPRISM's hooks).
 """
+import shutil
 import argparse
 import glob
 import os
@@ -17,6 +19,7 @@ import sys
 import h5py
 import numpy as np
 import torch
+import torchvision
 from PIL import Image
 from torchvision import transforms
 
@@ -33,49 +36,72 @@ def stage_modules(model):
 
 def main():
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
-    parser.add_argument("--arch", required=True, choices=["vgg16", "resnet50"])
-    parser.add_argument("--samples", required=True)
+    parser.add_argument("--arch", choices=["vgg16", "resnet50"], help="a seeded random model of this architecture")
+    parser.add_argument("--model-file", help="instead of --arch: this model file (e.g. the default model)")
+    parser.add_argument("--name", help="file name prefix (default: the architecture)")
+    parser.add_argument("--samples", help="a folder of JPEG photos, converted to PNG")
+    parser.add_argument("--images", help="instead of --samples: a folder of PNG images, used as they are")
     parser.add_argument("--out-dir", required=True)
     args = parser.parse_args()
     os.makedirs(args.out_dir, exist_ok=True)
     torch.set_num_threads(max(1, os.cpu_count() or 1))
 
-    model = converter.random_model(args.arch, 3)
-    converter.write_model_file(os.path.join(args.out_dir, f"{args.arch}.model.h5"), args.arch, model.state_dict(),
-                               None, "random (seed 3)")
-    preprocess = transforms.Compose([transforms.Resize((224, 224)), transforms.ToTensor(),
-                                     transforms.Normalize(converter.IMAGENET_MEAN, converter.IMAGENET_STD)])
+    if args.model_file:
+        model, attrs = converter.read_model_file(args.model_file)
+        name = args.name or "model"
+        shutil.copy(args.model_file, os.path.join(args.out_dir, f"{name}.model.h5"))
+    else:
+        model = converter.random_model(args.arch, 3)
+        name = args.name or args.arch
+        converter.write_model_file(os.path.join(args.out_dir, f"{name}.model.h5"), args.arch, model.state_dict(),
+                                   None, "random (seed 3)")
+        attrs = {"input_size": (224, 224), "mean": converter.IMAGENET_MEAN, "std": converter.IMAGENET_STD}
+    size = tuple(int(v) for v in attrs["input_size"])
+    grey = attrs.get("colour") == "grey"
+    preprocess = transforms.Compose([transforms.Resize(size), transforms.ToTensor(),
+                                     transforms.Normalize([float(v) for v in attrs["mean"]],
+                                                          [float(v) for v in attrs["std"]])])
+    pngs = []
+    if args.images:
+        for path in sorted(glob.glob(os.path.join(args.images, "*.png"))):
+            pngs.append(os.path.join(args.out_dir, os.path.basename(path)))
+            shutil.copy(path, pngs[-1])
+    else:
+        for path in sorted(glob.glob(os.path.join(args.samples, "*.jpg"))):
+            pngs.append(os.path.join(args.out_dir, os.path.splitext(os.path.basename(path))[0] + ".png"))
+            Image.open(path).convert("RGB").save(pngs[-1])
+    if len(pngs) < 2:
+        raise SystemExit("error: expected at least two images")
+    # The C++ test takes every PNG in the folder, in name order: one model per folder.
     tensors = []
-    for path in sorted(glob.glob(os.path.join(args.samples, "*.jpg"))):
-        png = os.path.join(args.out_dir, os.path.splitext(os.path.basename(path))[0] + ".png")
-        Image.open(path).convert("RGB").save(png)
-        tensors.append(preprocess(Image.open(png).convert("RGB")))
-    if len(tensors) != 4:
-        raise SystemExit(f"error: expected the 4 sample photos in {args.samples}")
-    batches = {4: torch.stack(tensors), 1: torch.stack(tensors[1:2])}  # wolf_01 alone
+    for png in pngs:
+        image = Image.open(png).convert("L" if grey else "RGB").convert("RGB")
+        tensors.append(preprocess(image))
+    batches = {len(tensors): torch.stack(tensors), 1: torch.stack(tensors[1:2])}
 
     configurations = {"ge": {}, "no_ge": {"gradual": False}, "inclusive": {"inclusive": True},
                       "exclusive": {"exclusive": True}, "quantised": {"inclusive": True, "exclusive": True},
                       "no_ge_inclusive": {"gradual": False, "inclusive": True},
                       "components=2.3.4": {"components": (1, 2, 3)}}
     hooks = reference.torchprism_hook_modules(model)
-    with h5py.File(os.path.join(args.out_dir, f"{args.arch}.prism.h5"), "w") as f:
-        def store(name, maps, variance):
-            f.create_dataset(f"maps/{name}", data=maps.numpy().astype(np.float32))
-            f.create_dataset(f"variance/{name}", data=np.array(variance, dtype=np.float32))
+    vgg = isinstance(model, torchvision.models.VGG)
+    with h5py.File(os.path.join(args.out_dir, f"{name}.prism.h5"), "w") as f:
+        def store(key, maps, variance):
+            f.create_dataset(f"maps/{key}", data=maps.numpy().astype(np.float32))
+            f.create_dataset(f"variance/{key}", data=np.array(variance, dtype=np.float32))
 
         for count, batch in batches.items():
             _, excitations = reference.capture(model, batch, hooks)
-            for name, options in configurations.items():
-                store(f"{name}@{count}", *reference.prism_maps(excitations, (224, 224), **options))
-            if args.arch == "vgg16":
+            for config, options in configurations.items():
+                store(f"{config}@{count}", *reference.prism_maps(excitations, size, **options))
+            if vgg:
                 # --layer features.23: the captures before it, then its output.
                 _, upto = reference.capture(model, batch, hooks[:hooks.index(model.features[23]) + 1])
-                store(f"layer=features.23@{count}", *reference.prism_maps(upto, (224, 224)))
+                store(f"layer=features.23@{count}", *reference.prism_maps(upto, size))
             else:
                 _, stages = reference.capture(model, batch, stage_modules(model), first_input=False)
-                store(f"stages@{count}", *reference.prism_maps(stages, (224, 224)))
-    print(f"{args.arch}: PRISM references for {len(configurations) + 1} configurations, batches of 1 and 4")
+                store(f"stages@{count}", *reference.prism_maps(stages, size))
+    print(f"{name}: PRISM references for {len(configurations) + 1} configurations, batches of 1 and {len(pngs)}")
 
 
 if __name__ == "__main__":
