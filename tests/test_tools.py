@@ -102,6 +102,21 @@ def converts_a_training_checkpoint_with_dataparallel_prefixes():
 
 
 @test
+def float16_files_are_half_the_size_and_classify_alike():
+    converts_a_state_dict()
+    result = convert("--arch", "resnet18", "--checkpoint", path("state.pth"), "--float16", "-o", path("half.h5"))
+    assert result.returncode == 0, result.stderr
+    assert os.path.getsize(path("half.h5")) < 0.6 * os.path.getsize(path("state.h5"))
+    with h5py.File(path("half.h5")) as f:
+        assert f["state_dict/fc.weight"].dtype == np.float16 and int(f.attrs["format_version"]) == 2
+    image = os.path.join(ARGS.samples, "wolf_01.jpg")
+    full, half = (json.loads(run([ARGS.prism, "classify", "--model", path(name), "--json", image]).stdout)
+                  for name in ("state.h5", "half.h5"))
+    for a, b in zip(full["images"][0]["top5"], half["images"][0]["top5"]):
+        assert abs(a["prob"] - b["prob"]) < 2e-2, (a, b)
+
+
+@test
 def refuses_a_checkpoint_of_another_architecture():
     torch.save(small_model().state_dict(), path("r18.pth"))
     result = convert("--arch", "resnet34", "--checkpoint", path("r18.pth"), "-o", path("wrong.h5"))

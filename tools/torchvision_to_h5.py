@@ -19,7 +19,7 @@ import torchvision
 
 FORMAT_NAME = "prism-model"
 FORMAT_VERSION = 1
-FORMAT_VERSION_FLOAT16 = 2  # version 2 adds float16 datasets (read back as float32)
+FORMAT_VERSION_2 = 2  # adds float16 datasets (read back as float32) and the colour and test_accuracy attributes
 ARCHITECTURES = [
     "vgg11", "vgg11_bn", "vgg13", "vgg13_bn", "vgg16", "vgg16_bn", "vgg19", "vgg19_bn",
     "resnet18", "resnet34", "resnet50", "resnet101", "resnet152",
@@ -109,7 +109,7 @@ def write_model_file(path, arch, state_dict, labels, weights_source,
     try:
         with h5py.File(temporary, "w") as f:
             f.attrs["format"] = FORMAT_NAME
-            f.attrs["format_version"] = np.int32(FORMAT_VERSION_FLOAT16 if float16 else FORMAT_VERSION)
+            f.attrs["format_version"] = np.int32(FORMAT_VERSION_2 if float16 or extra_attributes else FORMAT_VERSION)
             f.attrs["architecture"] = arch
             f.attrs["num_classes"] = np.int64(num_classes)
             f.attrs["input_size"] = np.array(input_size, dtype=np.int64)
@@ -161,6 +161,7 @@ def main(argv=None):
     parser.add_argument("--labels", help="a text file with one class name per line "
                                          "(default: ImageNet's when the model has 1000 classes)")
     parser.add_argument("--input-size", type=int, nargs=2, default=(224, 224), metavar=("H", "W"))
+    parser.add_argument("--float16", action="store_true", help="store tensors in half precision (half the size)")
     parser.add_argument("-o", "--output", required=True)
     args = parser.parse_args(argv)
 
@@ -193,7 +194,8 @@ def main(argv=None):
             labels = imagenet_weights(args.arch).meta["categories"]
         else:
             labels = None
-        write_model_file(args.output, args.arch, state_dict, labels, source_text, tuple(args.input_size))
+        write_model_file(args.output, args.arch, state_dict, labels, source_text, tuple(args.input_size),
+                         float16=args.float16)
     except ConversionError as error:
         print(f"error: {error}", file=sys.stderr)
         return 1

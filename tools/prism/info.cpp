@@ -35,9 +35,10 @@ void run_info(const InfoOptions& options) {
              model.has_random_weights() ? "  [RANDOM: not a trained network]" : "");
   fmt::print("parameters:   {} ({:.1f} MiB as float32)\n", parameters, parameters * 4.0 / (1 << 20));
   const Preprocessing& pre = model.preprocessing;
-  fmt::print("input:        {}x{} (height x width), mean ({:.3f}, {:.3f}, {:.3f}), std ({:.3f}, {:.3f}, {:.3f})\n",
-             pre.input_height, pre.input_width, pre.mean[0], pre.mean[1], pre.mean[2], pre.std[0], pre.std[1],
-             pre.std[2]);
+  fmt::print("input:        {}x{} (height x width){}, mean ({:.3f}, {:.3f}, {:.3f}), std ({:.3f}, {:.3f}, {:.3f})\n",
+             pre.input_height, pre.input_width, pre.grey ? ", grey" : "", pre.mean[0], pre.mean[1], pre.mean[2],
+             pre.std[0], pre.std[1], pre.std[2]);
+  if (model.recorded_accuracy >= 0) fmt::print("accuracy:     {:.4f} on the training script's test set\n", model.recorded_accuracy);
   fmt::print("\nlayers for input {}:\n", shape_to_string(input_shape));
   fmt::print("  {:<28} {:<18} {:<22} {:>12} {:>10}\n", "name (tap)", "op", "output shape", "parameters", "MFLOP");
   int64_t total_multiply_adds = 0;
