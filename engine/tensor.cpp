@@ -61,4 +61,16 @@ void Tensor::reshape(Shape shape) {
   shape_ = std::move(shape);
 }
 
+Tensor nchw_to_nhwc(ConstTensorView tensor) {
+  if (tensor.shape.size() != 4) throw Error("nchw_to_nhwc needs a 4-D tensor, got " + shape_to_string(tensor.shape));
+  const int64_t n = tensor.dim(0), channels = tensor.dim(1), plane = tensor.dim(2) * tensor.dim(3);
+  Tensor out({n, tensor.dim(2), tensor.dim(3), channels});
+  for (int64_t i = 0; i < n; ++i) {
+    for (int64_t c = 0; c < channels; ++c) {
+      for (int64_t p = 0; p < plane; ++p) out.data()[(i * plane + p) * channels + c] = tensor.data[(i * channels + c) * plane + p];
+    }
+  }
+  return out;
+}
+
 }  // namespace prism

@@ -76,4 +76,7 @@ class Tensor {
   std::unique_ptr<float[], FreeDeleter> storage_;
 };
 
+// (N, C, H, W) -> (N, H, W, C): the channels-last copy that image files and NumPy users expect.
+Tensor nchw_to_nhwc(ConstTensorView tensor);
+
 }  // namespace prism

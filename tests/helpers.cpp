@@ -3,6 +3,7 @@
 
 #include <cmath>
 #include <cstdio>
+#include <cstdlib>
 #include <limits>
 #include <random>
 
@@ -10,6 +11,11 @@
 #include "engine/models/models.hpp"
 
 namespace prism::test {
+
+std::string environment(const char* name) {
+  const char* value = std::getenv(name);
+  return value ? value : "";
+}
 
 Tensor random_tensor(const Shape& shape, uint32_t seed, float low, float high) {
   Tensor tensor(shape);

@@ -10,6 +10,9 @@
 
 namespace prism::test {
 
+// An environment variable, or "" when unset (ctest passes reference folders this way).
+std::string environment(const char* name);
+
 // Uniform values in [low, high), the same for the same seed on every machine.
 Tensor random_tensor(const Shape& shape, uint32_t seed, float low = -1.0f, float high = 1.0f);
 

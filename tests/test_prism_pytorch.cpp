@@ -20,10 +20,6 @@ using namespace prism;
 
 namespace {
 
-std::string environment(const char* name) {
-  const char* value = std::getenv(name);
-  return value ? value : "";
-}
 
 // Runs PRISM on the given image files as `prism run` does; maps come back as (N, H, W, 3).
 struct Configuration {
@@ -65,22 +61,11 @@ PrismResult run_prism(const Model& model, const std::vector<std::string>& files,
   return compute_prism(collector, c.options, height, width);
 }
 
-Tensor to_hwc(const Tensor& maps) {
-  const int64_t n = maps.dim(0), plane = maps.dim(2) * maps.dim(3);
-  Tensor hwc({n, maps.dim(2), maps.dim(3), 3});
-  for (int64_t i = 0; i < n; ++i) {
-    for (int c = 0; c < 3; ++c) {
-      for (int64_t p = 0; p < plane; ++p) hwc.data()[(i * plane + p) * 3 + c] = maps.data()[(i * 3 + c) * plane + p];
-    }
-  }
-  return hwc;
-}
-
 }  // namespace
 
 TEST_CASE("PRISM maps equal the PyTorch reference of TorchPRISM's algorithm", "[.prism_pytorch]") {
-  const std::string dir = environment("PRISM_PRISM_REFERENCE_DIR");
-  const std::string architecture = environment("PRISM_ARCH");
+  const std::string dir = test::environment("PRISM_PRISM_REFERENCE_DIR");
+  const std::string architecture = test::environment("PRISM_ARCH");
   REQUIRE(!dir.empty());
   REQUIRE(!architecture.empty());
   const Model model = read_model_file(dir + "/" + architecture + ".model.h5");
@@ -102,7 +87,7 @@ TEST_CASE("PRISM maps equal the PyTorch reference of TorchPRISM's algorithm", "[
     REQUIRE((count == 1 || count == all.size()));
     const std::vector<std::string> files = count == all.size() ? all : std::vector<std::string>{all[1]};
     const PrismResult result = run_prism(model, files, parse_configuration(name));
-    const Tensor maps = to_hwc(result.maps);
+    const Tensor maps = nchw_to_nhwc(result.maps.view());
     if (std::isnan(expected.data()[0])) {
       // One image with --exclusive: every colour is common, the maps are all black and PyTorch's
       // normalisation divides 0 by 0. Ours defines that case as black (zeros), never NaN.
@@ -122,11 +107,11 @@ TEST_CASE("PRISM maps equal the PyTorch reference of TorchPRISM's algorithm", "[
   }
 
   // The same photos as JPEG: stb_image decodes a little differently from PIL.
-  const std::string samples = environment("PRISM_SAMPLES_DIR");
+  const std::string samples = test::environment("PRISM_SAMPLES_DIR");
   if (samples.empty()) return;  // the images were PNG to begin with
   std::vector<std::string> jpegs;
   for (const char* stem : {"coyote", "wolf_01", "wolf_02", "wolves"}) jpegs.push_back(samples + "/" + stem + ".jpg");
-  const Tensor maps = to_hwc(run_prism(model, jpegs, parse_configuration("ge")).maps);
+  const Tensor maps = nchw_to_nhwc(run_prism(model, jpegs, parse_configuration("ge")).maps.view());
   const Tensor& png_maps = expected_maps.at("ge@" + std::to_string(all.size()));
   const test::Difference d = test::compare(maps.view(), png_maps.view());
   double total = 0.0;

@@ -12,15 +12,11 @@
 using namespace prism;
 
 namespace {
-std::string environment(const char* name) {
-  const char* value = std::getenv(name);
-  return value ? value : "";
-}
 }  // namespace
 
 TEST_CASE("a model's logits and taps equal PyTorch's", "[.pytorch]") {
-  const std::string directory = environment("PRISM_REFERENCE_DIR");
-  const std::string architecture = environment("PRISM_ARCH");
+  const std::string directory = test::environment("PRISM_REFERENCE_DIR");
+  const std::string architecture = test::environment("PRISM_ARCH");
   INFO("run through ctest, which generates the reference first (tests/CMakeLists.txt)");
   REQUIRE(!directory.empty());
   REQUIRE(!architecture.empty());

@@ -54,11 +54,7 @@ void run_classify(const ClassifyOptions& options) {
 
     const auto ranked = top_classes(result.output, model.labels, 5);
     for (size_t i = 0; i < count; ++i) {
-      nlohmann::json top5 = nlohmann::json::array();
-      for (const RankedClass& entry : ranked[i]) {
-        top5.push_back({{"index", entry.index}, {"label", entry.label}, {"prob", entry.probability}});
-      }
-      images.push_back({{"file", files[first + i]}, {"top5", top5}});
+      images.push_back({{"file", files[first + i]}, {"top5", top_classes_json(ranked[i])}});
       if (!options.json) {
         fmt::print("{}\n", files[first + i]);
         for (const RankedClass& entry : ranked[i]) {

@@ -89,4 +89,12 @@ std::vector<std::vector<RankedClass>> top_classes(const Tensor& logits, const st
   return ranked;
 }
 
+nlohmann::json top_classes_json(const std::vector<RankedClass>& ranked) {
+  nlohmann::json list = nlohmann::json::array();
+  for (const RankedClass& entry : ranked) {
+    list.push_back({{"index", entry.index}, {"label", entry.label}, {"prob", entry.probability}});
+  }
+  return list;
+}
+
 }  // namespace prism

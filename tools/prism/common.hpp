@@ -2,6 +2,7 @@
 // a model with a note about its weights, and turning logits into ranked classes.
 #pragma once
 
+#include <nlohmann/json.hpp>
 #include <string>
 #include <vector>
 
@@ -30,5 +31,9 @@ struct RankedClass {
 // Softmax of each row of (N, classes) logits, then the k most probable classes, best first.
 std::vector<std::vector<RankedClass>> top_classes(const Tensor& logits, const std::vector<std::string>& labels,
                                                   int64_t k);
+
+// [{"index": i, "label": ..., "prob": p}, ...]: the top classes as `classify --json` and
+// summary.json write them.
+nlohmann::json top_classes_json(const std::vector<RankedClass>& ranked);
 
 }  // namespace prism

@@ -133,14 +133,7 @@ void run_prism(const RunOptions& options) {
   // Everything is computed; now the files, each written whole or not at all.
   const int64_t n = static_cast<int64_t>(files.size());
   const std::vector<std::string> stems = unique_stems(files);
-  Tensor hwc({n, height, width, 3});  // maps.npy is (N, H, W, 3), as TorchPRISM's maps after permute
-  for (int64_t i = 0; i < n; ++i) {
-    for (int c = 0; c < 3; ++c) {
-      for (int64_t p = 0; p < height * width; ++p) {
-        hwc.data()[(i * height * width + p) * 3 + c] = result.maps.data()[(i * 3 + c) * height * width + p];
-      }
-    }
-  }
+  const Tensor hwc = nchw_to_nhwc(result.maps.view());  // maps.npy is (N, H, W, 3), as TorchPRISM's maps
   const fs::path out(options.out_dir);
   write_file_atomically((out / "maps.npy").string(), npy_bytes(hwc.data(), hwc.shape()));
   std::vector<std::vector<Image>> rows(options.split_rgb ? 5 : 2);
@@ -173,11 +166,7 @@ void run_prism(const RunOptions& options) {
 
   nlohmann::json images = nlohmann::json::array();
   for (int64_t i = 0; i < n; ++i) {
-    nlohmann::json top5 = nlohmann::json::array();
-    for (const RankedClass& entry : classes[i]) {
-      top5.push_back({{"index", entry.index}, {"label", entry.label}, {"prob", entry.probability}});
-    }
-    images.push_back({{"file", files[i]}, {"map", stems[i] + ".prism.png"}, {"top5", top5}});
+    images.push_back({{"file", files[i]}, {"map", stems[i] + ".prism.png"}, {"top5", top_classes_json(classes[i])}});
   }
   nlohmann::json capture_list = nlohmann::json::array();
   for (size_t i = 0; i < captures.size(); ++i) capture_list.push_back({{"name", captures[i]}, {"shape", capture_shapes[i]}});
