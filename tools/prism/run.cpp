@@ -137,17 +137,20 @@ void run_prism(const RunOptions& options) {
   const fs::path out(options.out_dir);
   write_file_atomically((out / "maps.npy").string(), npy_bytes(hwc.data(), hwc.shape()));
   std::vector<std::vector<Image>> rows(options.split_rgb ? 5 : 2);
+  // Grid cells at least 160 pixels wide, so small inputs and their captions stay readable.
+  const int64_t zoom = std::max<int64_t>(1, (160 + width - 1) / width);
+  auto cell = [zoom](const Image& image) { return zoom > 1 ? upscale_nearest(image, zoom) : image; };
   const char* channel_names[3] = {"r", "g", "b"};
   for (int64_t i = 0; i < n; ++i) {
     const Image map = colours_to_image(result.maps, i);
     write_file_atomically((out / (stems[i] + ".prism.png")).string(), png_bytes(map));
-    rows[0].push_back(inputs[i]);
-    rows[1].push_back(map);
+    rows[0].push_back(cell(inputs[i]));
+    rows[1].push_back(cell(map));
     if (!options.split_rgb) continue;
     for (int c = 0; c < 3; ++c) {
       Image channel = channel_to_image(result.maps, i, c);
       write_file_atomically((out / (stems[i] + ".prism." + channel_names[c] + ".png")).string(), png_bytes(channel));
-      rows[2 + c].push_back(std::move(channel));
+      rows[2 + c].push_back(cell(channel));
     }
   }
   std::vector<std::vector<std::string>> captions(n);

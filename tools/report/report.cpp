@@ -85,6 +85,17 @@ Image channel_to_image(const Tensor& maps, int64_t n, int channel) {
   return image;
 }
 
+Image upscale_nearest(const Image& image, int64_t factor) {
+  Image out{image.width * factor, image.height * factor, {}};
+  out.rgb.resize(out.width * out.height * 3);
+  for (int64_t y = 0; y < out.height; ++y) {
+    for (int64_t x = 0; x < out.width; ++x) {
+      std::copy_n(&image.rgb[((y / factor) * image.width + x / factor) * 3], 3, &out.rgb[(y * out.width + x) * 3]);
+    }
+  }
+  return out;
+}
+
 void draw_text(Image& image, int64_t x, int64_t y, const std::string& text, int scale, const uint8_t colour[3]) {
   // stb_easy_font writes quads: 4 vertices of (x, y, z as floats, RGBA as bytes), 16 bytes each.
   struct Vertex {

@@ -27,6 +27,9 @@ Image colours_to_image(const Tensor& maps, int64_t n);
 // component is 0, the full colour where it is 1 (like matplotlib's Reds, Greens, Blues).
 Image channel_to_image(const Tensor& maps, int64_t n, int channel);
 
+// Each pixel repeated factor x factor times: small inputs (Fashion-MNIST's) stay legible in a grid.
+Image upscale_nearest(const Image& image, int64_t factor);
+
 // A picture of pictures: rows of equally sized images with a white margin between them, a
 // banner line on top (red; empty for none) and a few caption lines above each column, like
 // TorchPRISM's figure with each image's top classes over it.
