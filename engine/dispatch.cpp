@@ -13,8 +13,8 @@
 
 namespace prism {
 
-void execute_step(Backend backend, const Step& step, const std::vector<ConstTensorView>& inputs,
-                  TensorView output, float* workspace, int num_threads) {
+void execute_step(Backend backend, const Step& step, const std::vector<ConstTensorView>& inputs, TensorView output,
+                  float* workspace, int num_threads) {
   const Node& node = *step.node;
   const ConstTensorView& x = inputs.at(0);
   const ConstTensorView weight(step.weight, step.weight_shape);
@@ -31,9 +31,7 @@ void execute_step(Backend backend, const Step& step, const std::vector<ConstTens
       reference ? batch_norm2d_forward_ref(node.batch_norm2d, step.batch_norm, x, output)
                 : batch_norm2d_forward_cpu(node.batch_norm2d, step.batch_norm, x, output);
       return;
-    case OpKind::relu:
-      reference ? relu_forward_ref(x, output) : relu_forward_cpu(x, output);
-      return;
+    case OpKind::relu: reference ? relu_forward_ref(x, output) : relu_forward_cpu(x, output); return;
     case OpKind::max_pool2d:
       reference ? max_pool2d_forward_ref(node.max_pool2d, x, output)
                 : max_pool2d_forward_cpu(node.max_pool2d, x, output);
@@ -51,14 +49,12 @@ void execute_step(Backend backend, const Step& step, const std::vector<ConstTens
                 : add_forward_cpu(x, inputs.at(1), step.relu, output);
       return;
     case OpKind::flatten:
-    case OpKind::dropout:
-      break;
+    case OpKind::dropout: break;
   }
   throw Error(std::string("no kernel for ") + op_kind_name(node.kind) + " at " + node.name);
 }
 
-int64_t step_workspace_floats(Backend backend, const Step& step, const Shape& input_shape,
-                              int num_threads) {
+int64_t step_workspace_floats(Backend backend, const Step& step, const Shape& input_shape, int num_threads) {
   if (backend == Backend::cpu && step.node->kind == OpKind::conv2d) {
     return conv2d_workspace_floats_cpu(step.node->conv2d, input_shape, num_threads);
   }

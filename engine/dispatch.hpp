@@ -9,11 +9,10 @@ namespace prism {
 
 // Runs one step. inputs are the step's input tensors in the node's order; workspace holds at
 // least what the step's op asked for when the plan was made.
-void execute_step(Backend backend, const Step& step, const std::vector<ConstTensorView>& inputs,
-                  TensorView output, float* workspace, int num_threads);
+void execute_step(Backend backend, const Step& step, const std::vector<ConstTensorView>& inputs, TensorView output,
+                  float* workspace, int num_threads);
 
 // Scratch floats the step needs on this backend.
-int64_t step_workspace_floats(Backend backend, const Step& step, const Shape& input_shape,
-                              int num_threads);
+int64_t step_workspace_floats(Backend backend, const Step& step, const Shape& input_shape, int num_threads);
 
 }  // namespace prism

@@ -41,15 +41,13 @@ int Graph::value_of(const TapTarget& target) const {
 
 namespace {
 bool is_under(const std::string& name, const std::string& prefix) {
-  return name.size() > prefix.size() && name.compare(0, prefix.size(), prefix) == 0 &&
-         name[prefix.size()] == '.';
+  return name.size() > prefix.size() && name.compare(0, prefix.size(), prefix) == 0 && name[prefix.size()] == '.';
 }
 }  // namespace
 
 TapTarget Graph::resolve_tap(const std::string& tap) const {
   const std::string suffix = ":input";
-  const bool input = tap.size() > suffix.size() &&
-                     tap.compare(tap.size() - suffix.size(), suffix.size(), suffix) == 0;
+  const bool input = tap.size() > suffix.size() && tap.compare(tap.size() - suffix.size(), suffix.size(), suffix) == 0;
   const std::string name = input ? tap.substr(0, tap.size() - suffix.size()) : tap;
   if (int exact = find(name); exact >= 0) return {exact, input};
   // A container (a Sequential, a block, a stage): its input is its first node's, its output its
@@ -68,9 +66,9 @@ TapTarget Graph::resolve_tap(const std::string& tap) const {
       close += (close.empty() ? "" : ", ") + node.name;
     }
   }
-  throw Error("no layer named '" + name + "' in " + architecture +
-              (close.empty() ? "; run `prism info MODEL.h5` to list the layers"
-                             : "; layers with that prefix: " + close));
+  throw Error(
+      "no layer named '" + name + "' in " + architecture +
+      (close.empty() ? "; run `prism info MODEL.h5` to list the layers" : "; layers with that prefix: " + close));
 }
 
 std::vector<ParameterSpec> node_parameters(const Node& node) {
@@ -107,22 +105,25 @@ std::vector<ParameterSpec> Graph::parameters() const {
 
 std::vector<Shape> Graph::infer_shapes(const Shape& input_shape) const {
   std::vector<Shape> shapes(nodes.size());
-  auto shape_of = [&](int value) -> const Shape& {
-    return value == graph_input ? input_shape : shapes[value];
-  };
+  auto shape_of = [&](int value) -> const Shape& { return value == graph_input ? input_shape : shapes[value]; };
   for (size_t i = 0; i < nodes.size(); ++i) {
     const Node& node = nodes[i];
     const Shape& in = shape_of(node.inputs.at(0));
     auto need_channels = [&](int64_t channels) {
       if (in.size() != 4 || in[1] != channels) {
-        throw Error(node.name + " expects " + std::to_string(channels) + " channels, got input " +
-                    shape_to_string(in));
+        throw Error(node.name + " expects " + std::to_string(channels) + " channels, got input " + shape_to_string(in));
       }
     };
     Shape out;
     switch (node.kind) {
-      case OpKind::conv2d: need_channels(node.conv2d.in_channels); out = conv2d_output_shape(node.conv2d, in); break;
-      case OpKind::batch_norm2d: need_channels(node.batch_norm2d.channels); out = in; break;
+      case OpKind::conv2d:
+        need_channels(node.conv2d.in_channels);
+        out = conv2d_output_shape(node.conv2d, in);
+        break;
+      case OpKind::batch_norm2d:
+        need_channels(node.batch_norm2d.channels);
+        out = in;
+        break;
       case OpKind::max_pool2d: out = max_pool2d_output_shape(node.max_pool2d, in); break;
       case OpKind::adaptive_avg_pool2d: out = adaptive_avg_pool2d_output_shape(node.adaptive_avg_pool2d, in); break;
       case OpKind::relu:
@@ -130,24 +131,24 @@ std::vector<Shape> Graph::infer_shapes(const Shape& input_shape) const {
       case OpKind::flatten: out = {in[0], shape_numel(in) / in[0]}; break;
       case OpKind::linear:
         if (in.size() != 2 || in[1] != node.linear.in_features) {
-          throw Error(node.name + " expects " + std::to_string(node.linear.in_features) +
-                      " features, got input " + shape_to_string(in));
+          throw Error(node.name + " expects " + std::to_string(node.linear.in_features) + " features, got input " +
+                      shape_to_string(in));
         }
         out = {in[0], node.linear.out_features};
         break;
       case OpKind::add:
         if (shape_of(node.inputs.at(1)) != in) {
-          throw Error(node.name + " adds tensors of different shapes " + shape_to_string(in) +
-                      " and " + shape_to_string(shape_of(node.inputs.at(1))));
+          throw Error(node.name + " adds tensors of different shapes " + shape_to_string(in) + " and " +
+                      shape_to_string(shape_of(node.inputs.at(1))));
         }
         out = in;
         break;
     }
     for (int64_t d : out) {
       if (d <= 0) {
-        throw Error("input " + shape_to_string(input_shape) + " is too small for " + architecture +
-                    ": " + node.name + " (" + op_kind_name(node.kind) + ") would turn " +
-                    shape_to_string(in) + " into " + shape_to_string(out));
+        throw Error("input " + shape_to_string(input_shape) + " is too small for " + architecture + ": " + node.name +
+                    " (" + op_kind_name(node.kind) + ") would turn " + shape_to_string(in) + " into " +
+                    shape_to_string(out));
       }
     }
     shapes[i] = std::move(out);

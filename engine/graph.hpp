@@ -59,7 +59,7 @@ struct Graph {
   std::string architecture;
   std::vector<Node> nodes;
 
-  int add_node(Node node);  // appends, checks the name is new, returns its index
+  int add_node(Node node);                  // appends, checks the name is new, returns its index
   int find(const std::string& name) const;  // node index, or -1
 
   // The value a node reads (or that a tap names): graph_input or a node index.

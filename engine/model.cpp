@@ -7,7 +7,9 @@
 
 namespace prism {
 
-int64_t Model::num_classes() const { return graph.nodes.back().linear.out_features; }
+int64_t Model::num_classes() const {
+  return graph.nodes.back().linear.out_features;
+}
 
 int64_t Model::parameter_count() const {
   // As torchvision counts them (model.parameters()): batch norm's running statistics are buffers.
@@ -25,8 +27,7 @@ const Tensor& Model::parameter(const std::string& key) const {
   return found->second;
 }
 
-void check_parameters(const Graph& graph, const std::map<std::string, Shape>& shapes,
-                      const std::string& source) {
+void check_parameters(const Graph& graph, const std::map<std::string, Shape>& shapes, const std::string& source) {
   std::string problems;
   int count = 0;
   auto report = [&](const std::string& line) {
@@ -39,8 +40,8 @@ void check_parameters(const Graph& graph, const std::map<std::string, Shape>& sh
     if (found == shapes.end()) {
       report("missing " + spec.key + " " + shape_to_string(spec.shape));
     } else if (found->second != spec.shape) {
-      report(spec.key + " has shape " + shape_to_string(found->second) + ", " + graph.architecture +
-             " needs " + shape_to_string(spec.shape));
+      report(spec.key + " has shape " + shape_to_string(found->second) + ", " + graph.architecture + " needs " +
+             shape_to_string(spec.shape));
     }
   }
   for (const auto& entry : shapes) {

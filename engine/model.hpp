@@ -37,7 +37,6 @@ struct Model {
 
 // Checks that `parameters` holds exactly the graph's parameters with their shapes; throws one
 // message listing every missing, unexpected and mis-shaped key, naming `source` (a file).
-void check_parameters(const Graph& graph, const std::map<std::string, Shape>& shapes,
-                      const std::string& source);
+void check_parameters(const Graph& graph, const std::map<std::string, Shape>& shapes, const std::string& source);
 
 }  // namespace prism

@@ -46,8 +46,7 @@ Plan::Plan(const Model& model, const Shape& input_shape, const PlanOptions& opti
   assign_buffers();
 }
 
-std::vector<int> Plan::make_steps(const Model& model, const std::vector<Shape>& shapes,
-                                  const std::vector<bool>& kept) {
+std::vector<int> Plan::make_steps(const Model& model, const std::vector<Shape>& shapes, const std::vector<bool>& kept) {
   const Graph& graph = model.graph;
   values_.push_back(Value{0, -1, -1, input_shape_});  // value 0: the caller's input
   std::vector<int> node_value(graph.nodes.size(), -1);
@@ -77,8 +76,8 @@ std::vector<int> Plan::make_steps(const Model& model, const std::vector<Shape>& 
       continue;
     }
     Step* previous = joinable_step(source);
-    if (node.kind == OpKind::batch_norm2d && previous && previous->node->kind == OpKind::conv2d &&
-        !previous->relu && previous->folded_weight.empty()) {
+    if (node.kind == OpKind::batch_norm2d && previous && previous->node->kind == OpKind::conv2d && !previous->relu &&
+        previous->folded_weight.empty()) {
       // Fold: the convolution then computes the batch norm's output directly.
       const Node& conv = *previous->node;
       const std::string key = node.name;
@@ -90,8 +89,7 @@ std::vector<int> Plan::make_steps(const Model& model, const std::vector<Shape>& 
       if (conv.conv2d.bias) {
         std::memcpy(previous->folded_bias.data(), previous->bias, conv.conv2d.out_channels * sizeof(float));
       }
-      batch_norm2d_fold_into_conv(node.batch_norm2d, bn, previous->folded_weight.view(),
-                                  previous->folded_bias.data());
+      batch_norm2d_fold_into_conv(node.batch_norm2d, bn, previous->folded_weight.view(), previous->folded_bias.data());
       previous->weight = previous->folded_weight.data();
       previous->bias = previous->folded_bias.data();
       previous->fused_names.push_back(node.name);
@@ -145,8 +143,8 @@ void Plan::assign_buffers() {
   for (size_t s = 0; s < steps_.size(); ++s) {
     Step& step = steps_[s];
     const int64_t need = shape_numel(values_[step.output].shape);
-    workspace_floats = std::max(workspace_floats,
-                                step_workspace_floats(backend_, step, values_[step.inputs[0]].shape, num_threads_));
+    workspace_floats =
+        std::max(workspace_floats, step_workspace_floats(backend_, step, values_[step.inputs[0]].shape, num_threads_));
     int buffer = -1;
     int handed_over = -1;
     const OpKind kind = step.node->kind;

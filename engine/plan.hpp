@@ -32,10 +32,10 @@ struct Step {
   const float* weight = nullptr;         // conv/linear: the prepared weight, in Step's tensors or
   const float* bias = nullptr;           //   the model's; nullptr bias: none
   Shape weight_shape;
-  BatchNorm2dWeights batch_norm{};       // an unfolded batch norm's running statistics
-  Tensor folded_weight, folded_bias;     // owned when batch norm was folded in
-  std::vector<int> inputs;               // value indices
-  int output = 0;                        // value index
+  BatchNorm2dWeights batch_norm{};    // an unfolded batch norm's running statistics
+  Tensor folded_weight, folded_bias;  // owned when batch norm was folded in
+  std::vector<int> inputs;            // value indices
+  int output = 0;                     // value index
 };
 
 struct RunResult {
@@ -67,8 +67,7 @@ class Plan {
     int buffer = -1;    // index into buffers_; -1: the caller's input
     Shape shape;
   };
-  std::vector<int> make_steps(const Model& model, const std::vector<Shape>& shapes,
-                              const std::vector<bool>& kept);
+  std::vector<int> make_steps(const Model& model, const std::vector<Shape>& shapes, const std::vector<bool>& kept);
   void assign_buffers();
   ConstTensorView value_view(int value, ConstTensorView input) const;
 

@@ -24,7 +24,9 @@ std::string shape_to_string(const Shape& shape) {
   return text + ")";
 }
 
-void Tensor::FreeDeleter::operator()(float* p) const { std::free(p); }
+void Tensor::FreeDeleter::operator()(float* p) const {
+  std::free(p);
+}
 
 Tensor::Tensor(Shape shape) : shape_(std::move(shape)) {
   for (int64_t d : shape_) {
@@ -67,7 +69,8 @@ Tensor nchw_to_nhwc(ConstTensorView tensor) {
   Tensor out({n, tensor.dim(2), tensor.dim(3), channels});
   for (int64_t i = 0; i < n; ++i) {
     for (int64_t c = 0; c < channels; ++c) {
-      for (int64_t p = 0; p < plane; ++p) out.data()[(i * plane + p) * channels + c] = tensor.data[(i * channels + c) * plane + p];
+      for (int64_t p = 0; p < plane; ++p)
+        out.data()[(i * plane + p) * channels + c] = tensor.data[(i * channels + c) * plane + p];
     }
   }
   return out;

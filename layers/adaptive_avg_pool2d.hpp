@@ -13,10 +13,8 @@ struct AdaptiveAvgPool2dParams {
 
 Shape adaptive_avg_pool2d_output_shape(const AdaptiveAvgPool2dParams& params, const Shape& input_shape);
 
-void adaptive_avg_pool2d_forward_ref(const AdaptiveAvgPool2dParams& params, ConstTensorView input,
-                                     TensorView output);
-void adaptive_avg_pool2d_forward_cpu(const AdaptiveAvgPool2dParams& params, ConstTensorView input,
-                                     TensorView output);
+void adaptive_avg_pool2d_forward_ref(const AdaptiveAvgPool2dParams& params, ConstTensorView input, TensorView output);
+void adaptive_avg_pool2d_forward_cpu(const AdaptiveAvgPool2dParams& params, ConstTensorView input, TensorView output);
 
 // The bin boundaries, shared by both versions: [begin, end) of input index for output index i.
 inline int64_t adaptive_bin_begin(int64_t i, int64_t in_size, int64_t out_size) {

@@ -20,8 +20,8 @@ struct BatchNorm2dWeights {
 };
 
 // y = (x - mean) / sqrt(var + eps) * weight + bias, written as y = x * scale + shift.
-void batch_norm2d_scale_shift(const BatchNorm2dParams& params, const BatchNorm2dWeights& weights,
-                              float* scale, float* shift);
+void batch_norm2d_scale_shift(const BatchNorm2dParams& params, const BatchNorm2dWeights& weights, float* scale,
+                              float* shift);
 
 // Folds BN into the convolution before it: W'[c] = W[c] * scale[c], b'[c] = b[c] * scale[c] +
 // shift[c]. conv_weight is (C_out, ...) and changed in place; conv_bias has C_out values (zeros
@@ -31,9 +31,9 @@ void batch_norm2d_fold_into_conv(const BatchNorm2dParams& params, const BatchNor
 
 // Unfolded BN, used when the convolution's own output is a requested tap. Input and output may
 // be the same memory.
-void batch_norm2d_forward_ref(const BatchNorm2dParams& params, const BatchNorm2dWeights& weights,
-                              ConstTensorView input, TensorView output);
-void batch_norm2d_forward_cpu(const BatchNorm2dParams& params, const BatchNorm2dWeights& weights,
-                              ConstTensorView input, TensorView output);
+void batch_norm2d_forward_ref(const BatchNorm2dParams& params, const BatchNorm2dWeights& weights, ConstTensorView input,
+                              TensorView output);
+void batch_norm2d_forward_cpu(const BatchNorm2dParams& params, const BatchNorm2dWeights& weights, ConstTensorView input,
+                              TensorView output);
 
 }  // namespace prism

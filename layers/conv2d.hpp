@@ -23,15 +23,13 @@ Shape conv2d_output_shape(const Conv2dParams& params, const Shape& input_shape);
 
 // weight: (C_out, C_in / groups, kernel_h, kernel_w); bias: C_out values or nullptr.
 // output must already have conv2d_output_shape(params, input.shape).
-void conv2d_forward_ref(const Conv2dParams& params, ConstTensorView input, ConstTensorView weight,
-                        const float* bias, bool relu, TensorView output);
+void conv2d_forward_ref(const Conv2dParams& params, ConstTensorView input, ConstTensorView weight, const float* bias,
+                        bool relu, TensorView output);
 
 // The fast CPU version needs scratch memory for its column matrices; the plan asks how much once
 // and hands the same block to every call.
-int64_t conv2d_workspace_floats_cpu(const Conv2dParams& params, const Shape& input_shape,
-                                    int num_threads);
-void conv2d_forward_cpu(const Conv2dParams& params, ConstTensorView input, ConstTensorView weight,
-                        const float* bias, bool relu, TensorView output, float* workspace,
-                        int num_threads);
+int64_t conv2d_workspace_floats_cpu(const Conv2dParams& params, const Shape& input_shape, int num_threads);
+void conv2d_forward_cpu(const Conv2dParams& params, ConstTensorView input, ConstTensorView weight, const float* bias,
+                        bool relu, TensorView output, float* workspace, int num_threads);
 
 }  // namespace prism

@@ -13,9 +13,9 @@ struct LinearParams {
 };
 
 // weight: (out_features, in_features); bias: out_features values or nullptr.
-void linear_forward_ref(const LinearParams& params, ConstTensorView input, ConstTensorView weight,
-                        const float* bias, bool relu, TensorView output);
-void linear_forward_cpu(const LinearParams& params, ConstTensorView input, ConstTensorView weight,
-                        const float* bias, bool relu, TensorView output);
+void linear_forward_ref(const LinearParams& params, ConstTensorView input, ConstTensorView weight, const float* bias,
+                        bool relu, TensorView output);
+void linear_forward_cpu(const LinearParams& params, ConstTensorView input, ConstTensorView weight, const float* bias,
+                        bool relu, TensorView output);
 
 }  // namespace prism

@@ -23,7 +23,9 @@ const char* capture_set_name(CaptureSet set) {
 
 namespace {
 
-bool is_resnet(const Graph& graph) { return graph.find("layer1.0.conv1") >= 0; }
+bool is_resnet(const Graph& graph) {
+  return graph.find("layer1.0.conv1") >= 0;
+}
 
 // TorchPRISM registers a forward hook on every MaxPool2d and every Conv2d whose stride exceeds
 // (1, 1), and keeps the input of the first one to fire as well. Hooks fire in forward order,
@@ -31,8 +33,7 @@ bool is_resnet(const Graph& graph) { return graph.find("layer1.0.conv1") >= 0; }
 std::vector<std::string> torchprism_points(const Graph& graph) {
   std::vector<std::string> points;
   for (const Node& node : graph.nodes) {
-    const bool strided_conv =
-        node.kind == OpKind::conv2d && (node.conv2d.stride_h > 1 || node.conv2d.stride_w > 1);
+    const bool strided_conv = node.kind == OpKind::conv2d && (node.conv2d.stride_h > 1 || node.conv2d.stride_w > 1);
     if (node.kind != OpKind::max_pool2d && !strided_conv) continue;
     if (points.empty()) points.push_back(node.name + ":input");
     points.push_back(node.name);

@@ -14,9 +14,9 @@ Tensor normalise_to_colours(ConstTensorView maps);
 
 // Which quantised colours to keep (TorchPRISM's --inclusive and --exclusive).
 enum class ColourFilter {
-  all,        // the quantised map (--inclusive and --exclusive together)
-  common,     // only colours present in every image (--inclusive); others black
-  unique,     // only colours not present in every image (--exclusive); others black
+  all,     // the quantised map (--inclusive and --exclusive together)
+  common,  // only colours present in every image (--inclusive); others black
+  unique,  // only colours not present in every image (--exclusive); others black
 };
 
 // maps (N, 3, H, W) -> normalised, each channel rounded to {0, 0.5, 1} (half to even, as

@@ -74,7 +74,8 @@ Tensor gradual_extrapolation(ConstTensorView maps, const std::vector<Tensor>& ch
   Tensor current = Tensor::from_data(maps.shape, maps.data);
   for (auto mean = channel_means.rbegin(); mean != channel_means.rend(); ++mean) {
     if (mean->dim(0) != maps.dim(0) || mean->dim(1) != 1) {
-      throw Error("channel mean " + shape_to_string(mean->shape()) + " does not fit maps " + shape_to_string(maps.shape));
+      throw Error("channel mean " + shape_to_string(mean->shape()) + " does not fit maps " +
+                  shape_to_string(maps.shape));
     }
     current = resize_bilinear(current.view(), mean->dim(2), mean->dim(3));
     const int64_t components = current.dim(1), plane = current.dim(2) * current.dim(3);

@@ -1,8 +1,8 @@
 // prism/pca.cpp: centring, the Gram matrix, the symmetric eigenproblem and the sign rule.
 #include "prism/pca.hpp"
 
-#include <Eigen/Dense>
 #include <Spectra/SymEigsSolver.h>
+#include <Eigen/Dense>
 #include <algorithm>
 #include <cmath>
 
@@ -19,7 +19,8 @@ void top_eigenpairs(const MatrixD& gram, int count, Eigen::VectorXd& values, Mat
   const int n = static_cast<int>(gram.rows());
   if (n > 64 && count < n / 2) {
     Spectra::DenseSymMatProd<double> product(gram);
-    Spectra::SymEigsSolver<Spectra::DenseSymMatProd<double>> solver(product, count, std::min(n, std::max(2 * count + 1, 24)));
+    Spectra::SymEigsSolver<Spectra::DenseSymMatProd<double>> solver(product, count,
+                                                                    std::min(n, std::max(2 * count + 1, 24)));
     solver.init();
     solver.compute(Spectra::SortRule::LargestAlge, 1000, 1e-12);
     if (solver.info() == Spectra::CompInfo::Successful) {
@@ -36,7 +37,8 @@ void top_eigenpairs(const MatrixD& gram, int count, Eigen::VectorXd& values, Mat
 }  // namespace
 
 PrincipalComponents principal_components(ConstTensorView activations, const std::vector<int>& components) {
-  if (activations.shape.size() != 4) throw Error("PCA needs an (N, C, H, W) capture, got " + shape_to_string(activations.shape));
+  if (activations.shape.size() != 4)
+    throw Error("PCA needs an (N, C, H, W) capture, got " + shape_to_string(activations.shape));
   const int64_t batch = activations.dim(0), channels = activations.dim(1);
   const int64_t plane = activations.dim(2) * activations.dim(3);
   const int64_t rows = batch * plane;  // samples: every pixel of every image
@@ -60,7 +62,8 @@ PrincipalComponents principal_components(ConstTensorView activations, const std:
   const bool channel_side = channels <= rows;
   const MatrixD gram = channel_side ? MatrixD(x.transpose() * x) : MatrixD(x * x.transpose());
   const int64_t rank_bound = std::min(rows, channels);
-  Eigen::VectorXd all_values = Eigen::SelfAdjointEigenSolver<MatrixD>(gram, Eigen::EigenvaluesOnly).eigenvalues().reverse();
+  Eigen::VectorXd all_values =
+      Eigen::SelfAdjointEigenSolver<MatrixD>(gram, Eigen::EigenvaluesOnly).eigenvalues().reverse();
   const double total = std::max(0.0, all_values.head(rank_bound).cwiseMax(0.0).sum());
 
   PrincipalComponents result;

@@ -25,7 +25,8 @@ void place(Tensor& all, int64_t images, int64_t first, const Tensor& batch) {
   }
   const int64_t per_image = batch.numel() / batch.dim(0);
   if (per_image * images != all.numel() || first + batch.dim(0) > images) {
-    throw Error("capture " + shape_to_string(batch.shape()) + " does not fit the others " + shape_to_string(all.shape()));
+    throw Error("capture " + shape_to_string(batch.shape()) + " does not fit the others " +
+                shape_to_string(all.shape()));
   }
   std::memcpy(all.data() + first * per_image, batch.data(), batch.numel() * sizeof(float));
 }

@@ -13,8 +13,8 @@ namespace prism {
 
 struct PrismOptions {
   bool gradual_extrapolation = true;
-  bool inclusive = false;             // keep only colours every image shows
-  bool exclusive = false;             // keep only colours not every image shows (both: all, quantised)
+  bool inclusive = false;                   // keep only colours every image shows
+  bool exclusive = false;                   // keep only colours not every image shows (both: all, quantised)
   std::vector<int> components = {0, 1, 2};  // which principal components become R, G, B (0-based)
 };
 
@@ -31,7 +31,7 @@ class PrismCollector {
 
   int64_t images_added() const { return added_; }
   const std::vector<std::string>& captures() const { return captures_; }
-  const Tensor& analysed() const { return analysed_; }                  // (N, C, h, w)
+  const Tensor& analysed() const { return analysed_; }                 // (N, C, h, w)
   const std::vector<Tensor>& channel_means() const { return means_; }  // each (N, 1, H_i, W_i)
 
  private:
@@ -43,7 +43,7 @@ class PrismCollector {
 };
 
 struct PrismResult {
-  Tensor maps;  // (N, 3, height, width), colours in [0, 1]
+  Tensor maps;                                   // (N, 3, height, width), colours in [0, 1]
   std::vector<double> explained_variance_ratio;  // every component of the PCA, largest first
   Tensor loadings;                               // (3, C) of the chosen components
 };

@@ -21,9 +21,9 @@ Tensor random_tensor(const Shape& shape, uint32_t seed, float low = -1.0f, float
 Model random_model(const std::string& architecture, int64_t num_classes, uint32_t seed);
 
 struct Difference {
-  double max_abs = 0.0;       // largest |actual - expected|
-  double scale = 0.0;         // largest |expected|: the tensor's scale
-  double normalised = 0.0;    // ||actual - expected|| / ||expected||
+  double max_abs = 0.0;     // largest |actual - expected|
+  double scale = 0.0;       // largest |expected|: the tensor's scale
+  double normalised = 0.0;  // ||actual - expected|| / ||expected||
   int64_t worst_index = -1;
   double relative_to_scale() const { return scale > 0 ? max_abs / scale : max_abs; }
   std::string describe() const;

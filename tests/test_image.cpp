@@ -64,7 +64,8 @@ TEST_CASE("PNG files preprocess to torchvision's tensors", "[.images]") {
   const Preprocessing imagenet;  // 224x224, ImageNet mean and std
   // One grey level, after ToTensor and Normalize: 1 / 255 / std.
   const double one_level = 1.0 / 255.0 / 0.225 + 1e-6;
-  for (const auto& [group, mode] : {std::pair{"stretch", ResizeMode::stretch}, std::pair{"center_crop", ResizeMode::center_crop}}) {
+  for (const auto& [group, mode] :
+       {std::pair{"stretch", ResizeMode::stretch}, std::pair{"center_crop", ResizeMode::center_crop}}) {
     const auto expected = read_tensor_group(file, group);
     REQUIRE(expected.size() >= 5);
     for (const auto& [name, tensor] : expected) {

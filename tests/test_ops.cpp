@@ -52,8 +52,8 @@ TEST_CASE("conv2d: a 3x3 convolution computed by hand", "[ops][conv2d]") {
   const Tensor w = Tensor::from_data({1, 1, 3, 3}, kernel.data());
   const float bias = -10.0f;
   const std::vector<float> expected = {
-      1 + 2 + 5 + 6 + 1 - 10.0f,                         // corner: 4 pixels + centre again
-      1 + 2 + 3 + 5 + 6 + 7 + 2 - 10.0f,                 // top edge: 6 pixels + centre
+      1 + 2 + 5 + 6 + 1 - 10.0f,          // corner: 4 pixels + centre again
+      1 + 2 + 3 + 5 + 6 + 7 + 2 - 10.0f,  // top edge: 6 pixels + centre
       2 + 3 + 4 + 6 + 7 + 8 + 3 - 10.0f,
       3 + 4 + 7 + 8 + 4 - 10.0f,
       1 + 2 + 5 + 6 + 9 + 10 + 5 - 10.0f,
@@ -72,16 +72,16 @@ TEST_CASE("conv2d: fast CPU equals the reference on awkward shapes", "[ops][conv
     bool bias, relu;
   };
   const std::vector<Case> cases = {
-      {1, 3, 13, 17, 19, 3, 3, 1, 1, 1, 1, true, false},     // RGB stem, odd sizes
-      {2, 13, 127, 11, 9, 3, 3, 2, 1, 1, 1, false, true},    // strided, 127 channels
-      {3, 16, 8, 10, 10, 1, 1, 1, 0, 1, 1, true, true},      // pointwise: no im2col
-      {2, 5, 7, 6, 5, 1, 1, 2, 0, 1, 1, false, false},       // strided 1x1 (a downsample)
-      {2, 12, 18, 9, 14, 3, 3, 1, 2, 2, 3, true, false},     // dilation and groups
-      {1, 32, 32, 7, 7, 3, 3, 1, 1, 1, 32, false, true},     // depthwise
-      {1, 8, 4, 15, 16, 7, 5, 3, 3, 1, 1, true, false},      // non-square kernel, stride 3
-      {1, 4, 6, 5, 5, 3, 3, 1, 0, 1, 2, true, true},         // no padding, two groups
-      {1, 70, 20, 40, 40, 3, 3, 1, 1, 1, 1, true, true},     // several row tiles per image
-      {2, 3, 64, 31, 29, 7, 7, 2, 3, 1, 1, false, false},    // a ResNet stem on an odd image
+      {1, 3, 13, 17, 19, 3, 3, 1, 1, 1, 1, true, false},   // RGB stem, odd sizes
+      {2, 13, 127, 11, 9, 3, 3, 2, 1, 1, 1, false, true},  // strided, 127 channels
+      {3, 16, 8, 10, 10, 1, 1, 1, 0, 1, 1, true, true},    // pointwise: no im2col
+      {2, 5, 7, 6, 5, 1, 1, 2, 0, 1, 1, false, false},     // strided 1x1 (a downsample)
+      {2, 12, 18, 9, 14, 3, 3, 1, 2, 2, 3, true, false},   // dilation and groups
+      {1, 32, 32, 7, 7, 3, 3, 1, 1, 1, 32, false, true},   // depthwise
+      {1, 8, 4, 15, 16, 7, 5, 3, 3, 1, 1, true, false},    // non-square kernel, stride 3
+      {1, 4, 6, 5, 5, 3, 3, 1, 0, 1, 2, true, true},       // no padding, two groups
+      {1, 70, 20, 40, 40, 3, 3, 1, 1, 1, 1, true, true},   // several row tiles per image
+      {2, 3, 64, 31, 29, 7, 7, 2, 3, 1, 1, false, false},  // a ResNet stem on an odd image
   };
   uint32_t seed = 100;
   for (const Case& c : cases) {
@@ -104,8 +104,8 @@ TEST_CASE("conv2d: fast CPU equals the reference on awkward shapes", "[ops][conv
       const Tensor actual = run_conv_cpu(p, x, w, bias, c.relu, threads);
       const test::Difference d = test::compare(actual.view(), expected.view());
       INFO("case in " << c.in << " out " << c.out << " " << c.height << "x" << c.width << " kernel " << c.kernel_h
-                      << "x" << c.kernel_w << " stride " << c.stride << " groups " << c.groups << " threads "
-                      << threads << ": " << d.describe());
+                      << "x" << c.kernel_w << " stride " << c.stride << " groups " << c.groups << " threads " << threads
+                      << ": " << d.describe());
       CHECK(test::close_enough(d, fast_tolerance));
     }
   }
@@ -146,10 +146,10 @@ TEST_CASE("batch_norm2d: folding into the convolution equals running both", "[op
 }
 
 TEST_CASE("max_pool2d: a 4x4 max-pool by hand", "[ops][max_pool2d]") {
-  const std::vector<float> pixels = {1, 5, 2, 0,   //
-                                     3, 4, 8, 1,   //
+  const std::vector<float> pixels = {1, 5,  2, 0,  //
+                                     3, 4,  8, 1,  //
                                      0, -1, 6, 7,  //
-                                     9, 2, 3, -4};
+                                     9, 2,  3, -4};
   const Tensor x = Tensor::from_data({1, 1, 4, 4}, pixels.data());
   MaxPool2dParams p;  // 2x2, stride 2
   for (bool fast : {false, true}) {
@@ -170,15 +170,18 @@ TEST_CASE("max_pool2d: output sizes follow PyTorch, ceil_mode included", "[ops][
     return max_pool2d_output_shape(p, {1, 1, in, in})[2];
   };
   CHECK(size(5, 2, 2, 0, false) == 2);
-  CHECK(size(5, 2, 2, 0, true) == 3);   // the last window hangs over the edge
+  CHECK(size(5, 2, 2, 0, true) == 3);      // the last window hangs over the edge
   CHECK(size(112, 3, 2, 1, false) == 56);  // ResNet's stem pool
-  CHECK(size(5, 2, 3, 1, true) == 2);   // a window that would start in the right padding is dropped
+  CHECK(size(5, 2, 3, 1, true) == 2);      // a window that would start in the right padding is dropped
   CHECK(size(7, 3, 2, 1, true) == 4);
 }
 
 TEST_CASE("max_pool2d: fast CPU equals the reference", "[ops][max_pool2d]") {
-  struct Case { int64_t h, w, k, s, pad, dilation; bool ceil; };
-  const std::vector<Case> cases = {{13, 11, 2, 2, 0, 1, false}, {13, 11, 2, 2, 0, 1, true}, {17, 9, 3, 2, 1, 1, false},
+  struct Case {
+    int64_t h, w, k, s, pad, dilation;
+    bool ceil;
+  };
+  const std::vector<Case> cases = {{13, 11, 2, 2, 0, 1, false}, {13, 11, 2, 2, 0, 1, true},  {17, 9, 3, 2, 1, 1, false},
                                    {17, 9, 3, 2, 1, 1, true},   {10, 12, 3, 1, 1, 2, false}, {5, 5, 2, 3, 1, 1, true}};
   uint32_t seed = 7;
   for (const Case& c : cases) {
@@ -192,7 +195,8 @@ TEST_CASE("max_pool2d: fast CPU equals the reference", "[ops][max_pool2d]") {
     Tensor expected(max_pool2d_output_shape(p, x.shape())), actual(expected.shape());
     max_pool2d_forward_ref(p, x.view(), expected.view());
     max_pool2d_forward_cpu(p, x.view(), actual.view());
-    INFO("pool " << c.h << "x" << c.w << " kernel " << c.k << " stride " << c.s << " pad " << c.pad << " ceil " << c.ceil);
+    INFO("pool " << c.h << "x" << c.w << " kernel " << c.k << " stride " << c.s << " pad " << c.pad << " ceil "
+                 << c.ceil);
     CHECK(test::compare(actual.view(), expected.view()).max_abs == 0.0);
   }
 }
@@ -204,7 +208,8 @@ TEST_CASE("adaptive_avg_pool2d: PyTorch's overlapping bins by hand", "[ops][adap
   AdaptiveAvgPool2dParams p{1, 3};
   for (bool fast : {false, true}) {
     Tensor y({1, 1, 1, 3});
-    fast ? adaptive_avg_pool2d_forward_cpu(p, x.view(), y.view()) : adaptive_avg_pool2d_forward_ref(p, x.view(), y.view());
+    fast ? adaptive_avg_pool2d_forward_cpu(p, x.view(), y.view())
+         : adaptive_avg_pool2d_forward_ref(p, x.view(), y.view());
     CHECK(y.data()[0] == Approx(1.5));
     CHECK(y.data()[1] == Approx(3.0));
     CHECK(y.data()[2] == Approx(4.5));
@@ -212,7 +217,8 @@ TEST_CASE("adaptive_avg_pool2d: PyTorch's overlapping bins by hand", "[ops][adap
 }
 
 TEST_CASE("adaptive_avg_pool2d: fast CPU equals the reference", "[ops][adaptive_avg_pool2d]") {
-  const std::vector<std::array<int64_t, 4>> cases = {{13, 11, 7, 7}, {5, 3, 7, 7}, {7, 7, 7, 7}, {9, 14, 1, 1}, {10, 6, 4, 5}};
+  const std::vector<std::array<int64_t, 4>> cases = {
+      {13, 11, 7, 7}, {5, 3, 7, 7}, {7, 7, 7, 7}, {9, 14, 1, 1}, {10, 6, 4, 5}};
   uint32_t seed = 50;
   for (const auto& [h, w, oh, ow] : cases) {
     AdaptiveAvgPool2dParams p{oh, ow};

@@ -67,7 +67,8 @@ TEST_CASE("ops equal PyTorch on awkward shapes", "[.ops_pytorch]") {
     p.padding_h = a[4], p.padding_w = a[5], p.dilation_h = a[6], p.dilation_w = a[7], p.ceil_mode = a[8] != 0;
     REQUIRE(max_pool2d_output_shape(p, c.at("input").shape()) == c.at("output").shape());
     check_both("max_pool2d case " + std::to_string(k), c.at("output"), [&](bool fast, TensorView out) {
-      fast ? max_pool2d_forward_cpu(p, c.at("input").view(), out) : max_pool2d_forward_ref(p, c.at("input").view(), out);
+      fast ? max_pool2d_forward_cpu(p, c.at("input").view(), out)
+           : max_pool2d_forward_ref(p, c.at("input").view(), out);
     });
   }
   for (int64_t k = 0; k < case_count(2); ++k) {
@@ -81,7 +82,8 @@ TEST_CASE("ops equal PyTorch on awkward shapes", "[.ops_pytorch]") {
   }
   for (int64_t k = 0; k < case_count(3); ++k) {
     const auto c = read_tensor_group(file, "linear/" + std::to_string(k));
-    const LinearParams p{static_cast<int64_t>(c.at("params").data()[0]), static_cast<int64_t>(c.at("params").data()[1]), true};
+    const LinearParams p{static_cast<int64_t>(c.at("params").data()[0]), static_cast<int64_t>(c.at("params").data()[1]),
+                         true};
     check_both("linear case " + std::to_string(k), c.at("output"), [&](bool fast, TensorView out) {
       fast ? linear_forward_cpu(p, c.at("input").view(), c.at("weight").view(), c.at("bias").data(), false, out)
            : linear_forward_ref(p, c.at("input").view(), c.at("weight").view(), c.at("bias").data(), false, out);
@@ -93,6 +95,7 @@ TEST_CASE("ops equal PyTorch on awkward shapes", "[.ops_pytorch]") {
   const BatchNorm2dWeights w{c.at("weight").data(), c.at("bias").data(), c.at("running_mean").data(),
                              c.at("running_var").data()};
   check_both("batch_norm2d", c.at("output"), [&](bool fast, TensorView out) {
-    fast ? batch_norm2d_forward_cpu(p, w, c.at("input").view(), out) : batch_norm2d_forward_ref(p, w, c.at("input").view(), out);
+    fast ? batch_norm2d_forward_cpu(p, w, c.at("input").view(), out)
+         : batch_norm2d_forward_ref(p, w, c.at("input").view(), out);
   });
 }

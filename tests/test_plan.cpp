@@ -69,8 +69,9 @@ TEST_CASE("taps equal the same values computed with nothing tapped", "[plan]") {
 }
 
 TEST_CASE("whole models on the reference backend equal the fast CPU backend", "[plan][slow]") {
-  for (const auto& [architecture, size] : {std::pair{"resnet18", int64_t{37}}, std::pair{"resnext50_32x4d", int64_t{33}},
-                                          std::pair{"vgg11_bn", int64_t{32}}}) {
+  for (const auto& [architecture, size] :
+       {std::pair{"resnet18", int64_t{37}}, std::pair{"resnext50_32x4d", int64_t{33}},
+        std::pair{"vgg11_bn", int64_t{32}}}) {
     const Model model = test::random_model(architecture, 7, 8);
     const Tensor x = test::random_tensor({2, 3, size, size + 4}, 9);
     PlanOptions reference_options;
@@ -85,7 +86,8 @@ TEST_CASE("whole models on the reference backend equal the fast CPU backend", "[
     const test::Difference d = test::compare(actual.output.view(), expected.output.view());
     INFO(architecture << ": " << d.describe());
     CHECK(test::close_enough(d, 1e-4));
-    CHECK(test::close_enough(test::compare(actual.taps.at("avgpool").view(), expected.taps.at("avgpool").view()), 1e-4));
+    CHECK(
+        test::close_enough(test::compare(actual.taps.at("avgpool").view(), expected.taps.at("avgpool").view()), 1e-4));
   }
 }
 

@@ -30,8 +30,8 @@ TEST_CASE("PCA: a textbook case with known components", "[prism][pca]") {
   // One image, two channels, 2x2 pixels. As samples (pixel -> (c0, c1)): (2, 0), (-2, 0),
   // (0, 1), (0, -1). Already centred; covariance diag(8, 2) / 3: the first component is the
   // c0 axis with 80% of the variance, the second the c1 axis with 20%.
-  const std::vector<float> values = {2, -2, 0, 0,   // channel 0 over the 4 pixels
-                                     0, 0, 1, -1};  // channel 1
+  const std::vector<float> values = {2, -2, 0, 0,    // channel 0 over the 4 pixels
+                                     0, 0,  1, -1};  // channel 1
   const Tensor x = Tensor::from_data({1, 2, 2, 2}, values.data());
   const PrincipalComponents pca = principal_components(x.view(), {0, 1, 2});
   REQUIRE(pca.explained_variance_ratio.size() == 2);
@@ -44,7 +44,7 @@ TEST_CASE("PCA: a textbook case with known components", "[prism][pca]") {
   for (int p = 0; p < 4; ++p) {
     CHECK(pca.scores.data()[p] == Approx(first[p]).margin(1e-6));       // U * S = X v1
     CHECK(pca.scores.data()[4 + p] == Approx(second[p]).margin(1e-6));  // U * S = X v2
-    CHECK(pca.scores.data()[8 + p] == 0.0f);  // no third component with two channels
+    CHECK(pca.scores.data()[8 + p] == 0.0f);                            // no third component with two channels
   }
 }
 
@@ -62,7 +62,8 @@ TEST_CASE("PCA: the sign rule makes the largest loading positive whatever the da
   }
   // Negated data has the same components, oriented the same way, and negated scores.
   CHECK(test::compare(b.loadings.view(), a.loadings.view()).max_abs < 1e-5);
-  for (int64_t i = 0; i < a.scores.numel(); ++i) REQUIRE(b.scores.data()[i] == Approx(-a.scores.data()[i]).margin(1e-4));
+  for (int64_t i = 0; i < a.scores.numel(); ++i)
+    REQUIRE(b.scores.data()[i] == Approx(-a.scores.data()[i]).margin(1e-4));
 }
 
 TEST_CASE("PCA: both sides of the Gram matrix agree with an SVD of the tall matrix", "[prism][pca]") {
@@ -87,7 +88,8 @@ TEST_CASE("PCA: both sides of the Gram matrix agree with an SVD of the tall matr
       for (int64_t r = 0; r < 12; ++r) {
         const int64_t n = r / 6, p = r % 6;
         // |U * S| must match; the sign is ours to choose (checked in the sign-rule test).
-        CHECK(std::abs(pca.scores.data()[(n * 3 + k) * 6 + p]) == Approx(std::abs(svd.matrixU()(r, k) * s[k])).margin(1e-4));
+        CHECK(std::abs(pca.scores.data()[(n * 3 + k) * 6 + p]) ==
+              Approx(std::abs(svd.matrixU()(r, k) * s[k])).margin(1e-4));
       }
     }
   }
@@ -112,7 +114,7 @@ TEST_CASE("PCA: degenerate input has defined results and no NaN", "[prism][pca]"
     const PrincipalComponents pca = principal_components(x.view(), {0, 1, 2});
     CHECK(pca.explained_variance_ratio[0] == Approx(1.0));
     for (int64_t i : {1, 2, 4, 5}) CHECK(pca.scores.data()[i] == 0.0f);  // components 2 and 3 of both images
-    CHECK(pca.scores.data()[0] == Approx(-pca.scores.data()[3]));          // the two samples mirror each other
+    CHECK(pca.scores.data()[0] == Approx(-pca.scores.data()[3]));        // the two samples mirror each other
   }
 }
 
@@ -169,7 +171,8 @@ TEST_CASE("colours: quantisation, and the colours all images share", "[prism][co
   const Tensor unique = quantise_colours(maps.view(), ColourFilter::unique);
   const int64_t plane = 20;
   auto colour = [&](const Tensor& t, int64_t n, int64_t p) {
-    return std::array<float, 3>{t.data()[(n * 3) * plane + p], t.data()[(n * 3 + 1) * plane + p], t.data()[(n * 3 + 2) * plane + p]};
+    return std::array<float, 3>{t.data()[(n * 3) * plane + p], t.data()[(n * 3 + 1) * plane + p],
+                                t.data()[(n * 3 + 2) * plane + p]};
   };
   std::vector<std::set<std::array<float, 3>>> present(3);
   for (int64_t n = 0; n < 3; ++n) {
@@ -193,8 +196,9 @@ TEST_CASE("colours: quantisation, and the colours all images share", "[prism][co
 
 TEST_CASE("capture points are TorchPRISM's hooks, in forward order", "[prism][captures]") {
   const Model vgg = test::random_model("vgg16", 3, 1);
-  CHECK(capture_points(vgg.graph, CaptureSet::automatic) ==
-        std::vector<std::string>{"features.4:input", "features.4", "features.9", "features.16", "features.23", "features.30"});
+  CHECK(capture_points(vgg.graph, CaptureSet::automatic) == std::vector<std::string>{"features.4:input", "features.4",
+                                                                                     "features.9", "features.16",
+                                                                                     "features.23", "features.30"});
   CHECK(capture_points_ending_at(vgg.graph, CaptureSet::torchprism, "features.23").back() == "features.23");
   CHECK(capture_points_ending_at(vgg.graph, CaptureSet::torchprism, "features.23").size() == 5);
 

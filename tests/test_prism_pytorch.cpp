@@ -2,11 +2,11 @@
 // algorithm (tests/pytorch/make_prism_reference.py, run by ctest first): vgg16 and resnet50 with
 // random weights on the sample photos as PNG, and the shipped Fashion-MNIST model on test images;
 // every option, a batch of one image and of all of them.
+#include <algorithm>
 #include <catch2/catch.hpp>
 #include <cmath>
 #include <cstdio>
 #include <cstdlib>
-#include <algorithm>
 #include <filesystem>
 
 #include "engine/plan.hpp"
@@ -19,7 +19,6 @@
 using namespace prism;
 
 namespace {
-
 
 // Runs PRISM on the given image files as `prism run` does; maps come back as (N, H, W, 3).
 struct Configuration {

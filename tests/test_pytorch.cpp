@@ -11,8 +11,7 @@
 
 using namespace prism;
 
-namespace {
-}  // namespace
+namespace {}  // namespace
 
 TEST_CASE("a model's logits and taps equal PyTorch's", "[.pytorch]") {
   const std::string directory = test::environment("PRISM_REFERENCE_DIR");
@@ -51,6 +50,6 @@ TEST_CASE("a model's logits and taps equal PyTorch's", "[.pytorch]") {
   INFO("logits, fully fused: " << without_taps.describe());
   CHECK(test::close_enough(without_taps, tolerance));
   std::printf("conformance %s input %s: logits %s; worst of %zu taps %s (%.3g of scale)\n", architecture.c_str(),
-              shape_to_string(input.shape()).c_str(), without_taps.describe().c_str(), taps.size(),
-              worst_tap.c_str(), worst);
+              shape_to_string(input.shape()).c_str(), without_taps.describe().c_str(), taps.size(), worst_tap.c_str(),
+              worst);
 }

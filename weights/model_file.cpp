@@ -32,7 +32,9 @@ class Handle {
 };
 
 // HDF5 prints its own error stack to stderr by default; we report errors ourselves.
-void silence_hdf5() { H5Eset_auto2(H5E_DEFAULT, nullptr, nullptr); }
+void silence_hdf5() {
+  H5Eset_auto2(H5E_DEFAULT, nullptr, nullptr);
+}
 
 class Reader {
  public:
@@ -79,7 +81,8 @@ class Reader {
     if (H5Gget_info(group.get(), &info) < 0) fail("cannot list group " + group_name);
     std::vector<std::string> names;
     for (hsize_t i = 0; i < info.nlinks; ++i) {
-      const ssize_t length = H5Lget_name_by_idx(group.get(), ".", H5_INDEX_NAME, H5_ITER_INC, i, nullptr, 0, H5P_DEFAULT);
+      const ssize_t length =
+          H5Lget_name_by_idx(group.get(), ".", H5_INDEX_NAME, H5_ITER_INC, i, nullptr, 0, H5P_DEFAULT);
       std::string name(static_cast<size_t>(std::max<ssize_t>(length, 0)), '\0');
       H5Lget_name_by_idx(group.get(), ".", H5_INDEX_NAME, H5_ITER_INC, i, name.data(), length + 1, H5P_DEFAULT);
       names.push_back(name);
@@ -235,8 +238,8 @@ Model read_model_file(const std::string& path) {
   if (reader.has_link("labels")) {
     model.labels = reader.string_dataset("labels");
     if (static_cast<int64_t>(model.labels.size()) != num_classes) {
-      reader.fail("labels holds " + std::to_string(model.labels.size()) + " names for " +
-                  std::to_string(num_classes) + " classes");
+      reader.fail("labels holds " + std::to_string(model.labels.size()) + " names for " + std::to_string(num_classes) +
+                  " classes");
     }
   }
   if (reader.has_attribute("weights_source")) model.weights_source = reader.string_attribute("weights_source");
@@ -272,8 +275,8 @@ void write_string_attribute(hid_t target, const char* name, const std::string& v
   if (H5Awrite(attribute.get(), type.get(), &text) < 0) throw Error(std::string("cannot write attribute ") + name);
 }
 
-void write_array_attribute(hid_t target, const char* name, hid_t file_type, hid_t memory_type,
-                           const void* values, hsize_t count) {
+void write_array_attribute(hid_t target, const char* name, hid_t file_type, hid_t memory_type, const void* values,
+                           hsize_t count) {
   Handle space(H5Screate_simple(1, &count, nullptr), H5Sclose);
   Handle attribute(H5Acreate2(target, name, file_type, space.get(), H5P_DEFAULT, H5P_DEFAULT), H5Aclose);
   if (H5Awrite(attribute.get(), memory_type, values) < 0) throw Error(std::string("cannot write attribute ") + name);
@@ -307,7 +310,8 @@ void write_model_contents(const Model& model, const std::string& path, hid_t roo
     H5Tset_cset(type.get(), H5T_CSET_UTF8);
     const hsize_t count = model.labels.size();
     Handle space(H5Screate_simple(1, &count, nullptr), H5Sclose);
-    Handle dataset(H5Dcreate2(root, "labels", type.get(), space.get(), H5P_DEFAULT, H5P_DEFAULT, H5P_DEFAULT), H5Dclose);
+    Handle dataset(H5Dcreate2(root, "labels", type.get(), space.get(), H5P_DEFAULT, H5P_DEFAULT, H5P_DEFAULT),
+                   H5Dclose);
     std::vector<const char*> texts;
     for (const std::string& label : model.labels) texts.push_back(label.c_str());
     if (H5Dwrite(dataset.get(), type.get(), H5S_ALL, H5S_ALL, H5P_DEFAULT, texts.data()) < 0) {
@@ -318,9 +322,9 @@ void write_model_contents(const Model& model, const std::string& path, hid_t roo
   for (const auto& [key, tensor] : model.parameters) {
     std::vector<hsize_t> dims(tensor.shape().begin(), tensor.shape().end());
     Handle space(H5Screate_simple(static_cast<int>(dims.size()), dims.data(), nullptr), H5Sclose);
-    Handle dataset(H5Dcreate2(group.get(), key.c_str(), H5T_IEEE_F32LE, space.get(), H5P_DEFAULT, H5P_DEFAULT,
-                              H5P_DEFAULT),
-                   H5Dclose);
+    Handle dataset(
+        H5Dcreate2(group.get(), key.c_str(), H5T_IEEE_F32LE, space.get(), H5P_DEFAULT, H5P_DEFAULT, H5P_DEFAULT),
+        H5Dclose);
     if (!dataset.valid() ||
         H5Dwrite(dataset.get(), H5T_NATIVE_FLOAT, H5S_ALL, H5S_ALL, H5P_DEFAULT, tensor.data()) < 0) {
       throw Error(path + ": cannot write dataset " + key + " (is the disk full?)");
@@ -337,13 +341,14 @@ void write_model_file(const Model& model, const std::string& path, int format_ve
     {
       Handle file(H5Fcreate(temporary.c_str(), H5F_ACC_TRUNC, H5P_DEFAULT, H5P_DEFAULT), H5Fclose);
       if (!file.valid()) throw Error(path + ": cannot create the file (does the folder exist, is it writable?)");
-      const int version = format_version != 0                                      ? format_version
+      const int version = format_version != 0                                        ? format_version
                           : model.preprocessing.grey || model.recorded_accuracy >= 0 ? 2
                                                                                      : 1;
       write_model_contents(model, path, file.get(), version);
       if (H5Fflush(file.get(), H5F_SCOPE_GLOBAL) < 0) throw Error(path + ": cannot write the file (is the disk full?)");
     }
-    if (std::rename(temporary.c_str(), path.c_str()) != 0) throw Error(path + ": cannot move the finished file into place");
+    if (std::rename(temporary.c_str(), path.c_str()) != 0)
+      throw Error(path + ": cannot move the finished file into place");
   } catch (...) {
     std::remove(temporary.c_str());
     throw;

@@ -6,10 +6,24 @@
 namespace prism {
 
 std::vector<std::string> architecture_names() {
-  return {"vgg11", "vgg11_bn", "vgg13", "vgg13_bn", "vgg16", "vgg16_bn", "vgg19", "vgg19_bn",
-          "resnet18", "resnet34", "resnet50", "resnet101", "resnet152",
-          "wide_resnet50_2", "wide_resnet101_2",
-          "resnext50_32x4d", "resnext101_32x8d", "resnext101_64x4d"};
+  return {"vgg11",
+          "vgg11_bn",
+          "vgg13",
+          "vgg13_bn",
+          "vgg16",
+          "vgg16_bn",
+          "vgg19",
+          "vgg19_bn",
+          "resnet18",
+          "resnet34",
+          "resnet50",
+          "resnet101",
+          "resnet152",
+          "wide_resnet50_2",
+          "wide_resnet101_2",
+          "resnext50_32x4d",
+          "resnext101_32x8d",
+          "resnext101_64x4d"};
 }
 
 bool is_architecture(const std::string& name) {

@@ -43,8 +43,8 @@ Conv2dParams conv_params(int64_t in, int64_t out, int64_t kernel, int64_t stride
 }
 
 // One BasicBlock or Bottleneck; returns the node holding the block's output.
-int add_block(Graph& graph, const std::string& name, int x, const ResNetConfiguration& config,
-              int64_t inplanes, int64_t planes, int64_t stride) {
+int add_block(Graph& graph, const std::string& name, int x, const ResNetConfiguration& config, int64_t inplanes,
+              int64_t planes, int64_t stride) {
   const int64_t expansion = config.bottleneck ? 4 : 1;
   const int identity = x;
   int relu_calls = 0;
@@ -70,8 +70,8 @@ int add_block(Graph& graph, const std::string& name, int x, const ResNetConfigur
   }
   int shortcut = identity;
   if (stride != 1 || inplanes != planes * expansion) {
-    shortcut = add_conv2d(graph, name + ".downsample.0", identity,
-                          conv_params(inplanes, planes * expansion, 1, stride));
+    shortcut =
+        add_conv2d(graph, name + ".downsample.0", identity, conv_params(inplanes, planes * expansion, 1, stride));
     shortcut = add_batch_norm2d(graph, name + ".downsample.1", shortcut, planes * expansion);
   }
   x = add_simple(graph, name + ".add", OpKind::add, {x, shortcut});

@@ -4,8 +4,7 @@
 
 namespace prism {
 
-void adaptive_avg_pool2d_forward_cpu(const AdaptiveAvgPool2dParams& p, ConstTensorView input,
-                                     TensorView output) {
+void adaptive_avg_pool2d_forward_cpu(const AdaptiveAvgPool2dParams& p, ConstTensorView input, TensorView output) {
   const int64_t planes = input.dim(0) * input.dim(1), height = input.dim(2), width = input.dim(3);
 #pragma omp parallel for schedule(static)
   for (int64_t plane = 0; plane < planes; ++plane) {

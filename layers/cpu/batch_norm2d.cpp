@@ -6,8 +6,8 @@
 
 namespace prism {
 
-void batch_norm2d_forward_cpu(const BatchNorm2dParams& p, const BatchNorm2dWeights& w,
-                              ConstTensorView input, TensorView output) {
+void batch_norm2d_forward_cpu(const BatchNorm2dParams& p, const BatchNorm2dWeights& w, ConstTensorView input,
+                              TensorView output) {
   std::vector<float> scale(p.channels), shift(p.channels);
   batch_norm2d_scale_shift(p, w, scale.data(), shift.data());
   const int64_t planes = input.dim(0) * p.channels, plane = input.dim(2) * input.dim(3);

@@ -21,8 +21,8 @@ using ConstRowMap = Eigen::Map<const RowMatrix, 0, Eigen::OuterStride<>>;
 constexpr int64_t column_tile_budget_floats = int64_t{1} << 19;  // 2 MiB: about an L2 cache
 
 bool is_pointwise(const Conv2dParams& p) {
-  return p.kernel_h == 1 && p.kernel_w == 1 && p.stride_h == 1 && p.stride_w == 1 &&
-         p.padding_h == 0 && p.padding_w == 0;
+  return p.kernel_h == 1 && p.kernel_w == 1 && p.stride_h == 1 && p.stride_w == 1 && p.padding_h == 0 &&
+         p.padding_w == 0;
 }
 
 // Output rows per tile: the column tile stays within the cache budget, and when the batch is
@@ -34,14 +34,15 @@ int64_t rows_per_tile(const Conv2dParams& p, int64_t batch, int64_t out_h, int64
   const int64_t k = p.in_channels / p.groups * p.kernel_h * p.kernel_w;
   int64_t rows = std::clamp<int64_t>(column_tile_budget_floats / std::max<int64_t>(1, k * out_w), 1, out_h);
   const int64_t split_rows = (out_h + num_threads - 1) / num_threads;
-  if (batch * p.groups < num_threads && split_rows * out_w >= smallest_split_tile_pixels) rows = std::min(rows, split_rows);
+  if (batch * p.groups < num_threads && split_rows * out_w >= smallest_split_tile_pixels)
+    rows = std::min(rows, split_rows);
   return rows;
 }
 
 // Fills columns (K, rows * out_w) for output rows [row_begin, row_end) of one image and group:
 // row (ic, ky, kx) of the matrix holds the input pixel each output pixel sees through that tap.
-void im2col_tile(const Conv2dParams& p, const float* image, int64_t height, int64_t width,
-                 int64_t out_w, int64_t row_begin, int64_t row_end, float* columns) {
+void im2col_tile(const Conv2dParams& p, const float* image, int64_t height, int64_t width, int64_t out_w,
+                 int64_t row_begin, int64_t row_end, float* columns) {
   const int64_t in_per_group = p.in_channels / p.groups;
   const int64_t tile_pixels = (row_end - row_begin) * out_w;
   for (int64_t ic = 0; ic < in_per_group; ++ic) {
@@ -75,8 +76,7 @@ void im2col_tile(const Conv2dParams& p, const float* image, int64_t height, int6
   }
 }
 
-void add_bias_relu(float* out, int64_t channels, int64_t pixels, int64_t channel_stride,
-                   const float* bias, bool relu) {
+void add_bias_relu(float* out, int64_t channels, int64_t pixels, int64_t channel_stride, const float* bias, bool relu) {
   for (int64_t c = 0; c < channels; ++c) {
     float* row = out + c * channel_stride;
     const float b = bias ? bias[c] : 0.0f;
@@ -90,17 +90,15 @@ void add_bias_relu(float* out, int64_t channels, int64_t pixels, int64_t channel
 
 }  // namespace
 
-int64_t conv2d_workspace_floats_cpu(const Conv2dParams& p, const Shape& input_shape,
-                                    int num_threads) {
+int64_t conv2d_workspace_floats_cpu(const Conv2dParams& p, const Shape& input_shape, int num_threads) {
   if (is_pointwise(p)) return 0;
   const Shape out = conv2d_output_shape(p, input_shape);
   const int64_t k = p.in_channels / p.groups * p.kernel_h * p.kernel_w;
   return int64_t{num_threads} * k * rows_per_tile(p, input_shape[0], out[2], out[3], num_threads) * out[3];
 }
 
-void conv2d_forward_cpu(const Conv2dParams& p, ConstTensorView input, ConstTensorView weight,
-                        const float* bias, bool relu, TensorView output, float* workspace,
-                        int num_threads) {
+void conv2d_forward_cpu(const Conv2dParams& p, ConstTensorView input, ConstTensorView weight, const float* bias,
+                        bool relu, TensorView output, float* workspace, int num_threads) {
   const int64_t batch = input.dim(0), height = input.dim(2), width = input.dim(3);
   const int64_t out_h = output.dim(2), out_w = output.dim(3), out_pixels = out_h * out_w;
   const int64_t in_per_group = p.in_channels / p.groups;
@@ -127,14 +125,12 @@ void conv2d_forward_cpu(const Conv2dParams& p, ConstTensorView input, ConstTenso
       cols = columns;
       cols_stride = pixels;
     }
-    float* out = output.data + (n * p.out_channels + group * out_per_group) * out_pixels +
-                 row_begin * out_w;
+    float* out = output.data + (n * p.out_channels + group * out_per_group) * out_pixels + row_begin * out_w;
     ConstRowMap w(weight.data + group * out_per_group * k, out_per_group, k, Eigen::OuterStride<>(k));
     ConstRowMap c(cols, k, pixels, Eigen::OuterStride<>(cols_stride));
     RowMap o(out, out_per_group, pixels, Eigen::OuterStride<>(out_pixels));
     o.noalias() = w * c;
-    add_bias_relu(out, out_per_group, pixels, out_pixels,
-                  bias ? bias + group * out_per_group : nullptr, relu);
+    add_bias_relu(out, out_per_group, pixels, out_pixels, bias ? bias + group * out_per_group : nullptr, relu);
   };
 
   if (tasks >= num_threads) {

@@ -31,7 +31,9 @@ ValidOutputs valid_outputs(int64_t out_size, int64_t in_size, int64_t kernel, in
 }
 
 // max that propagates NaN, as PyTorch's pooling does.
-inline float nan_max(float best, float value) { return (value > best || value != value) ? value : best; }
+inline float nan_max(float best, float value) {
+  return (value > best || value != value) ? value : best;
+}
 
 }  // namespace
 

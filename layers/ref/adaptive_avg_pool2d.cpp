@@ -7,8 +7,7 @@ Shape adaptive_avg_pool2d_output_shape(const AdaptiveAvgPool2dParams& p, const S
   return {in[0], in[1], p.output_h, p.output_w};
 }
 
-void adaptive_avg_pool2d_forward_ref(const AdaptiveAvgPool2dParams& p, ConstTensorView input,
-                                     TensorView output) {
+void adaptive_avg_pool2d_forward_ref(const AdaptiveAvgPool2dParams& p, ConstTensorView input, TensorView output) {
   const int64_t planes = input.dim(0) * input.dim(1), height = input.dim(2), width = input.dim(3);
   for (int64_t plane = 0; plane < planes; ++plane) {
     for (int64_t oy = 0; oy < p.output_h; ++oy) {

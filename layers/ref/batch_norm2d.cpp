@@ -7,8 +7,7 @@
 
 namespace prism {
 
-void batch_norm2d_scale_shift(const BatchNorm2dParams& p, const BatchNorm2dWeights& w, float* scale,
-                              float* shift) {
+void batch_norm2d_scale_shift(const BatchNorm2dParams& p, const BatchNorm2dWeights& w, float* scale, float* shift) {
   for (int64_t c = 0; c < p.channels; ++c) {
     const double s = w.weight[c] / std::sqrt(static_cast<double>(w.running_var[c]) + p.eps);
     scale[c] = static_cast<float>(s);
@@ -16,8 +15,8 @@ void batch_norm2d_scale_shift(const BatchNorm2dParams& p, const BatchNorm2dWeigh
   }
 }
 
-void batch_norm2d_fold_into_conv(const BatchNorm2dParams& p, const BatchNorm2dWeights& w,
-                                 TensorView conv_weight, float* conv_bias) {
+void batch_norm2d_fold_into_conv(const BatchNorm2dParams& p, const BatchNorm2dWeights& w, TensorView conv_weight,
+                                 float* conv_bias) {
   const int64_t per_channel = conv_weight.numel() / conv_weight.dim(0);
   for (int64_t c = 0; c < p.channels; ++c) {
     const double s = w.weight[c] / std::sqrt(static_cast<double>(w.running_var[c]) + p.eps);
@@ -27,8 +26,8 @@ void batch_norm2d_fold_into_conv(const BatchNorm2dParams& p, const BatchNorm2dWe
   }
 }
 
-void batch_norm2d_forward_ref(const BatchNorm2dParams& p, const BatchNorm2dWeights& w,
-                              ConstTensorView input, TensorView output) {
+void batch_norm2d_forward_ref(const BatchNorm2dParams& p, const BatchNorm2dWeights& w, ConstTensorView input,
+                              TensorView output) {
   const int64_t batch = input.dim(0), plane = input.dim(2) * input.dim(3);
   for (int64_t n = 0; n < batch; ++n) {
     for (int64_t c = 0; c < p.channels; ++c) {

@@ -7,8 +7,7 @@
 namespace prism {
 
 Shape conv2d_output_shape(const Conv2dParams& p, const Shape& in) {
-  auto out_size = [](int64_t size, int64_t kernel, int64_t stride, int64_t padding,
-                     int64_t dilation) {
+  auto out_size = [](int64_t size, int64_t kernel, int64_t stride, int64_t padding, int64_t dilation) {
     // Floor division, right for a negative span too (a kernel larger than the padded input).
     const int64_t span = size + 2 * padding - dilation * (kernel - 1) - 1;
     return (span >= 0 ? span / stride : -((-span + stride - 1) / stride)) + 1;
@@ -17,8 +16,8 @@ Shape conv2d_output_shape(const Conv2dParams& p, const Shape& in) {
           out_size(in[3], p.kernel_w, p.stride_w, p.padding_w, p.dilation_w)};
 }
 
-void conv2d_forward_ref(const Conv2dParams& p, ConstTensorView input, ConstTensorView weight,
-                        const float* bias, bool relu, TensorView output) {
+void conv2d_forward_ref(const Conv2dParams& p, ConstTensorView input, ConstTensorView weight, const float* bias,
+                        bool relu, TensorView output) {
   const int64_t batch = input.dim(0), height = input.dim(2), width = input.dim(3);
   const int64_t out_h = output.dim(2), out_w = output.dim(3);
   const int64_t in_per_group = p.in_channels / p.groups;

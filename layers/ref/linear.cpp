@@ -3,8 +3,8 @@
 
 namespace prism {
 
-void linear_forward_ref(const LinearParams& p, ConstTensorView input, ConstTensorView weight,
-                        const float* bias, bool relu, TensorView output) {
+void linear_forward_ref(const LinearParams& p, ConstTensorView input, ConstTensorView weight, const float* bias,
+                        bool relu, TensorView output) {
   const int64_t rows = input.dim(0);
   for (int64_t n = 0; n < rows; ++n) {
     for (int64_t o = 0; o < p.out_features; ++o) {

@@ -6,8 +6,7 @@
 namespace prism {
 
 namespace {
-int64_t pooled_size(int64_t size, int64_t kernel, int64_t stride, int64_t padding, int64_t dilation,
-                    bool ceil_mode) {
+int64_t pooled_size(int64_t size, int64_t kernel, int64_t stride, int64_t padding, int64_t dilation, bool ceil_mode) {
   // Floor and ceiling division that stay right for a negative span (an input smaller than the
   // window), which C++'s truncating division would round towards zero.
   const int64_t span = size + 2 * padding - dilation * (kernel - 1) - 1;

@@ -15,7 +15,8 @@ IdxArray read_idx(const std::string& path) {
   auto read_exactly = [&](void* target, size_t bytes) {
     size_t done = 0;
     while (done < bytes) {
-      const int chunk = gzread(file.get(), static_cast<char*>(target) + done, static_cast<unsigned>(std::min<size_t>(bytes - done, 1 << 30)));
+      const int chunk = gzread(file.get(), static_cast<char*>(target) + done,
+                               static_cast<unsigned>(std::min<size_t>(bytes - done, 1 << 30)));
       if (chunk <= 0) throw Error(path + ": the IDX file is truncated or corrupt");
       done += static_cast<size_t>(chunk);
     }
@@ -32,7 +33,8 @@ IdxArray read_idx(const std::string& path) {
     uint8_t bytes[4];
     read_exactly(bytes, 4);
     const int64_t size = (int64_t{bytes[0]} << 24) | (bytes[1] << 16) | (bytes[2] << 8) | bytes[3];
-    if (size <= 0 || size > (int64_t{1} << 28)) throw Error(path + ": implausible IDX dimension " + std::to_string(size));
+    if (size <= 0 || size > (int64_t{1} << 28))
+      throw Error(path + ": implausible IDX dimension " + std::to_string(size));
     array.dims.push_back(size);
     count *= size;
   }

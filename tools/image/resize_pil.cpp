@@ -83,7 +83,8 @@ Image resample_pass(const Image& in, int64_t out_size, bool horizontal) {
 }  // namespace
 
 Image resize_bilinear_pil(const Image& image, int64_t width, int64_t height) {
-  if (width <= 0 || height <= 0) throw Error("cannot resize an image to " + std::to_string(width) + "x" + std::to_string(height));
+  if (width <= 0 || height <= 0)
+    throw Error("cannot resize an image to " + std::to_string(width) + "x" + std::to_string(height));
   Image result = image.width != width ? resample_pass(image, width, true) : image;
   if (result.height != height) result = resample_pass(result, height, false);
   return result;

@@ -107,7 +107,8 @@ void run_bench(const BenchOptions& options) {
   std::vector<size_t> order(plan.steps().size());
   for (size_t s = 0; s < order.size(); ++s) {
     order[s] = s;
-    total_multiply_adds += node_multiply_adds(*plan.steps()[s].node, plan.step_input_shape(s), plan.step_output_shape(s));
+    total_multiply_adds +=
+        node_multiply_adds(*plan.steps()[s].node, plan.step_input_shape(s), plan.step_output_shape(s));
   }
   std::sort(order.begin(), order.end(), [&](size_t a, size_t b) { return total_steps[a] > total_steps[b]; });
   double all_steps = 0.0;
@@ -120,17 +121,18 @@ void run_bench(const BenchOptions& options) {
     for (const std::string& part : step.fused_names) name += (name.empty() ? "" : "+") + part;
     const double ms = total_steps[s] / options.runs * 1e3;
     const double flops = 2.0 * node_multiply_adds(*step.node, plan.step_input_shape(s), plan.step_output_shape(s));
-    fmt::print("{:<36} {:<22} {:>9.2f} {:>9.1f} {:>6.1f}%\n", name.substr(0, 36), shape_to_string(plan.step_output_shape(s)),
-               ms, ms > 0 ? flops / (ms * 1e-3) / 1e9 : 0.0, 100.0 * total_steps[s] / all_steps);
+    fmt::print("{:<36} {:<22} {:>9.2f} {:>9.1f} {:>6.1f}%\n", name.substr(0, 36),
+               shape_to_string(plan.step_output_shape(s)), ms, ms > 0 ? flops / (ms * 1e-3) / 1e9 : 0.0,
+               100.0 * total_steps[s] / all_steps);
   }
   if (static_cast<int>(order.size()) > options.profile_rows) {
     fmt::print("... {} more steps (--profile-rows to see them)\n", order.size() - options.profile_rows);
   }
   const double forward_s = median(forward), prism_s = median(prism_step);
-  fmt::print("\nforward:  {:.2f} ms median of {} runs, {:.1f} GFLOP/s, {:.2f} images/s\n", forward_s * 1e3, options.runs,
-             2.0 * total_multiply_adds / forward_s / 1e9, options.batch / forward_s);
-  fmt::print("PRISM:    {:.2f} ms ({:.1f}% of the forward pass; captures {})\n", prism_s * 1e3, 100 * prism_s / forward_s,
-             plan_options.taps.back());
+  fmt::print("\nforward:  {:.2f} ms median of {} runs, {:.1f} GFLOP/s, {:.2f} images/s\n", forward_s * 1e3,
+             options.runs, 2.0 * total_multiply_adds / forward_s / 1e9, options.batch / forward_s);
+  fmt::print("PRISM:    {:.2f} ms ({:.1f}% of the forward pass; captures {})\n", prism_s * 1e3,
+             100 * prism_s / forward_s, plan_options.taps.back());
   fmt::print("together: {:.2f} images/s\n", options.batch / (forward_s + prism_s));
   fmt::print("memory:   weights {:.1f} MiB, activations and workspace {:.1f} MiB, peak resident {:.1f} MiB\n",
              model.parameter_count() * 4.0 / 1048576, plan.activation_bytes() / 1048576.0, peak_resident_mib());
@@ -151,7 +153,8 @@ void add_bench_command(CLI::App& app) {
       ->expected(2)
       ->check(CLI::PositiveNumber);
   command->add_flag("--skip-validation", options->skip_validation, "Do not check against the reference path first");
-  command->add_option("--profile-rows", options->profile_rows, "Steps shown in the profile")->check(CLI::PositiveNumber);
+  command->add_option("--profile-rows", options->profile_rows, "Steps shown in the profile")
+      ->check(CLI::PositiveNumber);
   command->callback([options] { run_bench(*options); });
 }
 

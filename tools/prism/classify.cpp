@@ -71,7 +71,8 @@ void run_classify(const ClassifyOptions& options) {
     fmt::print("{}\n", document.dump(2));
   }
   if (options.timing) {
-    fmt::print(stderr, "timing: load {:.3f} s, decode + resize {:.3f} s, forward {:.3f} s ({:.2f} images/s), "
+    fmt::print(stderr,
+               "timing: load {:.3f} s, decode + resize {:.3f} s, forward {:.3f} s ({:.2f} images/s), "
                "{} images, batch {}, {} threads\n",
                load_seconds, decode_seconds, forward_seconds, files.size() / forward_seconds, files.size(),
                options.batch, threads);
@@ -88,8 +89,9 @@ void add_classify_command(CLI::App& app) {
   command->add_flag("--json", options->json, "Print one JSON document instead of text");
   command->add_option("--batch", options->batch, "Images per forward pass")->check(CLI::PositiveNumber);
   command->add_option("--threads", options->threads, "CPU threads (default: all cores)")->check(CLI::PositiveNumber);
-  command->add_option("--resize", options->resize,
-                      "stretch: Resize((H, W)) as TorchPRISM; center-crop: Resize(256) + CenterCrop(224)")
+  command
+      ->add_option("--resize", options->resize,
+                   "stretch: Resize((H, W)) as TorchPRISM; center-crop: Resize(256) + CenterCrop(224)")
       ->check(CLI::IsMember({"stretch", "center-crop"}));
   command->add_flag("--timing", options->timing, "Print load, decode and forward times on stderr");
   command->callback([options] { run_classify(*options); });

@@ -54,7 +54,8 @@ std::vector<std::string> expand_image_arguments(const std::vector<std::string>& 
 Model load_model_for_cli(const std::string& path) {
   Model model = read_model_file(path);
   if (model.has_random_weights()) {
-    fmt::print(stderr, "note: {} holds RANDOM weights ({}); its classes and maps show the pipeline, not a trained network\n",
+    fmt::print(stderr,
+               "note: {} holds RANDOM weights ({}); its classes and maps show the pipeline, not a trained network\n",
                path, model.weights_source);
   }
   return model;

@@ -45,8 +45,10 @@ void run_evaluate(const EvaluateOptions& options) {
   const Model model = load_model_for_cli(options.model_path);
   const LabelledSet set = read_labelled_set(options.images_path, options.labels_path);
   const int64_t available = set.images.dims[0];
-  if (options.first >= available) throw Error("--first " + std::to_string(options.first) + " is past the " + std::to_string(available) + " images");
-  const int64_t count = options.limit > 0 ? std::min(options.limit, available - options.first) : available - options.first;
+  if (options.first >= available)
+    throw Error("--first " + std::to_string(options.first) + " is past the " + std::to_string(available) + " images");
+  const int64_t count =
+      options.limit > 0 ? std::min(options.limit, available - options.first) : available - options.first;
   const int64_t classes = model.num_classes();
   std::vector<int64_t> confusion(classes * classes, 0), predictions;
   const bool progress = ::isatty(STDERR_FILENO);
@@ -64,7 +66,9 @@ void run_evaluate(const EvaluateOptions& options) {
       const float* row = logits.data() + i * classes;
       const int64_t predicted = std::max_element(row, row + classes) - row;  // the first of equal maxima, as argmax
       const int64_t truth = set.labels.values[options.first + done + i];
-      if (truth >= classes) throw Error(options.labels_path + ": label " + std::to_string(truth) + " but the model has " + std::to_string(classes) + " classes");
+      if (truth >= classes)
+        throw Error(options.labels_path + ": label " + std::to_string(truth) + " but the model has " +
+                    std::to_string(classes) + " classes");
       ++confusion[truth * classes + predicted];
       predictions.push_back(predicted);
     }
@@ -74,20 +78,26 @@ void run_evaluate(const EvaluateOptions& options) {
   int64_t correct = 0;
   for (int64_t c = 0; c < classes; ++c) correct += confusion[c * classes + c];
   const double accuracy = static_cast<double>(correct) / count;
-  auto label = [&](int64_t c) { return c < static_cast<int64_t>(model.labels.size()) ? model.labels[c] : std::to_string(c); };
+  auto label = [&](int64_t c) {
+    return c < static_cast<int64_t>(model.labels.size()) ? model.labels[c] : std::to_string(c);
+  };
 
   if (options.json) {
     nlohmann::json matrix = nlohmann::json::array();
-    for (int64_t t = 0; t < classes; ++t) matrix.push_back(std::vector<int64_t>(confusion.begin() + t * classes, confusion.begin() + (t + 1) * classes));
-    nlohmann::json document = {{"model", options.model_path}, {"images", count}, {"first", options.first},
-                               {"correct", correct}, {"accuracy", accuracy}, {"labels", model.labels},
-                               {"confusion", matrix}, {"predictions", predictions}};
-    document["recorded_accuracy"] = model.recorded_accuracy >= 0 ? nlohmann::json(model.recorded_accuracy) : nlohmann::json();
+    for (int64_t t = 0; t < classes; ++t)
+      matrix.push_back(std::vector<int64_t>(confusion.begin() + t * classes, confusion.begin() + (t + 1) * classes));
+    nlohmann::json document = {{"model", options.model_path}, {"images", count},           {"first", options.first},
+                               {"correct", correct},          {"accuracy", accuracy},      {"labels", model.labels},
+                               {"confusion", matrix},         {"predictions", predictions}};
+    document["recorded_accuracy"] =
+        model.recorded_accuracy >= 0 ? nlohmann::json(model.recorded_accuracy) : nlohmann::json();
     fmt::print("{}\n", document.dump());
     return;
   }
-  fmt::print("{}: {} of {} images right, accuracy {:.4f} ({} threads)\n", options.model_path, correct, count, accuracy, threads);
-  if (model.recorded_accuracy >= 0) fmt::print("the training script recorded {:.4f} on its test set\n", model.recorded_accuracy);
+  fmt::print("{}: {} of {} images right, accuracy {:.4f} ({} threads)\n", options.model_path, correct, count, accuracy,
+             threads);
+  if (model.recorded_accuracy >= 0)
+    fmt::print("the training script recorded {:.4f} on its test set\n", model.recorded_accuracy);
   fmt::print("\nconfusion matrix (rows: true class, columns: predicted)\n{:>14}", "");
   for (int64_t c = 0; c < classes; ++c) fmt::print("{:>6}", c);
   fmt::print("\n");
@@ -117,7 +127,8 @@ void run_extract(const ExtractOptions& options) {
     for (int64_t n = 0; n < set.images.dims[0] && found < options.per_class; ++n) {
       if (set.labels.values[n] != wanted) continue;
       std::string name = wanted < static_cast<int64_t>(names.size()) ? names[wanted] : "class" + std::to_string(wanted);
-      std::replace_if(name.begin(), name.end(), [](char c) { return !std::isalnum(static_cast<unsigned char>(c)); }, '_');
+      std::replace_if(
+          name.begin(), name.end(), [](char c) { return !std::isalnum(static_cast<unsigned char>(c)); }, '_');
       const std::string file = fmt::format("{}/{}_{:05}.png", options.out_dir, name, n);
       write_file_atomically(file, png_bytes(idx_images(set.images, n, 1)[0]));
       ++found, ++written;
@@ -146,8 +157,11 @@ void add_evaluate_commands(CLI::App& app) {
   CLI::App* extract_command = app.add_subcommand("extract", "Write chosen images of a labelled IDX set as PNG files");
   extract_command->add_option("--idx-images", extract->images_path, "IDX images")->required();
   extract_command->add_option("--idx-labels", extract->labels_path, "IDX labels")->required();
-  extract_command->add_option("--classes", extract->classes, "Class numbers to take images of")->required()->delimiter(',');
-  extract_command->add_option("--per-class", extract->per_class, "Images per class (the first ones)")->check(CLI::PositiveNumber);
+  extract_command->add_option("--classes", extract->classes, "Class numbers to take images of")
+      ->required()
+      ->delimiter(',');
+  extract_command->add_option("--per-class", extract->per_class, "Images per class (the first ones)")
+      ->check(CLI::PositiveNumber);
   extract_command->add_option("--model", extract->model_path, "Name the files by this model's labels");
   extract_command->add_option("--out", extract->out_dir, "Output folder")->required();
   extract_command->callback([extract] { run_extract(*extract); });

@@ -38,7 +38,8 @@ void run_info(const InfoOptions& options) {
   fmt::print("input:        {}x{} (height x width){}, mean ({:.3f}, {:.3f}, {:.3f}), std ({:.3f}, {:.3f}, {:.3f})\n",
              pre.input_height, pre.input_width, pre.grey ? ", grey" : "", pre.mean[0], pre.mean[1], pre.mean[2],
              pre.std[0], pre.std[1], pre.std[2]);
-  if (model.recorded_accuracy >= 0) fmt::print("accuracy:     {:.4f} on the training script's test set\n", model.recorded_accuracy);
+  if (model.recorded_accuracy >= 0)
+    fmt::print("accuracy:     {:.4f} on the training script's test set\n", model.recorded_accuracy);
   fmt::print("\nlayers for input {}:\n", shape_to_string(input_shape));
   fmt::print("  {:<28} {:<18} {:<22} {:>12} {:>10}\n", "name (tap)", "op", "output shape", "parameters", "MFLOP");
   int64_t total_multiply_adds = 0;
@@ -57,8 +58,9 @@ void run_info(const InfoOptions& options) {
   const Plan plan(model, input_shape);
   fmt::print("activation memory of the CPU plan: {:.1f} MiB in {} steps\n", plan.activation_bytes() / 1048576.0,
              plan.steps().size());
-  fmt::print("taps: any name above is a tap (its output); a container such as layer4, layer4.2 or features\n"
-             "gives its last layer's output; NAME:input gives a layer's input.\n");
+  fmt::print(
+      "taps: any name above is a tap (its output); a container such as layer4, layer4.2 or features\n"
+      "gives its last layer's output; NAME:input gives a layer's input.\n");
 }
 
 }  // namespace

@@ -1,7 +1,7 @@
 // tools/prism/main.cpp: the `prism` command line: one subcommand per file, errors reported in
 // one line with a non-zero exit code.
-#include <CLI/CLI.hpp>
 #include <fmt/core.h>
+#include <CLI/CLI.hpp>
 
 #include "engine/error.hpp"
 #include "tools/prism/subcommands.hpp"

@@ -52,7 +52,8 @@ std::vector<int> parse_components(const std::string& text) {
     components.push_back(value - 1);
     start = comma + 1;
   }
-  if (components.size() != 3) throw Error("--components needs exactly three numbers (red, green, blue), got '" + text + "'");
+  if (components.size() != 3)
+    throw Error("--components needs exactly three numbers (red, green, blue), got '" + text + "'");
   return components;
 }
 
@@ -70,7 +71,8 @@ std::vector<std::string> unique_stems(const std::vector<std::string>& files) {
 
 void prepare_output_folder(const std::string& dir) {
   std::error_code error;
-  if (fs::exists(dir, error) && !fs::is_directory(dir, error)) throw Error(dir + ": the output path is a file, not a folder");
+  if (fs::exists(dir, error) && !fs::is_directory(dir, error))
+    throw Error(dir + ": the output path is a file, not a folder");
   fs::create_directories(dir, error);
   if (error) throw Error(dir + ": cannot create the output folder (" + error.message() + ")");
   if (::access(dir.c_str(), W_OK) != 0) throw Error(dir + ": the output folder is not writable");
@@ -109,7 +111,8 @@ void run_prism(const RunOptions& options) {
   for (size_t first = 0; first < inputs.size(); first += options.batch) {
     const size_t count = std::min<size_t>(options.batch, inputs.size() - first);
     const Tensor batch = images_to_batch({inputs.begin() + first, inputs.begin() + first + count}, model.preprocessing);
-    if (!plan || plan->input_shape() != batch.shape()) plan = std::make_unique<Plan>(model, batch.shape(), plan_options);
+    if (!plan || plan->input_shape() != batch.shape())
+      plan = std::make_unique<Plan>(model, batch.shape(), plan_options);
     const auto forward_start = std::chrono::steady_clock::now();
     const RunResult result = plan->run(batch.view());
     forward_seconds += std::chrono::duration<double>(std::chrono::steady_clock::now() - forward_start).count();
@@ -121,7 +124,8 @@ void run_prism(const RunOptions& options) {
         capture_shapes.back()[0] = static_cast<int64_t>(inputs.size());  // shapes for the whole set
       }
     }
-    if (progress) fmt::print(stderr, "\rprism: {}/{} images through {}", first + count, inputs.size(), model.graph.architecture);
+    if (progress)
+      fmt::print(stderr, "\rprism: {}/{} images through {}", first + count, inputs.size(), model.graph.architecture);
   }
   if (progress) fmt::print(stderr, "\n");
 
@@ -163,8 +167,8 @@ void run_prism(const RunOptions& options) {
                                  ? "RANDOM WEIGHTS (" + model.weights_source + "): the pipeline, not a trained network"
                                  : "";
   write_file_atomically((out / "grid.png").string(), png_bytes(grid(rows, captions, banner)));
-  const std::string title = fmt::format("PRISM explained variance: {} ({}){}", model.graph.architecture, captures.back(),
-                                        model.has_random_weights() ? ", RANDOM weights" : "");
+  const std::string title = fmt::format("PRISM explained variance: {} ({}){}", model.graph.architecture,
+                                        captures.back(), model.has_random_weights() ? ", RANDOM weights" : "");
   write_file_atomically((out / "variance.svg").string(), variance_svg(result.explained_variance_ratio, title));
 
   nlohmann::json images = nlohmann::json::array();
@@ -172,7 +176,8 @@ void run_prism(const RunOptions& options) {
     images.push_back({{"file", files[i]}, {"map", stems[i] + ".prism.png"}, {"top5", top_classes_json(classes[i])}});
   }
   nlohmann::json capture_list = nlohmann::json::array();
-  for (size_t i = 0; i < captures.size(); ++i) capture_list.push_back({{"name", captures[i]}, {"shape", capture_shapes[i]}});
+  for (size_t i = 0; i < captures.size(); ++i)
+    capture_list.push_back({{"name", captures[i]}, {"shape", capture_shapes[i]}});
   const nlohmann::json summary = {
       {"model", options.model_path},
       {"architecture", model.graph.architecture},
@@ -185,19 +190,23 @@ void run_prism(const RunOptions& options) {
         {"split_rgb", options.split_rgb},
         {"layer", options.layer.empty() ? captures.back() : options.layer},
         {"captures", capture_set_name(capture_set)},
-        {"components", {prism_options.components[0] + 1, prism_options.components[1] + 1, prism_options.components[2] + 1}},
+        {"components",
+         {prism_options.components[0] + 1, prism_options.components[1] + 1, prism_options.components[2] + 1}},
         {"resize", options.resize},
         {"batch", options.batch},
         {"threads", threads}}},
       {"capture_points", capture_list},
       {"explained_variance_ratio", result.explained_variance_ratio},
       {"images", images},
-      {"seconds", {{"forward", forward_seconds}, {"prism", prism_seconds},
-                   {"total", std::chrono::duration<double>(std::chrono::steady_clock::now() - start).count()}}},
+      {"seconds",
+       {{"forward", forward_seconds},
+        {"prism", prism_seconds},
+        {"total", std::chrono::duration<double>(std::chrono::steady_clock::now() - start).count()}}},
   };
   write_file_atomically((out / "summary.json").string(), summary.dump(2) + "\n");
   fmt::print("{} images, {} ({}); first components explain {:.3f}, {:.3f}, {:.3f} of the variance\n", n,
-             model.graph.architecture, captures.back(), result.explained_variance_ratio.size() > 0 ? result.explained_variance_ratio[0] : 0.0,
+             model.graph.architecture, captures.back(),
+             result.explained_variance_ratio.size() > 0 ? result.explained_variance_ratio[0] : 0.0,
              result.explained_variance_ratio.size() > 1 ? result.explained_variance_ratio[1] : 0.0,
              result.explained_variance_ratio.size() > 2 ? result.explained_variance_ratio[2] : 0.0);
   fmt::print("wrote {}/: maps.npy, grid.png, variance.svg, summary.json, {} maps (forward {:.2f} s, PRISM {:.3f} s)\n",
@@ -217,14 +226,18 @@ void add_run_command(CLI::App& app) {
   command->add_flag("--inclusive", options->inclusive, "Quantise colours; keep only those every image shows");
   command->add_flag("--exclusive", options->exclusive, "Quantise colours; keep only those not every image shows");
   command->add_flag("--split-rgb", options->split_rgb, "Also write each component as its own map");
-  command->add_option("--layer", options->layer, "Analyse this tap instead of the last capture (e.g. layer3, features.23)");
+  command->add_option("--layer", options->layer,
+                      "Analyse this tap instead of the last capture (e.g. layer3, features.23)");
   command->add_option("--components", options->components, "Principal components shown as red, green, blue")
       ->default_str("1,2,3");
-  command->add_option("--captures", options->captures,
-                      "Capture points: torchprism (TorchPRISM's hooks), stages (ResNet stage outputs), auto")
+  command
+      ->add_option("--captures", options->captures,
+                   "Capture points: torchprism (TorchPRISM's hooks), stages (ResNet stage outputs), auto")
       ->check(CLI::IsMember({"torchprism", "stages", "auto"}))
       ->default_str("auto");
-  command->add_option("--resize", options->resize, "stretch: Resize((H, W)) as TorchPRISM; center-crop: Resize + CenterCrop")
+  command
+      ->add_option("--resize", options->resize,
+                   "stretch: Resize((H, W)) as TorchPRISM; center-crop: Resize + CenterCrop")
       ->check(CLI::IsMember({"stretch", "center-crop"}));
   command->add_option("--batch", options->batch, "Images per forward pass (the PCA still covers all)")
       ->check(CLI::PositiveNumber);

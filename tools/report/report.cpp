@@ -63,7 +63,9 @@ std::string png_bytes(const Image& image) {
 }
 
 namespace {
-uint8_t to_byte(float value) { return static_cast<uint8_t>(std::lround(std::clamp(value, 0.0f, 1.0f) * 255.0f)); }
+uint8_t to_byte(float value) {
+  return static_cast<uint8_t>(std::lround(std::clamp(value, 0.0f, 1.0f) * 255.0f));
+}
 }  // namespace
 
 Image colours_to_image(const Tensor& maps, int64_t n) {
@@ -184,9 +186,10 @@ std::string variance_svg(const std::vector<double>& ratios, const std::string& t
       width, height, left, xml_escaped(title));
   for (int tick = 0; tick <= 4; ++tick) {
     const double value = largest * tick / 4, y = top + plot_h * (1 - value / largest);
-    svg += fmt::format("<line x1=\"{0}\" y1=\"{1:.1f}\" x2=\"{2}\" y2=\"{1:.1f}\" stroke=\"#ddd\"/>"
-                       "<text x=\"{3}\" y=\"{4:.1f}\" text-anchor=\"end\">{5:.3f}</text>\n",
-                       left, y, width - right, left - 6, y + 4, value);
+    svg += fmt::format(
+        "<line x1=\"{0}\" y1=\"{1:.1f}\" x2=\"{2}\" y2=\"{1:.1f}\" stroke=\"#ddd\"/>"
+        "<text x=\"{3}\" y=\"{4:.1f}\" text-anchor=\"end\">{5:.3f}</text>\n",
+        left, y, width - right, left - 6, y + 4, value);
   }
   const double bar = ratios.empty() ? 0 : plot_w / ratios.size();
   for (size_t i = 0; i < ratios.size(); ++i) {
@@ -199,9 +202,10 @@ std::string variance_svg(const std::vector<double>& ratios, const std::string& t
   svg += fmt::format("<text x=\"{}\" y=\"{}\" font-style=\"italic\">{}</text>\n", left + plot_w * 0.3, top + 20, note);
   svg += fmt::format("<text x=\"{}\" y=\"{}\" text-anchor=\"middle\">principal component (1 to {})</text>\n",
                      left + plot_w / 2, height - 12, ratios.size());
-  svg += fmt::format("<text x=\"14\" y=\"{}\" transform=\"rotate(-90 14 {})\" text-anchor=\"middle\">explained "
-                     "variance ratio</text>\n</svg>\n",
-                     top + plot_h / 2, top + plot_h / 2);
+  svg += fmt::format(
+      "<text x=\"14\" y=\"{}\" transform=\"rotate(-90 14 {})\" text-anchor=\"middle\">explained "
+      "variance ratio</text>\n</svg>\n",
+      top + plot_h / 2, top + plot_h / 2);
   return svg;
 }
 
