@@ -13,24 +13,24 @@ namespace {
 
 using MatrixD = Eigen::Matrix<double, Eigen::Dynamic, Eigen::Dynamic, Eigen::ColMajor>;
 
-// Top `count` eigenpairs of a symmetric positive semi-definite matrix, largest first. Lanczos
-// (Spectra) for large matrices, Eigen's dense solver for small ones or when Lanczos gives up.
-void top_eigenpairs(const MatrixD& gram, int count, Eigen::VectorXd& values, MatrixD& vectors) {
+// The top `count` eigenvectors of a large symmetric positive semi-definite matrix, largest
+// first, by Lanczos iteration (Spectra); false if it does not converge.
+bool top_eigenvectors_lanczos(const MatrixD& gram, int count, MatrixD& vectors) {
   const int n = static_cast<int>(gram.rows());
-  if (n > 64 && count < n / 2) {
-    Spectra::DenseSymMatProd<double> product(gram);
-    Spectra::SymEigsSolver<Spectra::DenseSymMatProd<double>> solver(product, count,
-                                                                    std::min(n, std::max(2 * count + 1, 24)));
-    solver.init();
-    solver.compute(Spectra::SortRule::LargestAlge, 1000, 1e-12);
-    if (solver.info() == Spectra::CompInfo::Successful) {
-      values = solver.eigenvalues();
-      vectors = solver.eigenvectors();
-      return;
-    }
-  }
+  Spectra::DenseSymMatProd<double> product(gram);
+  Spectra::SymEigsSolver<Spectra::DenseSymMatProd<double>> solver(product, count,
+                                                                  std::min(n, std::max(2 * count + 1, 24)));
+  solver.init();
+  solver.compute(Spectra::SortRule::LargestAlge, 1000, 1e-12);
+  if (solver.info() != Spectra::CompInfo::Successful) return false;
+  vectors = solver.eigenvectors();
+  return true;
+}
+
+// Every eigenvalue and the top `count` eigenvectors from Eigen's dense solver, largest first.
+void dense_eigen(const MatrixD& gram, int count, Eigen::VectorXd& values, MatrixD& vectors) {
   Eigen::SelfAdjointEigenSolver<MatrixD> solver(gram);  // ascending order
-  values = solver.eigenvalues().reverse().head(count);
+  values = solver.eigenvalues().reverse();
   vectors = solver.eigenvectors().rowwise().reverse().leftCols(count);
 }
 
@@ -62,8 +62,19 @@ PrincipalComponents principal_components(ConstTensorView activations, const std:
   const bool channel_side = channels <= rows;
   const MatrixD gram = channel_side ? MatrixD(x.transpose() * x) : MatrixD(x * x.transpose());
   const int64_t rank_bound = std::min(rows, channels);
-  Eigen::VectorXd all_values =
-      Eigen::SelfAdjointEigenSolver<MatrixD>(gram, Eigen::EigenvaluesOnly).eigenvalues().reverse();
+  const int solved = static_cast<int>(std::min<int64_t>(wanted, rank_bound));
+  // Every eigenvalue is needed for the variance ratios, only the first few eigenvectors for the
+  // maps: a small matrix is solved densely once; a large one gets its eigenvalues alone, then
+  // Lanczos for the vectors (the dense solver again only if Lanczos does not converge).
+  const int n = static_cast<int>(gram.rows());
+  const bool dense = n <= 64 || solved >= n / 2;
+  Eigen::VectorXd all_values;
+  MatrixD vectors;
+  if (dense) {
+    dense_eigen(gram, solved, all_values, vectors);
+  } else {
+    all_values = Eigen::SelfAdjointEigenSolver<MatrixD>(gram, Eigen::EigenvaluesOnly).eigenvalues().reverse();
+  }
   const double total = std::max(0.0, all_values.head(rank_bound).cwiseMax(0.0).sum());
 
   PrincipalComponents result;
@@ -73,19 +84,16 @@ PrincipalComponents principal_components(ConstTensorView activations, const std:
   const int64_t k = static_cast<int64_t>(components.size());
   result.scores = Tensor({batch, k, activations.dim(2), activations.dim(3)});
   result.loadings = Tensor({k, channels});
-  const int solved = static_cast<int>(std::min<int64_t>(wanted, rank_bound));
   if (solved == 0 || total <= 0.0) return result;
+  if (!dense && !top_eigenvectors_lanczos(gram, solved, vectors)) dense_eigen(gram, solved, all_values, vectors);
 
-  Eigen::VectorXd values;
-  MatrixD vectors;
-  top_eigenpairs(gram, solved, values, vectors);
   // A component whose variance is negligible next to the largest is numerical noise: its
   // direction is arbitrary, so it is reported as zeros rather than as random colours.
-  const double negligible = 1e-12 * std::max(values[0], 0.0);
+  const double negligible = 1e-12 * std::max(all_values[0], 0.0);
   for (int64_t j = 0; j < k; ++j) {
     const int component = components[j];
-    if (component >= solved || values[component] <= negligible) continue;
-    const double singular = std::sqrt(values[component]);
+    if (component >= solved || all_values[component] <= negligible) continue;
+    const double singular = std::sqrt(all_values[component]);
     // V (length C) and U * S (length rows) of this component, from whichever side was solved.
     Eigen::VectorXd loading, score;
     if (channel_side) {
