@@ -204,11 +204,10 @@ void run_prism(const RunOptions& options) {
         {"total", std::chrono::duration<double>(std::chrono::steady_clock::now() - start).count()}}},
   };
   write_file_atomically((out / "summary.json").string(), summary.dump(2) + "\n");
+  const auto& ratios = result.explained_variance_ratio;
+  auto ratio = [&](size_t i) { return i < ratios.size() ? ratios[i] : 0.0; };
   fmt::print("{} images, {} ({}); first components explain {:.3f}, {:.3f}, {:.3f} of the variance\n", n,
-             model.graph.architecture, captures.back(),
-             result.explained_variance_ratio.size() > 0 ? result.explained_variance_ratio[0] : 0.0,
-             result.explained_variance_ratio.size() > 1 ? result.explained_variance_ratio[1] : 0.0,
-             result.explained_variance_ratio.size() > 2 ? result.explained_variance_ratio[2] : 0.0);
+             model.graph.architecture, captures.back(), ratio(0), ratio(1), ratio(2));
   fmt::print("wrote {}/: maps.npy, grid.png, variance.svg, summary.json, {} maps (forward {:.2f} s, PRISM {:.3f} s)\n",
              options.out_dir, n, forward_seconds, prism_seconds);
 }
