@@ -24,7 +24,7 @@ void execute_step(Backend backend, const Step& step, const std::vector<ConstTens
       if (reference) {
         conv2d_forward_ref(node.conv2d, x, weight, step.bias, step.relu, output);
       } else {
-        conv2d_forward_cpu(node.conv2d, x, weight, step.bias, step.relu, output, workspace, num_threads);
+        conv2d_forward_cpu(node.conv2d, x, step.conv2d_cpu, step.bias, step.relu, output, workspace, num_threads);
       }
       return;
     case OpKind::batch_norm2d:
@@ -54,9 +54,16 @@ void execute_step(Backend backend, const Step& step, const std::vector<ConstTens
   throw Error(std::string("no kernel for ") + op_kind_name(node.kind) + " at " + node.name);
 }
 
+void prepare_step(Backend backend, Step& step, const Shape& input_shape, const PlanOptions& options) {
+  if (backend == Backend::cpu && step.node->kind == OpKind::conv2d) {
+    step.conv2d_cpu = conv2d_prepare_cpu(step.node->conv2d, ConstTensorView(step.weight, step.weight_shape),
+                                         input_shape, options.winograd);
+  }
+}
+
 int64_t step_workspace_floats(Backend backend, const Step& step, const Shape& input_shape, int num_threads) {
   if (backend == Backend::cpu && step.node->kind == OpKind::conv2d) {
-    return conv2d_workspace_floats_cpu(step.node->conv2d, input_shape, num_threads);
+    return conv2d_workspace_floats_cpu(step.node->conv2d, step.conv2d_cpu, input_shape, num_threads);
   }
   return 0;
 }

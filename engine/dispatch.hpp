@@ -12,6 +12,10 @@ namespace prism {
 void execute_step(Backend backend, const Step& step, const std::vector<ConstTensorView>& inputs, TensorView output,
                   float* workspace, int num_threads);
 
+// Puts the step's weights into the layout its op wants on this backend (the CPU convolution's
+// packed or Winograd-transformed matrices); done once, when the plan is made.
+void prepare_step(Backend backend, Step& step, const Shape& input_shape, const PlanOptions& options);
+
 // Scratch floats the step needs on this backend.
 int64_t step_workspace_floats(Backend backend, const Step& step, const Shape& input_shape, int num_threads);
 

@@ -32,17 +32,24 @@ Plan::Plan(const Model& model, const Shape& input_shape, const PlanOptions& opti
 
   // A node whose output is tapped must really be computed: nothing may be folded or fused into it.
   std::vector<bool> kept(graph.nodes.size(), false);
-  std::vector<std::pair<std::string, int>> tapped_nodes;
-  for (const std::string& tap : options.taps) {
-    const int node = graph.value_of(graph.resolve_tap(tap));
-    if (node != graph_input) kept[node] = true;
-    tapped_nodes.emplace_back(tap, node);
-  }
+  std::vector<std::pair<std::string, int>> tapped_nodes, mean_tapped_nodes;
+  auto keep = [&](const std::vector<std::string>& taps, std::vector<std::pair<std::string, int>>& nodes) {
+    for (const std::string& tap : taps) {
+      const int node = graph.value_of(graph.resolve_tap(tap));
+      if (node != graph_input) kept[node] = true;
+      nodes.emplace_back(tap, node);
+    }
+  };
+  keep(options.taps, tapped_nodes);
+  keep(options.mean_taps, mean_tapped_nodes);
   const std::vector<int> node_value = make_steps(model, shapes, kept);
-  for (const auto& [tap, node] : tapped_nodes) {
-    taps_.emplace_back(tap, node == graph_input ? 0 : node_value[node]);
+  for (const auto& [tap, node] : tapped_nodes) taps_.emplace_back(tap, node == graph_input ? 0 : node_value[node]);
+  for (const auto& [tap, node] : mean_tapped_nodes) {
+    mean_taps_.emplace_back(tap, node == graph_input ? 0 : node_value[node]);
   }
   output_value_ = node_value.back();
+  // Weights in the backend's own layout, once (after folding, which changes them).
+  for (Step& step : steps_) prepare_step(backend_, step, values_[step.inputs[0]].shape, options);
   assign_buffers();
 }
 
@@ -197,8 +204,10 @@ ConstTensorView Plan::value_view(int value, ConstTensorView input) const {
 }
 
 Shape Plan::tap_shape(const std::string& tap) const {
-  for (const auto& [name, value] : taps_) {
-    if (name == tap) return values_[value].shape;
+  for (const auto* list : {&taps_, &mean_taps_}) {
+    for (const auto& [name, value] : *list) {
+      if (name == tap) return values_[value].shape;
+    }
   }
   throw Error("tap " + tap + " was not requested when the plan was made");
 }
@@ -215,12 +224,15 @@ RunResult Plan::run(ConstTensorView input, std::vector<double>* step_seconds) {
                 shape_to_string(input.shape));
   }
   RunResult result;
-  // Taps are copied as soon as their value is written: a later step may reuse the buffer.
+  // Taps are copied (or reduced) as soon as their value is written: a later step may reuse the buffer.
   auto copy_taps_of = [&](int producer) {
     for (const auto& [name, value] : taps_) {
       if (values_[value].producer != producer) continue;
       ConstTensorView view = value_view(value, input);
       result.taps[name] = Tensor::from_data(view.shape, view.data);
+    }
+    for (const auto& [name, value] : mean_taps_) {
+      if (values_[value].producer == producer) result.channel_means[name] = channel_mean(value_view(value, input));
     }
   };
   copy_taps_of(-1);

@@ -19,8 +19,10 @@ const char* backend_name(Backend backend);
 
 struct PlanOptions {
   Backend backend = Backend::cpu;
-  std::vector<std::string> taps;  // tap names, see Graph::resolve_tap
-  int num_threads = 0;            // 0: OpenMP's default (OMP_NUM_THREADS or every core)
+  std::vector<std::string> taps;       // tap names, see Graph::resolve_tap: copied out in full
+  std::vector<std::string> mean_taps;  // taps wanted only as their mean over channels (N, 1, H, W)
+  int num_threads = 0;                 // 0: OpenMP's default (OMP_NUM_THREADS or every core)
+  bool winograd = true;                // cpu: 3x3 stride-1 convolutions by Winograd F(4x4, 3x3)
 };
 
 // One kernel call. A step may stand for several graph nodes: a convolution with its batch norm
@@ -34,13 +36,15 @@ struct Step {
   Shape weight_shape;
   BatchNorm2dWeights batch_norm{};    // an unfolded batch norm's running statistics
   Tensor folded_weight, folded_bias;  // owned when batch norm was folded in
+  Conv2dPreparedCpu conv2d_cpu;       // cpu backend: the weight packed or Winograd-transformed
   std::vector<int> inputs;            // value indices
   int output = 0;                     // value index
 };
 
 struct RunResult {
-  Tensor output;                       // the last node's output: logits (N, classes)
-  std::map<std::string, Tensor> taps;  // by requested name
+  Tensor output;                                // the last node's output: logits (N, classes)
+  std::map<std::string, Tensor> taps;           // by requested name
+  std::map<std::string, Tensor> channel_means;  // PlanOptions::mean_taps, each (N, 1, H, W)
 };
 
 class Plan {
@@ -55,8 +59,8 @@ class Plan {
   const Shape& input_shape() const { return input_shape_; }
   const Shape& step_input_shape(size_t step) const { return values_.at(steps_.at(step).inputs.at(0)).shape; }
   const Shape& step_output_shape(size_t step) const { return values_.at(steps_.at(step).output).shape; }
-  Shape tap_shape(const std::string& tap) const;
-  int64_t activation_bytes() const;  // every buffer and the workspace, as allocated
+  Shape tap_shape(const std::string& tap) const;  // the tapped activation's shape (mean taps too)
+  int64_t activation_bytes() const;               // every buffer and the workspace, as allocated
 
  private:
   // An intermediate tensor: a buffer (or the network input) and the shape it is seen with.
@@ -78,7 +82,7 @@ class Plan {
   std::vector<Value> values_;
   std::vector<Tensor> buffers_;
   Tensor workspace_;
-  std::vector<std::pair<std::string, int>> taps_;  // (name, value)
+  std::vector<std::pair<std::string, int>> taps_, mean_taps_;  // (name, value)
   int output_value_ = 0;
 };
 

@@ -1,9 +1,11 @@
 // engine/tensor.cpp: aligned allocation and shape helpers for Tensor.
 #include "engine/tensor.hpp"
 
+#include <algorithm>
 #include <cstdlib>
 #include <cstring>
 #include <new>
+#include <vector>
 
 #include "engine/error.hpp"
 
@@ -74,6 +76,22 @@ Tensor nchw_to_nhwc(ConstTensorView tensor) {
     }
   }
   return out;
+}
+
+Tensor channel_mean(ConstTensorView activations) {
+  const int64_t batch = activations.dim(0), channels = activations.dim(1);
+  const int64_t plane = activations.dim(2) * activations.dim(3);
+  Tensor mean({batch, 1, activations.dim(2), activations.dim(3)});
+  std::vector<double> sum(plane);
+  for (int64_t n = 0; n < batch; ++n) {
+    std::fill(sum.begin(), sum.end(), 0.0);
+    for (int64_t c = 0; c < channels; ++c) {
+      const float* source = activations.data + (n * channels + c) * plane;
+      for (int64_t p = 0; p < plane; ++p) sum[p] += source[p];
+    }
+    for (int64_t p = 0; p < plane; ++p) mean.data()[n * plane + p] = static_cast<float>(sum[p] / channels);
+  }
+  return mean;
 }
 
 }  // namespace prism

@@ -79,4 +79,8 @@ class Tensor {
 // (N, C, H, W) -> (N, H, W, C): the channels-last copy that image files and NumPy users expect.
 Tensor nchw_to_nhwc(ConstTensorView tensor);
 
+// (N, C, H, W) -> (N, 1, H, W): each pixel's mean over channels, summed in double. All PRISM
+// keeps of an earlier capture, so memory per image is one plane per capture, not the activation.
+Tensor channel_mean(ConstTensorView activations);
+
 }  // namespace prism

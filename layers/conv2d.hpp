@@ -2,7 +2,10 @@
 // optional bias and an optional fused ReLU. Padding is zeros, as torchvision's models use.
 #pragma once
 
+#include <vector>
+
 #include "engine/tensor.hpp"
+#include "layers/cpu/gemm.hpp"
 
 namespace prism {
 
@@ -26,10 +29,27 @@ Shape conv2d_output_shape(const Conv2dParams& params, const Shape& input_shape);
 void conv2d_forward_ref(const Conv2dParams& params, ConstTensorView input, ConstTensorView weight, const float* bias,
                         bool relu, TensorView output);
 
-// The fast CPU version needs scratch memory for its column matrices; the plan asks how much once
-// and hands the same block to every call.
-int64_t conv2d_workspace_floats_cpu(const Conv2dParams& params, const Shape& input_shape, int num_threads);
-void conv2d_forward_cpu(const Conv2dParams& params, ConstTensorView input, ConstTensorView weight, const float* bias,
-                        bool relu, TensorView output, float* workspace, int num_threads);
+// The fast CPU version prepares its weights once per plan: packed for the GEMM after im2col (one
+// matrix per group), or, for 3x3 stride-1 convolutions with enough channels and pixels, transformed
+// for Winograd's F(4x4, 3x3) (36 matrices). It needs scratch memory for its column matrices or
+// transformed tiles; the plan asks how much once and hands the same block to every call.
+struct Conv2dPreparedCpu {
+  bool winograd = false;
+  std::vector<PackedMatrix> matrices;
+};
+Conv2dPreparedCpu conv2d_prepare_cpu(const Conv2dParams& params, ConstTensorView weight, const Shape& input_shape,
+                                     bool allow_winograd);
+int64_t conv2d_workspace_floats_cpu(const Conv2dParams& params, const Conv2dPreparedCpu& prepared,
+                                    const Shape& input_shape, int num_threads);
+void conv2d_forward_cpu(const Conv2dParams& params, ConstTensorView input, const Conv2dPreparedCpu& prepared,
+                        const float* bias, bool relu, TensorView output, float* workspace, int num_threads);
+
+// The Winograd path on its own (layers/cpu/conv2d_winograd.cpp), for conv2d_forward_cpu and tests.
+bool conv2d_winograd_applies(const Conv2dParams& params, const Shape& input_shape);
+std::vector<PackedMatrix> conv2d_winograd_pack_weights(const Conv2dParams& params, const float* weight);
+int64_t conv2d_winograd_workspace_floats(const Conv2dParams& params, const Shape& input_shape, int num_threads);
+void conv2d_winograd_forward_cpu(const Conv2dParams& params, ConstTensorView input,
+                                 const std::vector<PackedMatrix>& transformed_weights, const float* bias, bool relu,
+                                 TensorView output, float* workspace, int num_threads);
 
 }  // namespace prism

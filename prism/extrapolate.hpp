@@ -1,6 +1,6 @@
 // prism/extrapolate.hpp: gradual extrapolation (Szandała): the maps of the analysed capture are
 // carried back to the image step by step, through each earlier capture, by bilinear upsampling
-// and multiplication with that capture's mean over channels.
+// and multiplication with that capture's mean over channels (channel_mean, engine/tensor.hpp).
 #pragma once
 
 #include <vector>
@@ -8,10 +8,6 @@
 #include "engine/tensor.hpp"
 
 namespace prism {
-
-// (N, C, H, W) -> (N, 1, H, W): each pixel's mean over channels. This is all PRISM keeps of an
-// earlier capture, so memory per image is one plane per capture, not the whole activation.
-Tensor channel_mean(ConstTensorView activations);
 
 // torch.nn.functional.interpolate(maps, size=(height, width), mode="bilinear",
 // align_corners=False) on (N, K, H, W): source coordinate (x + 0.5) * in / out - 0.5, clamped at

@@ -36,10 +36,21 @@ void PrismCollector::add(const RunResult& result) {
   const Tensor& last = result.taps.at(captures_.back());
   if (means_.empty()) means_.resize(captures_.size() - 1);
   for (size_t i = 0; i + 1 < captures_.size(); ++i) {
-    place(means_[i], images_, added_, channel_mean(result.taps.at(captures_[i]).view()));
+    const auto reduced = result.channel_means.find(captures_[i]);
+    if (reduced != result.channel_means.end()) {
+      place(means_[i], images_, added_, reduced->second);
+    } else {
+      place(means_[i], images_, added_, channel_mean(result.taps.at(captures_[i]).view()));
+    }
   }
   place(analysed_, images_, added_, last);
   added_ += last.dim(0);
+}
+
+void request_captures(PlanOptions& options, const std::vector<std::string>& captures) {
+  if (captures.empty()) throw Error("PRISM needs at least one capture");
+  options.taps.push_back(captures.back());
+  options.mean_taps.insert(options.mean_taps.end(), captures.begin(), captures.end() - 1);
 }
 
 PrismResult compute_prism(const PrismCollector& collected, const PrismOptions& options, int64_t height, int64_t width) {

@@ -26,7 +26,8 @@ class PrismCollector {
   // `captures` in forward order, the analysed one last; `images`: how many will be added in all.
   PrismCollector(std::vector<std::string> captures, int64_t images);
 
-  // Takes the captures of the next images from a run whose plan tapped them all.
+  // Takes the captures of the next images from a run whose plan tapped them all: the analysed one
+  // in full, the earlier ones in full or as channel means (see request_captures).
   void add(const RunResult& result);
 
   int64_t images_added() const { return added_; }
@@ -41,6 +42,11 @@ class PrismCollector {
   Tensor analysed_;
   std::vector<Tensor> means_;
 };
+
+// Asks a plan for what PRISM needs of `captures` (forward order, the analysed one last): the
+// analysed capture in full, of the earlier ones only their channel means, computed by the plan
+// as soon as each is written, so no full copy of a large early activation is ever made.
+void request_captures(PlanOptions& options, const std::vector<std::string>& captures);
 
 struct PrismResult {
   Tensor maps;                                   // (N, 3, height, width), colours in [0, 1]

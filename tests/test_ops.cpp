@@ -21,12 +21,16 @@ using namespace prism;
 namespace {
 
 constexpr double fast_tolerance = 1e-5;  // fp32 sums in another order than the double reference
+// Winograd F(4x4, 3x3) multiplies inputs by up to 5 and weights' transforms by 1/24 before summing:
+// its fp32 error is a few times the direct convolution's (measured: about 2e-6 of the scale).
+constexpr double winograd_tolerance = 2e-5;
 
-Tensor run_conv_cpu(const Conv2dParams& p, const Tensor& x, const Tensor& w, const float* bias, bool relu,
-                    int threads) {
+Tensor run_conv_cpu(const Conv2dParams& p, const Tensor& x, const Tensor& w, const float* bias, bool relu, int threads,
+                    bool winograd = false) {
   Tensor out(conv2d_output_shape(p, x.shape()));
-  Tensor workspace({std::max<int64_t>(1, conv2d_workspace_floats_cpu(p, x.shape(), threads))});
-  conv2d_forward_cpu(p, x.view(), w.view(), bias, relu, out.view(), workspace.data(), threads);
+  const Conv2dPreparedCpu prepared = conv2d_prepare_cpu(p, w.view(), x.shape(), winograd);
+  Tensor workspace({std::max<int64_t>(1, conv2d_workspace_floats_cpu(p, prepared, x.shape(), threads))});
+  conv2d_forward_cpu(p, x.view(), prepared, bias, relu, out.view(), workspace.data(), threads);
   return out;
 }
 
@@ -82,6 +86,11 @@ TEST_CASE("conv2d: fast CPU equals the reference on awkward shapes", "[ops][conv
       {1, 4, 6, 5, 5, 3, 3, 1, 0, 1, 2, true, true},       // no padding, two groups
       {1, 70, 20, 40, 40, 3, 3, 1, 1, 1, 1, true, true},   // several row tiles per image
       {2, 3, 64, 31, 29, 7, 7, 2, 3, 1, 1, false, false},  // a ResNet stem on an odd image
+      // Shapes Winograd takes (3x3, stride 1, at least 16 channels and 48 tiles of 4x4 outputs):
+      {2, 17, 33, 23, 29, 3, 3, 1, 1, 1, 1, true, true},    // partial tiles on both edges
+      {1, 64, 20, 30, 26, 3, 3, 1, 0, 1, 1, false, false},  // no padding: 28x24 outputs
+      {3, 16, 50, 13, 11, 3, 3, 1, 1, 1, 1, true, false},   // several images per chunk
+      {1, 300, 16, 56, 56, 3, 3, 1, 1, 1, 1, true, true},   // two depth blocks in the GEMM
   };
   uint32_t seed = 100;
   for (const Case& c : cases) {
@@ -100,13 +109,17 @@ TEST_CASE("conv2d: fast CPU equals the reference on awkward shapes", "[ops][conv
     const Tensor b = test::random_tensor({c.out}, ++seed);
     const float* bias = c.bias ? b.data() : nullptr;
     const Tensor expected = run_conv_ref(p, x, w, bias, c.relu);
-    for (int threads : {1, 2, 3}) {
-      const Tensor actual = run_conv_cpu(p, x, w, bias, c.relu, threads);
-      const test::Difference d = test::compare(actual.view(), expected.view());
-      INFO("case in " << c.in << " out " << c.out << " " << c.height << "x" << c.width << " kernel " << c.kernel_h
-                      << "x" << c.kernel_w << " stride " << c.stride << " groups " << c.groups << " threads " << threads
-                      << ": " << d.describe());
-      CHECK(test::close_enough(d, fast_tolerance));
+    const bool winograd_applies = conv2d_winograd_applies(p, x.shape());
+    for (bool winograd : {false, true}) {
+      if (winograd && !winograd_applies) continue;
+      for (int threads : {1, 2, 3}) {
+        const Tensor actual = run_conv_cpu(p, x, w, bias, c.relu, threads, winograd);
+        const test::Difference d = test::compare(actual.view(), expected.view());
+        INFO("case in " << c.in << " out " << c.out << " " << c.height << "x" << c.width << " kernel " << c.kernel_h
+                        << "x" << c.kernel_w << " stride " << c.stride << " groups " << c.groups << " threads "
+                        << threads << (winograd ? " winograd" : " im2col") << ": " << d.describe());
+        CHECK(test::close_enough(d, winograd ? winograd_tolerance : fast_tolerance));
+      }
     }
   }
 }

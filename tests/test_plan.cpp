@@ -68,6 +68,26 @@ TEST_CASE("taps equal the same values computed with nothing tapped", "[plan]") {
   for (int64_t i = 0; i < sum.numel(); ++i) REQUIRE(block.data()[i] == std::max(sum.data()[i], 0.0f));
 }
 
+TEST_CASE("mean taps are the channel means of the same taps in full", "[plan]") {
+  const Model model = test::random_model("vgg11", 10, 5);
+  const Tensor x = test::random_tensor({2, 3, 48, 40}, 7);
+  PlanOptions full, reduced;
+  full.taps = {"features.2:input", "features.2", "features.5"};
+  reduced.taps = {"features.5"};
+  reduced.mean_taps = {"features.2:input", "features.2"};
+  Plan full_plan(model, x.shape(), full), reduced_plan(model, x.shape(), reduced);
+  const RunResult expected = full_plan.run(x.view());
+  const RunResult actual = reduced_plan.run(x.view());
+  CHECK(actual.taps.size() == 1);
+  for (const std::string& name : reduced.mean_taps) {
+    INFO(name);
+    CHECK(reduced_plan.tap_shape(name) == expected.taps.at(name).shape());  // the activation's, not the mean's
+    const Tensor mean = channel_mean(expected.taps.at(name).view());
+    REQUIRE(actual.channel_means.at(name).shape() == Shape{2, 1, mean.dim(2), mean.dim(3)});
+    CHECK(test::close_enough(test::compare(actual.channel_means.at(name).view(), mean.view()), 1e-6));
+  }
+}
+
 TEST_CASE("whole models on the reference backend equal the fast CPU backend", "[plan][slow]") {
   for (const auto& [architecture, size] :
        {std::pair{"resnet18", int64_t{37}}, std::pair{"resnext50_32x4d", int64_t{33}},

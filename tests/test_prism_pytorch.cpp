@@ -46,10 +46,12 @@ PrismResult run_prism(const Model& model, const std::vector<std::string>& files,
     images.push_back(resize_for_model(read_image(file), model.preprocessing, ResizeMode::stretch));
   }
   const Tensor input = images_to_batch(images, model.preprocessing);
+  const std::vector<std::string> captures = c.layer.empty()
+                                                ? capture_points(model.graph, c.captures)
+                                                : capture_points_ending_at(model.graph, c.captures, c.layer);
   PlanOptions plan_options;
-  plan_options.taps = c.layer.empty() ? capture_points(model.graph, c.captures)
-                                      : capture_points_ending_at(model.graph, c.captures, c.layer);
-  PrismCollector collector(plan_options.taps, input.dim(0));
+  request_captures(plan_options, captures);
+  PrismCollector collector(captures, input.dim(0));
   // Two images at a time: the PCA must still cover all of them.
   for (int64_t first = 0; first < input.dim(0); first += 2) {
     const int64_t count = std::min<int64_t>(2, input.dim(0) - first);

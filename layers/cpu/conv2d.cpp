@@ -1,9 +1,9 @@
-// layers/cpu/conv2d.cpp: fast CPU convolution: im2col on a tile of output rows, then one Eigen
-// GEMM per (image, group, tile), with bias and ReLU applied while the tile is still in cache.
-// Leaves out Winograd and direct kernels; a 1x1 stride-1 convolution skips im2col entirely.
+// layers/cpu/conv2d.cpp: fast CPU convolution: im2col on a tile of output rows, then one packed
+// GEMM per (image, group, tile) with bias and ReLU applied in its epilogue, while the tile is still
+// in registers. A 1x1 stride-1 convolution skips im2col entirely; 3x3 stride-1 ones go to
+// Winograd (conv2d_winograd.cpp) when the plan chose it. Leaves out direct kernels.
 #include <omp.h>
 
-#include <Eigen/Core>
 #include <algorithm>
 #include <cstring>
 
@@ -11,12 +11,6 @@
 
 namespace prism {
 namespace {
-
-// Eigen is column-major by default; PyTorch's weights (C_out, C_in/g * kh * kw) and our column
-// tiles (K, pixels) are row-major, so every map here says RowMajor.
-using RowMatrix = Eigen::Matrix<float, Eigen::Dynamic, Eigen::Dynamic, Eigen::RowMajor>;
-using RowMap = Eigen::Map<RowMatrix, 0, Eigen::OuterStride<>>;
-using ConstRowMap = Eigen::Map<const RowMatrix, 0, Eigen::OuterStride<>>;
 
 constexpr int64_t column_tile_budget_floats = int64_t{1} << 19;  // 2 MiB: about an L2 cache
 
@@ -28,7 +22,7 @@ bool is_pointwise(const Conv2dParams& p) {
 // Output rows per tile: the column tile stays within the cache budget, and when the batch is
 // too small to give every thread an (image, group) of its own, images are cut into at least as
 // many tiles as there are threads, so batch 1 runs on every core too. Tiles under 256 pixels
-// (ResNet's 7x7 stage) make GEMMs too thin; those stay whole and Eigen splits each GEMM instead.
+// (ResNet's 7x7 stage) make GEMMs too thin; those stay whole and the GEMM splits itself instead.
 int64_t rows_per_tile(const Conv2dParams& p, int64_t batch, int64_t out_h, int64_t out_w, int num_threads) {
   constexpr int64_t smallest_split_tile_pixels = 256;
   const int64_t k = p.in_channels / p.groups * p.kernel_h * p.kernel_w;
@@ -76,40 +70,55 @@ void im2col_tile(const Conv2dParams& p, const float* image, int64_t height, int6
   }
 }
 
-void add_bias_relu(float* out, int64_t channels, int64_t pixels, int64_t channel_stride, const float* bias, bool relu) {
-  for (int64_t c = 0; c < channels; ++c) {
-    float* row = out + c * channel_stride;
-    const float b = bias ? bias[c] : 0.0f;
-    if (relu) {
-      for (int64_t i = 0; i < pixels; ++i) row[i] = std::max(row[i] + b, 0.0f);
-    } else if (bias) {
-      for (int64_t i = 0; i < pixels; ++i) row[i] += b;
-    }
-  }
+// Floats of scratch one task needs: its column tile (K, tile pixels) and the GEMM's packed B.
+int64_t task_workspace_floats(const Conv2dParams& p, int64_t tile_pixels) {
+  const int64_t k = p.in_channels / p.groups * p.kernel_h * p.kernel_w;
+  return (is_pointwise(p) ? 0 : k * tile_pixels) + gemm_workspace_floats(k, tile_pixels);
 }
 
 }  // namespace
 
-int64_t conv2d_workspace_floats_cpu(const Conv2dParams& p, const Shape& input_shape, int num_threads) {
-  if (is_pointwise(p)) return 0;
-  const Shape out = conv2d_output_shape(p, input_shape);
+Conv2dPreparedCpu conv2d_prepare_cpu(const Conv2dParams& p, ConstTensorView weight, const Shape& input_shape,
+                                     bool allow_winograd) {
+  if (allow_winograd && conv2d_winograd_applies(p, input_shape)) {
+    return {true, conv2d_winograd_pack_weights(p, weight.data)};
+  }
+  // weight (C_out, C_in / groups * kh * kw) row-major: one matrix of C_out / groups rows per group.
+  const int64_t out_per_group = p.out_channels / p.groups;
   const int64_t k = p.in_channels / p.groups * p.kernel_h * p.kernel_w;
-  return int64_t{num_threads} * k * rows_per_tile(p, input_shape[0], out[2], out[3], num_threads) * out[3];
+  Conv2dPreparedCpu prepared;
+  for (int64_t group = 0; group < p.groups; ++group) {
+    prepared.matrices.push_back(gemm_pack_a(weight.data + group * out_per_group * k, out_per_group, k, k));
+  }
+  return prepared;
 }
 
-void conv2d_forward_cpu(const Conv2dParams& p, ConstTensorView input, ConstTensorView weight, const float* bias,
-                        bool relu, TensorView output, float* workspace, int num_threads) {
+int64_t conv2d_workspace_floats_cpu(const Conv2dParams& p, const Conv2dPreparedCpu& prepared, const Shape& input_shape,
+                                    int num_threads) {
+  if (prepared.winograd) return conv2d_winograd_workspace_floats(p, input_shape, num_threads);
+  const Shape out = conv2d_output_shape(p, input_shape);
+  return int64_t{num_threads} *
+         task_workspace_floats(p, rows_per_tile(p, input_shape[0], out[2], out[3], num_threads) * out[3]);
+}
+
+void conv2d_forward_cpu(const Conv2dParams& p, ConstTensorView input, const Conv2dPreparedCpu& prepared,
+                        const float* bias, bool relu, TensorView output, float* workspace, int num_threads) {
+  if (prepared.winograd) {
+    conv2d_winograd_forward_cpu(p, input, prepared.matrices, bias, relu, output, workspace, num_threads);
+    return;
+  }
   const int64_t batch = input.dim(0), height = input.dim(2), width = input.dim(3);
   const int64_t out_h = output.dim(2), out_w = output.dim(3), out_pixels = out_h * out_w;
   const int64_t in_per_group = p.in_channels / p.groups;
   const int64_t out_per_group = p.out_channels / p.groups;
-  const int64_t k = in_per_group * p.kernel_h * p.kernel_w;
   const bool pointwise = is_pointwise(p);
   const int64_t tile_rows = rows_per_tile(p, batch, out_h, out_w, num_threads);
   const int64_t tiles = (out_h + tile_rows - 1) / tile_rows;
   const int64_t tasks = batch * p.groups * tiles;
+  const int64_t per_task_floats = task_workspace_floats(p, tile_rows * out_w);
 
-  auto run_task = [&](int64_t task, float* columns) {
+  // columns: this task's scratch, the column tile first and the GEMM's packed B after it.
+  auto run_task = [&](int64_t task, float* scratch, int gemm_threads) {
     const int64_t n = task / (p.groups * tiles);
     const int64_t group = task / tiles % p.groups;
     const int64_t row_begin = task % tiles * tile_rows;
@@ -120,29 +129,25 @@ void conv2d_forward_cpu(const Conv2dParams& p, ConstTensorView input, ConstTenso
     // Pointwise: the input planes already are the column matrix; the tile starts at its first pixel.
     const float* cols = image + row_begin * out_w;
     int64_t cols_stride = height * width;
+    float* gemm_scratch = scratch;
     if (!pointwise) {
-      im2col_tile(p, image, height, width, out_w, row_begin, row_end, columns);
-      cols = columns;
+      im2col_tile(p, image, height, width, out_w, row_begin, row_end, scratch);
+      cols = scratch;
       cols_stride = pixels;
+      gemm_scratch = scratch + prepared.matrices[group].depth * pixels;
     }
     float* out = output.data + (n * p.out_channels + group * out_per_group) * out_pixels + row_begin * out_w;
-    ConstRowMap w(weight.data + group * out_per_group * k, out_per_group, k, Eigen::OuterStride<>(k));
-    ConstRowMap c(cols, k, pixels, Eigen::OuterStride<>(cols_stride));
-    RowMap o(out, out_per_group, pixels, Eigen::OuterStride<>(out_pixels));
-    o.noalias() = w * c;
-    add_bias_relu(out, out_per_group, pixels, out_pixels, bias ? bias + group * out_per_group : nullptr, relu);
+    gemm_packed(prepared.matrices[group], cols, cols_stride, pixels, out, out_pixels,
+                bias ? bias + group * out_per_group : nullptr, relu, gemm_scratch, gemm_threads);
   };
 
   if (tasks >= num_threads) {
-    // Enough independent tiles: one per thread at a time, Eigen single-threaded inside.
+    // Enough independent tiles: one per thread at a time, each GEMM single-threaded.
 #pragma omp parallel for schedule(dynamic) num_threads(num_threads)
-    for (int64_t task = 0; task < tasks; ++task) {
-      const int64_t per_thread = pointwise ? 0 : k * tile_rows * out_w;
-      run_task(task, workspace + omp_get_thread_num() * per_thread);
-    }
+    for (int64_t task = 0; task < tasks; ++task) run_task(task, workspace + omp_get_thread_num() * per_task_floats, 1);
   } else {
-    // Few large tiles (small images, batch 1): Eigen spreads each GEMM over OpenMP's threads.
-    for (int64_t task = 0; task < tasks; ++task) run_task(task, workspace);
+    // Few large tiles (small images, batch 1): the GEMM spreads itself over the threads.
+    for (int64_t task = 0; task < tasks; ++task) run_task(task, workspace, num_threads);
   }
 }
 

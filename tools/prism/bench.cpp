@@ -71,7 +71,8 @@ void run_bench(const BenchOptions& options) {
              options.model_path, options.batch, height, width, threads, load_seconds);
 
   PlanOptions plan_options;
-  plan_options.taps = capture_points(model.graph, CaptureSet::automatic);
+  const std::vector<std::string> captures = capture_points(model.graph, CaptureSet::automatic);
+  request_captures(plan_options, captures);
   if (!options.skip_validation) {
     // One image through the plain-loop reference: slow, but it is the definition.
     const Tensor one = seeded_input({1, 3, height, width});
@@ -92,7 +93,7 @@ void run_bench(const BenchOptions& options) {
     const auto start = std::chrono::steady_clock::now();
     const RunResult result = plan.run(input.view(), &step_seconds);
     const auto middle = std::chrono::steady_clock::now();
-    PrismCollector collector(plan_options.taps, options.batch);
+    PrismCollector collector(captures, options.batch);
     collector.add(result);
     const PrismResult maps = compute_prism(collector, PrismOptions{}, height, width);
     const auto end = std::chrono::steady_clock::now();
@@ -132,7 +133,7 @@ void run_bench(const BenchOptions& options) {
   fmt::print("\nforward:  {:.2f} ms median of {} runs, {:.1f} GFLOP/s, {:.2f} images/s\n", forward_s * 1e3,
              options.runs, 2.0 * total_multiply_adds / forward_s / 1e9, options.batch / forward_s);
   fmt::print("PRISM:    {:.2f} ms ({:.1f}% of the forward pass; captures {})\n", prism_s * 1e3,
-             100 * prism_s / forward_s, plan_options.taps.back());
+             100 * prism_s / forward_s, captures.back());
   fmt::print("together: {:.2f} images/s\n", options.batch / (forward_s + prism_s));
   fmt::print("memory:   weights {:.1f} MiB, activations and workspace {:.1f} MiB, peak resident {:.1f} MiB\n",
              model.parameter_count() * 4.0 / 1048576, plan.activation_bytes() / 1048576.0, peak_resident_mib());

@@ -96,7 +96,7 @@ void run_prism(const RunOptions& options) {
                                                 ? capture_points(model.graph, capture_set)
                                                 : capture_points_ending_at(model.graph, capture_set, options.layer);
   PlanOptions plan_options;
-  plan_options.taps = captures;
+  request_captures(plan_options, captures);
   PrismCollector collector(captures, static_cast<int64_t>(files.size()));
 
   // Decode everything first: a bad image stops the run before any work or any output.
@@ -120,7 +120,7 @@ void run_prism(const RunOptions& options) {
     for (auto& ranked : top_classes(result.output, model.labels, 5)) classes.push_back(std::move(ranked));
     if (capture_shapes.empty()) {
       for (const std::string& capture : captures) {
-        capture_shapes.push_back(result.taps.at(capture).shape());
+        capture_shapes.push_back(plan->tap_shape(capture));
         capture_shapes.back()[0] = static_cast<int64_t>(inputs.size());  // shapes for the whole set
       }
     }

@@ -1,0 +1,311 @@
+// layers/cpu/conv2d_winograd.cpp: 3x3 stride-1 convolution by Winograd's minimal filtering
+// F(4x4, 3x3) (Lavin and Gray, "Fast Algorithms for Convolutional Neural Networks", 2016). Each
+// 4x4 block of output comes from a 6x6 patch of input through 36 products instead of 144:
+//
+//   Y = A^T [ (G g G^T) . (B^T d B) ] A        (. is the element-wise product)
+//
+// Summed over input channels, the 36 element-wise products become 36 matrix products
+// M[xi] (C_out, tiles) = U[xi] (C_out, C_in) * V[xi] (C_in, tiles), run by the packed GEMM. The
+// weights U = G g G^T are transformed and packed once, when the plan is made. Leaves out strides,
+// dilation and groups (im2col + GEMM handles those).
+#include <omp.h>
+
+#include <algorithm>
+#include <cstring>
+#include <limits>
+
+#include "layers/conv2d.hpp"
+#include "layers/cpu/gemm.hpp"
+
+namespace prism {
+namespace {
+
+constexpr int64_t tile = 4;             // output pixels per tile side
+constexpr int64_t patch = 6;            // input pixels per tile side: tile + 3 - 1
+constexpr int64_t points = 36;          // patch * patch transformed values per tile and channel
+constexpr int64_t smallest_tiles = 48;  // fewer tiles than one GEMM panel: im2col is cheaper
+
+struct TileGeometry {
+  int64_t tiles_h, tiles_w, tiles;  // per image, and over the batch
+};
+
+TileGeometry tile_geometry(int64_t batch, int64_t out_h, int64_t out_w) {
+  const int64_t tiles_h = (out_h + tile - 1) / tile, tiles_w = (out_w + tile - 1) / tile;
+  return {tiles_h, tiles_w, batch * tiles_h * tiles_w};
+}
+
+int64_t round_up(int64_t n, int64_t multiple) {
+  return (n + multiple - 1) / multiple * multiple;
+}
+
+// Tiles per chunk: the transformed input and output of one chunk, (36, C_in, chunk) and
+// (36, C_out, chunk), stay near 8 MiB, in whole GEMM panels. At least 4 panels, so that each
+// panel of the transformed weights is used 4 times once fetched (measured on vgg16's layers:
+// 48-tile chunks were up to 1.6x slower, the transformed weights streaming from memory).
+int64_t tiles_per_chunk(const Conv2dParams& p) {
+  const int64_t budget_floats = int64_t{1} << 21;
+  const int64_t per_tile = points * (p.in_channels + p.out_channels);
+  const int64_t chunk = budget_floats / per_tile / gemm_columns_per_panel * gemm_columns_per_panel;
+  return std::clamp<int64_t>(chunk, 4 * gemm_columns_per_panel, 10 * gemm_columns_per_panel);
+}
+
+int64_t chunk_workspace_floats(const Conv2dParams& p, int64_t chunk) {
+  return points * (p.in_channels + p.out_channels) * chunk + gemm_workspace_floats(p.in_channels, chunk);
+}
+
+// A chunk's tiles, row by row: tiles [begin, end) of tile row th of image n. Their columns in V
+// and M (the chunk's transformed input and products) start at `column`.
+struct TileRow {
+  int64_t n, th, begin, end, column;
+};
+
+std::vector<TileRow> tile_rows(const TileGeometry& g, int64_t first, int64_t count) {
+  std::vector<TileRow> rows;
+  for (int64_t t = first; t < first + count;) {
+    const int64_t row = t / g.tiles_w, begin = t % g.tiles_w;
+    const int64_t end = std::min(g.tiles_w, begin + first + count - t);
+    rows.push_back({row / g.tiles_h, row % g.tiles_h, begin, end, t - first});
+    t += end - begin;
+  }
+  return rows;
+}
+
+// Scratch floats for one tile row's transforms (the larger of the input and the output side).
+int64_t row_scratch_floats(int64_t tiles_w) {
+  return (2 * patch * tile + patch * tile) * (tiles_w + 1);
+}
+
+// B^T applied to n columns of six values at once: o_i[x] = sum_k B^T[i][k] d_k[x]. Separate
+// __restrict parameters tell the compiler the outputs overlap nothing, so the loop vectorises.
+void input_transform_6(int64_t n, const float* __restrict d0, const float* __restrict d1, const float* __restrict d2,
+                       const float* __restrict d3, const float* __restrict d4, const float* __restrict d5,
+                       float* __restrict o0, float* __restrict o1, float* __restrict o2, float* __restrict o3,
+                       float* __restrict o4, float* __restrict o5) {
+  for (int64_t x = 0; x < n; ++x) {
+    o0[x] = 4.0f * d0[x] - 5.0f * d2[x] + d4[x];
+    o1[x] = -4.0f * (d1[x] + d2[x]) + d3[x] + d4[x];
+    o2[x] = 4.0f * (d1[x] - d2[x]) - d3[x] + d4[x];
+    o3[x] = 2.0f * (d3[x] - d1[x]) - d2[x] + d4[x];
+    o4[x] = 2.0f * (d1[x] - d3[x]) - d2[x] + d4[x];
+    o5[x] = 4.0f * d1[x] - 5.0f * d3[x] + d5[x];
+  }
+}
+
+// A^T applied to n columns of six values: four outputs each.
+void output_transform_6(int64_t n, const float* __restrict m0, const float* __restrict m1, const float* __restrict m2,
+                        const float* __restrict m3, const float* __restrict m4, const float* __restrict m5,
+                        float* __restrict o0, float* __restrict o1, float* __restrict o2, float* __restrict o3) {
+  for (int64_t x = 0; x < n; ++x) {
+    const float sum12 = m1[x] + m2[x], difference12 = m1[x] - m2[x];
+    const float sum34 = m3[x] + m4[x], difference34 = m3[x] - m4[x];
+    o0[x] = m0[x] + sum12 + sum34;
+    o1[x] = difference12 + 2.0f * difference34;
+    o2[x] = sum12 + 4.0f * sum34;
+    o3[x] = difference12 + 8.0f * difference34 + m5[x];
+  }
+}
+
+// The same, plus bias and ReLU, the four outputs of column x going to out[4x + 0..3]: one row of
+// 4x4 output tiles, side by side.
+void output_transform_6_interleaved(int64_t n, const float* __restrict m0, const float* __restrict m1,
+                                    const float* __restrict m2, const float* __restrict m3, const float* __restrict m4,
+                                    const float* __restrict m5, float bias, bool relu, float* __restrict out) {
+  const float floor = relu ? 0.0f : -std::numeric_limits<float>::infinity();
+  for (int64_t x = 0; x < n; ++x) {
+    const float sum12 = m1[x] + m2[x], difference12 = m1[x] - m2[x];
+    const float sum34 = m3[x] + m4[x], difference34 = m3[x] - m4[x];
+    out[tile * x] = std::max(m0[x] + sum12 + sum34 + bias, floor);
+    out[tile * x + 1] = std::max(difference12 + 2.0f * difference34 + bias, floor);
+    out[tile * x + 2] = std::max(sum12 + 4.0f * sum34 + bias, floor);
+    out[tile * x + 3] = std::max(difference12 + 8.0f * difference34 + m5[x] + bias, floor);
+  }
+}
+
+// B^T d B for one input channel and the tiles of one tile row: v receives (36, tiles), consecutive
+// points xi_stride floats apart. B^T is applied down the columns of the six input rows first
+// (plain loops along the row, which the compiler vectorises), then along the rows. Patch column j
+// of tile u is input column 4u + j, so the second pass reads the rows split into their four phases
+// (column mod 4), and its loops too run over consecutive tiles.
+void input_transform_row(const Conv2dParams& p, const float* plane, int64_t height, int64_t width, const TileRow& row,
+                         float* v, int64_t xi_stride, float* scratch) {
+  const int64_t count = row.end - row.begin, span = tile * (count + 1);  // input columns covered, padded
+  const int64_t top = row.th * tile - p.padding_h, left = row.begin * tile - p.padding_w;
+  float* rows = scratch;                    // (6, span): the input, zero outside the image
+  float* vertical = rows + patch * span;    // (6, span): B^T applied down each column
+  float* phases = vertical + patch * span;  // (6, 4, count + 1): vertical[i][4u + q]
+  for (int64_t k = 0; k < patch; ++k) {
+    float* out = rows + k * span;
+    std::fill(out, out + span, 0.0f);
+    const int64_t y = top + k;
+    if (y < 0 || y >= height) continue;
+    const int64_t x_begin = std::max<int64_t>(0, -left), x_end = std::min(span, width - left);
+    if (x_end > x_begin) std::memcpy(out + x_begin, plane + y * width + left + x_begin, (x_end - x_begin) * 4);
+  }
+  input_transform_6(span, rows, rows + span, rows + 2 * span, rows + 3 * span, rows + 4 * span, rows + 5 * span,
+                    vertical, vertical + span, vertical + 2 * span, vertical + 3 * span, vertical + 4 * span,
+                    vertical + 5 * span);
+  const int64_t phase_length = count + 1;
+  for (int64_t i = 0; i < patch; ++i) {
+    for (int64_t u = 0; u < phase_length; ++u) {
+      for (int64_t q = 0; q < tile; ++q) phases[(i * tile + q) * phase_length + u] = vertical[i * span + tile * u + q];
+    }
+  }
+  for (int64_t i = 0; i < patch; ++i) {
+    // Patch columns 0-3 are phases 0-3 of tile u; columns 4 and 5 are phases 0 and 1 of tile u + 1.
+    const float* q = phases + i * tile * phase_length;
+    const float *q0 = q, *q1 = q + phase_length, *q2 = q + 2 * phase_length, *q3 = q + 3 * phase_length;
+    float* out = v + i * patch * xi_stride;
+    input_transform_6(count, q0, q1, q2, q3, q0 + 1, q1 + 1, out, out + xi_stride, out + 2 * xi_stride,
+                      out + 3 * xi_stride, out + 4 * xi_stride, out + 5 * xi_stride);
+  }
+}
+
+// A^T m A for one output channel and the tiles of one tile row, plus bias and ReLU, written into
+// the output plane. m: (36, tiles), consecutive points xi_stride floats apart. A^T is applied down
+// the 6x6 products first, then along their rows, each result landing in output column 4u + j.
+void output_transform_row(const float* m, int64_t xi_stride, const TileRow& row, float bias, bool relu, float* plane,
+                          int64_t out_h, int64_t out_w, float* scratch) {
+  const int64_t count = row.end - row.begin;
+  float* half_done = scratch;                          // (4, 6, count): A^T m
+  float* out_rows = half_done + tile * patch * count;  // (4, 4 * count): A^T m A, interleaved
+  for (int64_t j = 0; j < patch; ++j) {
+    const float* mj = m + j * xi_stride;
+    float* hj = half_done + j * count;
+    const int64_t in = patch * xi_stride, out = patch * count;  // from one row of the 6x6 to the next
+    output_transform_6(count, mj, mj + in, mj + 2 * in, mj + 3 * in, mj + 4 * in, mj + 5 * in, hj, hj + out,
+                       hj + 2 * out, hj + 3 * out);
+  }
+  for (int64_t i = 0; i < tile; ++i) {
+    const float* h = half_done + i * patch * count;
+    output_transform_6_interleaved(count, h, h + count, h + 2 * count, h + 3 * count, h + 4 * count, h + 5 * count,
+                                   bias, relu, out_rows + i * tile * count);
+  }
+  // The last tile row and column may hang over the output's edge.
+  const int64_t y0 = row.th * tile, x0 = row.begin * tile;
+  const int64_t columns = std::min(tile * count, out_w - x0);
+  for (int64_t i = 0; i < tile && y0 + i < out_h; ++i) {
+    std::memcpy(plane + (y0 + i) * out_w + x0, out_rows + i * tile * count, columns * 4);
+  }
+}
+
+// One chunk of tiles [first, first + count) through all three stages.
+void run_chunk(const Conv2dParams& p, ConstTensorView input, const std::vector<PackedMatrix>& u, const float* bias,
+               bool relu, TensorView output, const TileGeometry& g, int64_t first, int64_t count, float* workspace,
+               int num_threads) {
+  const int64_t height = input.dim(2), width = input.dim(3), out_h = output.dim(2), out_w = output.dim(3);
+  float* v = workspace;                           // (36, C_in, count)
+  float* m = v + points * p.in_channels * count;  // (36, C_out, count)
+  float* gemm_workspace = m + points * p.out_channels * count;
+  const std::vector<TileRow> rows = tile_rows(g, first, count);
+  const int64_t row_count = static_cast<int64_t>(rows.size());
+
+  // 1. Input transform: V[xi][ci][t] = (B^T d B)[xi] for every channel and tile.
+#pragma omp parallel num_threads(num_threads) if (num_threads > 1)
+  {
+    std::vector<float> scratch(row_scratch_floats(g.tiles_w));
+#pragma omp for collapse(2) schedule(static)
+    for (int64_t ci = 0; ci < p.in_channels; ++ci) {
+      for (int64_t r = 0; r < row_count; ++r) {
+        const TileRow& row = rows[r];
+        input_transform_row(p, input.data + (row.n * p.in_channels + ci) * height * width, height, width, row,
+                            v + ci * count + row.column, p.in_channels * count, scratch.data());
+      }
+    }
+  }
+
+  // 2. The 36 matrix products, M[xi] (C_out, count) = U[xi] (C_out, C_in) * V[xi] (C_in, count).
+  for (int64_t xi = 0; xi < points; ++xi) {
+    gemm_packed(u[xi], v + xi * p.in_channels * count, count, count, m + xi * p.out_channels * count, count, nullptr,
+                false, gemm_workspace, num_threads);
+  }
+
+  // 3. Output transform: Y = A^T M A, plus bias and ReLU, into the output image.
+#pragma omp parallel num_threads(num_threads) if (num_threads > 1)
+  {
+    std::vector<float> scratch(row_scratch_floats(g.tiles_w));
+#pragma omp for collapse(2) schedule(static)
+    for (int64_t co = 0; co < p.out_channels; ++co) {
+      for (int64_t r = 0; r < row_count; ++r) {
+        const TileRow& row = rows[r];
+        output_transform_row(m + co * count + row.column, p.out_channels * count, row, bias ? bias[co] : 0.0f, relu,
+                             output.data + (row.n * p.out_channels + co) * out_h * out_w, out_h, out_w, scratch.data());
+      }
+    }
+  }
+}
+
+}  // namespace
+
+bool conv2d_winograd_applies(const Conv2dParams& p, const Shape& input_shape) {
+  const bool three_by_three = p.kernel_h == 3 && p.kernel_w == 3 && p.stride_h == 1 && p.stride_w == 1 &&
+                              p.dilation_h == 1 && p.dilation_w == 1 && p.groups == 1;
+  if (!three_by_three || p.in_channels < 16 || p.out_channels < 16) return false;
+  const Shape out = conv2d_output_shape(p, input_shape);
+  return tile_geometry(out[0], out[2], out[3]).tiles >= smallest_tiles;
+}
+
+std::vector<PackedMatrix> conv2d_winograd_pack_weights(const Conv2dParams& p, const float* weight) {
+  // U = G g G^T for every (co, ci), computed in double: (36, C_out, C_in) before packing.
+  static constexpr double transform[patch][3] = {{1.0 / 4, 0, 0},
+                                                 {-1.0 / 6, -1.0 / 6, -1.0 / 6},
+                                                 {-1.0 / 6, 1.0 / 6, -1.0 / 6},
+                                                 {1.0 / 24, 1.0 / 12, 1.0 / 6},
+                                                 {1.0 / 24, -1.0 / 12, 1.0 / 6},
+                                                 {0, 0, 1}};
+  std::vector<float> u(points * p.out_channels * p.in_channels);
+  for (int64_t co = 0; co < p.out_channels; ++co) {
+    for (int64_t ci = 0; ci < p.in_channels; ++ci) {
+      const float* g = weight + (co * p.in_channels + ci) * 9;
+      double gg[patch][3];  // G g
+      for (int64_t i = 0; i < patch; ++i) {
+        for (int64_t c = 0; c < 3; ++c) {
+          gg[i][c] = transform[i][0] * g[c] + transform[i][1] * g[3 + c] + transform[i][2] * g[6 + c];
+        }
+      }
+      for (int64_t i = 0; i < patch; ++i) {
+        for (int64_t j = 0; j < patch; ++j) {
+          const double value = gg[i][0] * transform[j][0] + gg[i][1] * transform[j][1] + gg[i][2] * transform[j][2];
+          u[((i * patch + j) * p.out_channels + co) * p.in_channels + ci] = static_cast<float>(value);
+        }
+      }
+    }
+  }
+  std::vector<PackedMatrix> packed;
+  for (int64_t xi = 0; xi < points; ++xi) {
+    packed.push_back(
+        gemm_pack_a(u.data() + xi * p.out_channels * p.in_channels, p.out_channels, p.in_channels, p.in_channels));
+  }
+  return packed;
+}
+
+int64_t conv2d_winograd_workspace_floats(const Conv2dParams& p, const Shape& input_shape, int num_threads) {
+  const Shape out = conv2d_output_shape(p, input_shape);
+  const int64_t tiles = tile_geometry(out[0], out[2], out[3]).tiles;
+  return num_threads * chunk_workspace_floats(p, std::min(tiles, tiles_per_chunk(p)));
+}
+
+void conv2d_winograd_forward_cpu(const Conv2dParams& p, ConstTensorView input, const std::vector<PackedMatrix>& u,
+                                 const float* bias, bool relu, TensorView output, float* workspace, int num_threads) {
+  const TileGeometry g = tile_geometry(input.dim(0), output.dim(2), output.dim(3));
+  // Chunks no larger than needed to give every thread one, but at least a GEMM panel wide.
+  const int64_t even_share = round_up((g.tiles + num_threads - 1) / num_threads, gemm_columns_per_panel);
+  const int64_t chunk = std::min({tiles_per_chunk(p), even_share, g.tiles});
+  const int64_t chunks = (g.tiles + chunk - 1) / chunk;
+  const int64_t per_thread = chunk_workspace_floats(p, chunk);
+  if (chunks >= num_threads) {
+    // Every thread a chunk of its own, start to finish: no barriers between the three stages.
+#pragma omp parallel for schedule(dynamic) num_threads(num_threads)
+    for (int64_t c = 0; c < chunks; ++c) {
+      const int64_t first = c * chunk;
+      run_chunk(p, input, u, bias, relu, output, g, first, std::min(chunk, g.tiles - first),
+                workspace + omp_get_thread_num() * per_thread, 1);
+    }
+  } else {
+    for (int64_t c = 0; c < chunks; ++c) {
+      const int64_t first = c * chunk;
+      run_chunk(p, input, u, bias, relu, output, g, first, std::min(chunk, g.tiles - first), workspace, num_threads);
+    }
+  }
+}
+
+}  // namespace prism

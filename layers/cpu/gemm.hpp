@@ -1,0 +1,49 @@
+// layers/cpu/gemm.hpp: the matrix product under every fast convolution and linear layer,
+// C (M, N) = A (M, K) * B (K, N), all row-major, with A packed once ahead of time (weights are
+// prepared when a plan is made) and B packed per call. Leaves out transposes and alpha/beta: the
+// engine needs C = A * B, optionally plus a per-row bias and a ReLU.
+#pragma once
+
+#include <cstdint>
+
+#include "engine/tensor.hpp"
+
+namespace prism {
+
+// The micro-kernel computes a (gemm_rows_per_panel, gemm_columns_per_panel) block of C in
+// registers. With AVX-512: 8 rows of A broadcast against 3 vectors of 16 columns of B, 24
+// accumulators out of 32 registers; with 16 registers (AVX2, or a portable build) 6 rows against 2
+// vectors of 8. Depth is cut into blocks of gemm_depth_per_block so that one packed panel of B
+// (depth block x 48 floats, 48 KiB) stays in L1 while every panel of A streams past it.
+#if defined(__AVX512F__)
+inline constexpr int64_t gemm_rows_per_panel = 8;
+inline constexpr int64_t gemm_vectors_per_panel = 3;
+inline constexpr int64_t gemm_columns_per_panel = 48;
+#else
+inline constexpr int64_t gemm_rows_per_panel = 6;
+inline constexpr int64_t gemm_vectors_per_panel = 2;
+inline constexpr int64_t gemm_columns_per_panel = 16;
+#endif
+inline constexpr int64_t gemm_depth_per_block = 256;
+
+// A (rows, depth) in the micro-kernel's order: depth blocks, within them panels of
+// gemm_rows_per_panel rows, within those depth-major (a panel's rows consecutive for each k). Rows
+// past the end are zero.
+struct PackedMatrix {
+  int64_t rows = 0, depth = 0;
+  Tensor data;  // (depth blocks, row panels, block depth, gemm_rows_per_panel)
+};
+
+// a: (rows, depth) row-major, consecutive rows row_stride floats apart.
+PackedMatrix gemm_pack_a(const float* a, int64_t rows, int64_t depth, int64_t row_stride);
+
+// Floats of scratch gemm_packed needs for B when it has `columns` columns (per calling thread).
+int64_t gemm_workspace_floats(int64_t depth, int64_t columns);
+
+// c (a.rows, columns) = a * b (a.depth, columns), then + bias[row] (if bias) and max(0, .) (if
+// relu). b and c are row-major with the given row strides. num_threads > 1 splits the work over
+// OpenMP threads; call it with 1 from inside a parallel region.
+void gemm_packed(const PackedMatrix& a, const float* b, int64_t b_row_stride, int64_t columns, float* c,
+                 int64_t c_row_stride, const float* bias, bool relu, float* workspace, int num_threads);
+
+}  // namespace prism
