@@ -24,7 +24,9 @@ void execute_step(Backend backend, const Step& step, const std::vector<ConstTens
       if (reference) {
         conv2d_forward_ref(node.conv2d, x, weight, step.bias, step.relu, output);
       } else {
-        conv2d_forward_cpu(node.conv2d, x, step.conv2d_cpu, step.bias, step.relu, output, workspace, num_threads);
+        const float* residual = step.residual ? inputs.at(1).data : nullptr;
+        conv2d_forward_cpu(node.conv2d, x, step.conv2d_cpu, step.bias, residual, step.relu, output, workspace,
+                           num_threads);
       }
       return;
     case OpKind::batch_norm2d:

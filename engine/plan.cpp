@@ -103,6 +103,27 @@ std::vector<int> Plan::make_steps(const Model& model, const std::vector<Shape>& 
       node_value[i] = node_value[source];
       continue;
     }
+    if (node.kind == OpKind::add && backend_ != Backend::reference) {
+      // A residual connection: the convolution computing one operand adds the other in its
+      // epilogue, saving a pass over memory. It must be the later of the two steps, so that the
+      // other operand exists when it runs (a downsample shortcut comes after the block's conv3).
+      Step* later = nullptr;
+      int other = -1;
+      for (int which : {0, 1}) {
+        Step* step = joinable_step(node.inputs[which]);
+        if (step && step->node->kind == OpKind::conv2d && !step->relu && !step->residual && (!later || step > later)) {
+          later = step;
+          other = node.inputs[1 - which];
+        }
+      }
+      if (later && (other == graph_input || values_[value_of_node(other)].producer < later - steps_.data())) {
+        later->inputs.push_back(value_of_node(other));
+        later->residual = true;
+        later->fused_names.push_back(node.name);
+        node_value[i] = later->output;
+        continue;
+      }
+    }
     if (node.kind == OpKind::relu && previous && !previous->relu &&
         (previous->node->kind == OpKind::conv2d || previous->node->kind == OpKind::linear ||
          previous->node->kind == OpKind::add)) {

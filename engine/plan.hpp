@@ -26,11 +26,13 @@ struct PlanOptions {
 };
 
 // One kernel call. A step may stand for several graph nodes: a convolution with its batch norm
-// folded in and its ReLU fused, a linear layer with its ReLU, a residual add with its ReLU.
+// folded in, its ReLU fused, and on the fast backends a residual add fused as well; a linear
+// layer with its ReLU; a residual add with its ReLU.
 struct Step {
   const Node* node = nullptr;            // the node whose op runs (a conv, a linear, ...)
   std::vector<std::string> fused_names;  // every node the step computes, e.g. conv1, bn1, relu
   bool relu = false;                     // a ReLU fused after the op
+  bool residual = false;                 // conv: inputs[1] is added before the ReLU (a fused add)
   const float* weight = nullptr;         // conv/linear: the prepared weight, in Step's tensors or
   const float* bias = nullptr;           //   the model's; nullptr bias: none
   Shape weight_shape;

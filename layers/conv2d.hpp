@@ -41,15 +41,19 @@ Conv2dPreparedCpu conv2d_prepare_cpu(const Conv2dParams& params, ConstTensorView
                                      bool allow_winograd);
 int64_t conv2d_workspace_floats_cpu(const Conv2dParams& params, const Conv2dPreparedCpu& prepared,
                                     const Shape& input_shape, int num_threads);
+// residual: a tensor shaped like the output added before the ReLU (a ResNet block's shortcut,
+// fused into the block's last convolution), or nullptr.
 void conv2d_forward_cpu(const Conv2dParams& params, ConstTensorView input, const Conv2dPreparedCpu& prepared,
-                        const float* bias, bool relu, TensorView output, float* workspace, int num_threads);
+                        const float* bias, const float* residual, bool relu, TensorView output, float* workspace,
+                        int num_threads);
 
 // The Winograd path on its own (layers/cpu/conv2d_winograd.cpp), for conv2d_forward_cpu and tests.
 bool conv2d_winograd_applies(const Conv2dParams& params, const Shape& input_shape);
 std::vector<PackedMatrix> conv2d_winograd_pack_weights(const Conv2dParams& params, const float* weight);
 int64_t conv2d_winograd_workspace_floats(const Conv2dParams& params, const Shape& input_shape, int num_threads);
 void conv2d_winograd_forward_cpu(const Conv2dParams& params, ConstTensorView input,
-                                 const std::vector<PackedMatrix>& transformed_weights, const float* bias, bool relu,
-                                 TensorView output, float* workspace, int num_threads);
+                                 const std::vector<PackedMatrix>& transformed_weights, const float* bias,
+                                 const float* residual, bool relu, TensorView output, float* workspace,
+                                 int num_threads);
 
 }  // namespace prism

@@ -26,11 +26,11 @@ constexpr double fast_tolerance = 1e-5;  // fp32 sums in another order than the 
 constexpr double winograd_tolerance = 2e-5;
 
 Tensor run_conv_cpu(const Conv2dParams& p, const Tensor& x, const Tensor& w, const float* bias, bool relu, int threads,
-                    bool winograd = false) {
+                    bool winograd = false, const float* residual = nullptr) {
   Tensor out(conv2d_output_shape(p, x.shape()));
   const Conv2dPreparedCpu prepared = conv2d_prepare_cpu(p, w.view(), x.shape(), winograd);
   Tensor workspace({std::max<int64_t>(1, conv2d_workspace_floats_cpu(p, prepared, x.shape(), threads))});
-  conv2d_forward_cpu(p, x.view(), prepared, bias, relu, out.view(), workspace.data(), threads);
+  conv2d_forward_cpu(p, x.view(), prepared, bias, residual, relu, out.view(), workspace.data(), threads);
   return out;
 }
 
@@ -108,17 +108,29 @@ TEST_CASE("conv2d: fast CPU equals the reference on awkward shapes", "[ops][conv
     const Tensor w = test::random_tensor({c.out, c.in / c.groups, c.kernel_h, c.kernel_w}, ++seed);
     const Tensor b = test::random_tensor({c.out}, ++seed);
     const float* bias = c.bias ? b.data() : nullptr;
+    // With a residual (a fused shortcut): the reference convolution, plus the residual, then ReLU.
+    const Tensor residual = test::random_tensor(conv2d_output_shape(p, x.shape()), ++seed);
     const Tensor expected = run_conv_ref(p, x, w, bias, c.relu);
+    Tensor expected_with_residual = run_conv_ref(p, x, w, bias, false);
+    for (int64_t i = 0; i < residual.numel(); ++i) {
+      const float sum = expected_with_residual.data()[i] + residual.data()[i];
+      expected_with_residual.data()[i] = c.relu ? std::max(sum, 0.0f) : sum;
+    }
     const bool winograd_applies = conv2d_winograd_applies(p, x.shape());
     for (bool winograd : {false, true}) {
       if (winograd && !winograd_applies) continue;
-      for (int threads : {1, 2, 3}) {
-        const Tensor actual = run_conv_cpu(p, x, w, bias, c.relu, threads, winograd);
-        const test::Difference d = test::compare(actual.view(), expected.view());
-        INFO("case in " << c.in << " out " << c.out << " " << c.height << "x" << c.width << " kernel " << c.kernel_h
-                        << "x" << c.kernel_w << " stride " << c.stride << " groups " << c.groups << " threads "
-                        << threads << (winograd ? " winograd" : " im2col") << ": " << d.describe());
-        CHECK(test::close_enough(d, winograd ? winograd_tolerance : fast_tolerance));
+      for (bool with_residual : {false, true}) {
+        for (int threads : {1, 2, 3}) {
+          const Tensor actual =
+              run_conv_cpu(p, x, w, bias, c.relu, threads, winograd, with_residual ? residual.data() : nullptr);
+          const test::Difference d =
+              test::compare(actual.view(), with_residual ? expected_with_residual.view() : expected.view());
+          INFO("case in " << c.in << " out " << c.out << " " << c.height << "x" << c.width << " kernel " << c.kernel_h
+                          << "x" << c.kernel_w << " stride " << c.stride << " groups " << c.groups << " threads "
+                          << threads << (winograd ? " winograd" : " im2col") << (with_residual ? " residual" : "")
+                          << ": " << d.describe());
+          CHECK(test::close_enough(d, winograd ? winograd_tolerance : fast_tolerance));
+        }
       }
     }
   }

@@ -56,7 +56,7 @@ TEST_CASE("ops equal PyTorch on awkward shapes", "[.ops_pytorch]") {
     const Conv2dPreparedCpu prepared = conv2d_prepare_cpu(p, c.at("weight").view(), x.shape(), true);
     Tensor workspace({std::max<int64_t>(1, conv2d_workspace_floats_cpu(p, prepared, x.shape(), 2))});
     check_both("conv2d case " + std::to_string(k), c.at("output"), [&](bool fast, TensorView out) {
-      fast ? conv2d_forward_cpu(p, x.view(), prepared, bias, false, out, workspace.data(), 2)
+      fast ? conv2d_forward_cpu(p, x.view(), prepared, bias, nullptr, false, out, workspace.data(), 2)
            : conv2d_forward_ref(p, x.view(), c.at("weight").view(), bias, false, out);
     });
   }

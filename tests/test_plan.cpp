@@ -8,14 +8,30 @@
 
 using namespace prism;
 
-TEST_CASE("a fully fused resnet18 plan has one step per convolution, pool, add and linear", "[plan]") {
+TEST_CASE("a fully fused resnet18 plan has one step per convolution, pool and linear", "[plan]") {
   const Model model = test::random_model("resnet18", 10, 1);
   const Plan plan(model, {1, 3, 64, 64});
-  // conv1 (+bn1+relu), maxpool, 8 blocks of conv1 + conv2 + add (3 with a downsample conv),
-  // avgpool, fc.
-  CHECK(plan.steps().size() == 1 + 1 + 8 * 3 + 3 + 1 + 1);
+  // conv1 (+bn1+relu), maxpool, 8 blocks of conv1 + conv2 (+ the add and its ReLU; 3 blocks with
+  // a downsample conv), avgpool, fc.
+  CHECK(plan.steps().size() == 1 + 1 + 8 * 2 + 3 + 1 + 1);
   CHECK(plan.steps()[0].fused_names == std::vector<std::string>{"conv1", "bn1", "relu"});
   for (const Step& step : plan.steps()) CHECK(step.node->kind != OpKind::batch_norm2d);
+  for (const Step& step : plan.steps()) {
+    // The add joins the later of its operands' convolutions: conv2, or the downsample after it.
+    if (step.fused_names[0] == "layer1.0.conv2") {
+      CHECK(step.fused_names ==
+            std::vector<std::string>{"layer1.0.conv2", "layer1.0.bn2", "layer1.0.add", "layer1.0.relu#2"});
+      CHECK(step.residual);
+    }
+    if (step.fused_names[0] == "layer2.0.downsample.0") {
+      CHECK(step.fused_names == std::vector<std::string>{"layer2.0.downsample.0", "layer2.0.downsample.1",
+                                                         "layer2.0.add", "layer2.0.relu#2"});
+    }
+  }
+  // The reference backend keeps every add a step of its own.
+  PlanOptions reference;
+  reference.backend = Backend::reference;
+  CHECK(Plan(model, {1, 3, 64, 64}, reference).steps().size() == 1 + 1 + 8 * 3 + 3 + 1 + 1);
 }
 
 TEST_CASE("tapping a convolution keeps its output before batch norm", "[plan]") {

@@ -1,7 +1,8 @@
-// layers/cpu/conv2d.cpp: fast CPU convolution: im2col on a tile of output rows, then one packed
-// GEMM per (image, group, tile) with bias and ReLU applied in its epilogue, while the tile is still
-// in registers. A 1x1 stride-1 convolution skips im2col entirely; 3x3 stride-1 ones go to
-// Winograd (conv2d_winograd.cpp) when the plan chose it. Leaves out direct kernels.
+// layers/cpu/conv2d.cpp: fast CPU convolution: im2col on a tile of output rows (or on several
+// small images side by side), then one packed GEMM per task with bias, residual and ReLU applied
+// in its epilogue while the results are still in registers. A 1x1 stride-1 convolution of one
+// image skips im2col entirely; 3x3 stride-1 ones go to Winograd (conv2d_winograd.cpp) when the
+// plan chose it. Leaves out direct kernels.
 #include <omp.h>
 
 #include <algorithm>
@@ -19,31 +20,47 @@ bool is_pointwise(const Conv2dParams& p) {
          p.padding_w == 0;
 }
 
-// Output rows per tile: the column tile stays within the cache budget, and when the batch is
-// too small to give every thread an (image, group) of its own, images are cut into at least as
-// many tiles as there are threads, so batch 1 runs on every core too. Tiles under 256 pixels
-// (ResNet's 7x7 stage) make GEMMs too thin; those stay whole and the GEMM splits itself instead.
-int64_t rows_per_tile(const Conv2dParams& p, int64_t batch, int64_t out_h, int64_t out_w, int num_threads) {
+// How the output is cut into tasks, each one GEMM: a tile of output rows of one image, or, where
+// images are small (ResNet's 14x14 and 7x7 stages), several whole images side by side, so that
+// the GEMM has enough columns: 49 columns would fill barely one panel of 48 and half of another.
+struct TaskShape {
+  int64_t images = 1;  // images per task (whole images when more than one)
+  int64_t rows = 0;    // output rows per task (all of them when images > 1)
+};
+
+// Tiles keep the column matrix within the cache budget, and when the batch is too small to give
+// every thread an (image, group) of its own, images are cut into at least as many tiles as there
+// are threads, so batch 1 runs on every core too. Tiles under 256 pixels make GEMMs too thin;
+// those stay whole and the GEMM splits itself instead.
+TaskShape task_shape(const Conv2dParams& p, int64_t batch, int64_t out_h, int64_t out_w, int num_threads) {
   constexpr int64_t smallest_split_tile_pixels = 256;
+  constexpr int64_t wanted_columns = 384;  // 8 panels
+  const int64_t out_pixels = out_h * out_w;
+  if (out_pixels < wanted_columns && batch > 1) {
+    const int64_t images_per_thread = (batch + num_threads - 1) / num_threads;
+    const int64_t images = std::min((wanted_columns + out_pixels - 1) / out_pixels, images_per_thread);
+    if (images > 1) return {images, out_h};
+  }
   const int64_t k = p.in_channels / p.groups * p.kernel_h * p.kernel_w;
   int64_t rows = std::clamp<int64_t>(column_tile_budget_floats / std::max<int64_t>(1, k * out_w), 1, out_h);
   const int64_t split_rows = (out_h + num_threads - 1) / num_threads;
-  if (batch * p.groups < num_threads && split_rows * out_w >= smallest_split_tile_pixels)
+  if (batch * p.groups < num_threads && split_rows * out_w >= smallest_split_tile_pixels) {
     rows = std::min(rows, split_rows);
-  return rows;
+  }
+  return {1, rows};
 }
 
 // Fills columns (K, rows * out_w) for output rows [row_begin, row_end) of one image and group:
-// row (ic, ky, kx) of the matrix holds the input pixel each output pixel sees through that tap.
+// row (ic, ky, kx) of the matrix, columns_stride floats from the next, holds the input pixel each
+// output pixel sees through that tap.
 void im2col_tile(const Conv2dParams& p, const float* image, int64_t height, int64_t width, int64_t out_w,
-                 int64_t row_begin, int64_t row_end, float* columns) {
+                 int64_t row_begin, int64_t row_end, float* columns, int64_t columns_stride) {
   const int64_t in_per_group = p.in_channels / p.groups;
-  const int64_t tile_pixels = (row_end - row_begin) * out_w;
   for (int64_t ic = 0; ic < in_per_group; ++ic) {
     const float* plane = image + ic * height * width;
     for (int64_t ky = 0; ky < p.kernel_h; ++ky) {
       for (int64_t kx = 0; kx < p.kernel_w; ++kx) {
-        float* row = columns + ((ic * p.kernel_h + ky) * p.kernel_w + kx) * tile_pixels;
+        float* row = columns + ((ic * p.kernel_h + ky) * p.kernel_w + kx) * columns_stride;
         // Output columns whose input column lies inside the image: ix = ox * s - pad + kx * d.
         const int64_t shift = kx * p.dilation_w - p.padding_w;
         int64_t ox_first = shift >= 0 ? 0 : (-shift + p.stride_w - 1) / p.stride_w;
@@ -70,10 +87,14 @@ void im2col_tile(const Conv2dParams& p, const float* image, int64_t height, int6
   }
 }
 
-// Floats of scratch one task needs: its column tile (K, tile pixels) and the GEMM's packed B.
-int64_t task_workspace_floats(const Conv2dParams& p, int64_t tile_pixels) {
+// Floats of scratch one task needs: its column matrix (K, columns), the GEMM's packed B, and when
+// it covers several images the GEMM's result (C_out / groups, columns) before it is spread out.
+int64_t task_workspace_floats(const Conv2dParams& p, const TaskShape& shape, int64_t out_w) {
   const int64_t k = p.in_channels / p.groups * p.kernel_h * p.kernel_w;
-  return (is_pointwise(p) ? 0 : k * tile_pixels) + gemm_workspace_floats(k, tile_pixels);
+  const int64_t columns = shape.images * shape.rows * out_w;
+  const bool gathered = !is_pointwise(p) || shape.images > 1;
+  return (gathered ? k * columns : 0) + gemm_workspace_floats(k, columns) +
+         (shape.images > 1 ? p.out_channels / p.groups * columns : 0);
 }
 
 }  // namespace
@@ -98,13 +119,14 @@ int64_t conv2d_workspace_floats_cpu(const Conv2dParams& p, const Conv2dPreparedC
   if (prepared.winograd) return conv2d_winograd_workspace_floats(p, input_shape, num_threads);
   const Shape out = conv2d_output_shape(p, input_shape);
   return int64_t{num_threads} *
-         task_workspace_floats(p, rows_per_tile(p, input_shape[0], out[2], out[3], num_threads) * out[3]);
+         task_workspace_floats(p, task_shape(p, input_shape[0], out[2], out[3], num_threads), out[3]);
 }
 
 void conv2d_forward_cpu(const Conv2dParams& p, ConstTensorView input, const Conv2dPreparedCpu& prepared,
-                        const float* bias, bool relu, TensorView output, float* workspace, int num_threads) {
+                        const float* bias, const float* residual, bool relu, TensorView output, float* workspace,
+                        int num_threads) {
   if (prepared.winograd) {
-    conv2d_winograd_forward_cpu(p, input, prepared.matrices, bias, relu, output, workspace, num_threads);
+    conv2d_winograd_forward_cpu(p, input, prepared.matrices, bias, residual, relu, output, workspace, num_threads);
     return;
   }
   const int64_t batch = input.dim(0), height = input.dim(2), width = input.dim(3);
@@ -112,41 +134,70 @@ void conv2d_forward_cpu(const Conv2dParams& p, ConstTensorView input, const Conv
   const int64_t in_per_group = p.in_channels / p.groups;
   const int64_t out_per_group = p.out_channels / p.groups;
   const bool pointwise = is_pointwise(p);
-  const int64_t tile_rows = rows_per_tile(p, batch, out_h, out_w, num_threads);
-  const int64_t tiles = (out_h + tile_rows - 1) / tile_rows;
-  const int64_t tasks = batch * p.groups * tiles;
-  const int64_t per_task_floats = task_workspace_floats(p, tile_rows * out_w);
+  const TaskShape shape = task_shape(p, batch, out_h, out_w, num_threads);
+  const int64_t tiles = (out_h + shape.rows - 1) / shape.rows;             // row tiles per image
+  const int64_t image_blocks = (batch + shape.images - 1) / shape.images;  // images per task: shape.images
+  const int64_t tasks = image_blocks * p.groups * tiles;
+  const int64_t per_task_floats = task_workspace_floats(p, shape, out_w);
 
-  // columns: this task's scratch, the column tile first and the GEMM's packed B after it.
   auto run_task = [&](int64_t task, float* scratch, int gemm_threads) {
-    const int64_t n = task / (p.groups * tiles);
+    const int64_t n_begin = task / (p.groups * tiles) * shape.images;
+    const int64_t n_end = std::min(batch, n_begin + shape.images);
     const int64_t group = task / tiles % p.groups;
-    const int64_t row_begin = task % tiles * tile_rows;
-    const int64_t row_end = std::min(out_h, row_begin + tile_rows);
-    const int64_t pixels = (row_end - row_begin) * out_w;
-    const float* image = input.data + (n * p.in_channels + group * in_per_group) * height * width;
+    const int64_t row_begin = task % tiles * shape.rows;
+    const int64_t row_end = std::min(out_h, row_begin + shape.rows);
+    const int64_t pixels = (row_end - row_begin) * out_w;  // per image
+    const int64_t columns = (n_end - n_begin) * pixels;
+    const PackedMatrix& weights = prepared.matrices[group];
+    auto image = [&](int64_t n) { return input.data + (n * p.in_channels + group * in_per_group) * height * width; };
+    auto out_at = [&](int64_t n) {
+      return (n * p.out_channels + group * out_per_group) * out_pixels + row_begin * out_w;  // offset in output
+    };
 
-    // Pointwise: the input planes already are the column matrix; the tile starts at its first pixel.
-    const float* cols = image + row_begin * out_w;
+    // The column matrix (K, columns). Pointwise on one image: the input planes already are it.
+    const float* cols = image(n_begin) + row_begin * out_w;
     int64_t cols_stride = height * width;
-    float* gemm_scratch = scratch;
-    if (!pointwise) {
-      im2col_tile(p, image, height, width, out_w, row_begin, row_end, scratch);
+    float* rest = scratch;
+    if (!pointwise || n_end - n_begin > 1) {
+      for (int64_t n = n_begin; n < n_end; ++n) {
+        im2col_tile(p, image(n), height, width, out_w, row_begin, row_end, scratch + (n - n_begin) * pixels, columns);
+      }
       cols = scratch;
-      cols_stride = pixels;
-      gemm_scratch = scratch + prepared.matrices[group].depth * pixels;
+      cols_stride = columns;
+      rest = scratch + weights.depth * columns;
     }
-    float* out = output.data + (n * p.out_channels + group * out_per_group) * out_pixels + row_begin * out_w;
-    gemm_packed(prepared.matrices[group], cols, cols_stride, pixels, out, out_pixels,
-                bias ? bias + group * out_per_group : nullptr, relu, gemm_scratch, gemm_threads);
+    GemmEpilogue epilogue{bias ? bias + group * out_per_group : nullptr, nullptr, 0, relu};
+    if (n_end - n_begin == 1) {
+      if (residual) epilogue.addend = residual + out_at(n_begin), epilogue.addend_row_stride = out_pixels;
+      gemm_packed(weights, cols, cols_stride, columns, output.data + out_at(n_begin), out_pixels, epilogue, rest,
+                  gemm_threads);
+      return;
+    }
+    // Several images: the GEMM writes (C_out / groups, images * pixels), then each image's part
+    // goes to its place in the output, adding the residual and the ReLU on the way.
+    float* result = rest + gemm_workspace_floats(weights.depth, columns);
+    epilogue.relu = relu && !residual;
+    gemm_packed(weights, cols, cols_stride, columns, result, columns, epilogue, rest, gemm_threads);
+    for (int64_t n = n_begin; n < n_end; ++n) {
+      for (int64_t c = 0; c < out_per_group; ++c) {
+        const float* from = result + c * columns + (n - n_begin) * pixels;
+        float* to = output.data + out_at(n) + c * out_pixels;
+        if (!residual) {
+          std::memcpy(to, from, pixels * sizeof(float));
+          continue;
+        }
+        const float* add = residual + out_at(n) + c * out_pixels;
+        for (int64_t i = 0; i < pixels; ++i) to[i] = relu ? std::max(from[i] + add[i], 0.0f) : from[i] + add[i];
+      }
+    }
   };
 
   if (tasks >= num_threads) {
-    // Enough independent tiles: one per thread at a time, each GEMM single-threaded.
+    // Enough independent tasks: one per thread at a time, each GEMM single-threaded.
 #pragma omp parallel for schedule(dynamic) num_threads(num_threads)
     for (int64_t task = 0; task < tasks; ++task) run_task(task, workspace + omp_get_thread_num() * per_task_floats, 1);
   } else {
-    // Few large tiles (small images, batch 1): the GEMM spreads itself over the threads.
+    // Few large tasks (batch 1): the GEMM spreads itself over the threads.
     for (int64_t task = 0; task < tasks; ++task) run_task(task, workspace, num_threads);
   }
 }

@@ -105,19 +105,28 @@ void output_transform_6(int64_t n, const float* __restrict m0, const float* __re
   }
 }
 
-// The same, plus bias and ReLU, the four outputs of column x going to out[4x + 0..3]: one row of
-// 4x4 output tiles, side by side.
+// The same plus bias, the four outputs of column x going to out[4x + 0..3]: one row of 4x4
+// output tiles, side by side.
 void output_transform_6_interleaved(int64_t n, const float* __restrict m0, const float* __restrict m1,
                                     const float* __restrict m2, const float* __restrict m3, const float* __restrict m4,
-                                    const float* __restrict m5, float bias, bool relu, float* __restrict out) {
-  const float floor = relu ? 0.0f : -std::numeric_limits<float>::infinity();
+                                    const float* __restrict m5, float bias, float* __restrict out) {
   for (int64_t x = 0; x < n; ++x) {
     const float sum12 = m1[x] + m2[x], difference12 = m1[x] - m2[x];
     const float sum34 = m3[x] + m4[x], difference34 = m3[x] - m4[x];
-    out[tile * x] = std::max(m0[x] + sum12 + sum34 + bias, floor);
-    out[tile * x + 1] = std::max(difference12 + 2.0f * difference34 + bias, floor);
-    out[tile * x + 2] = std::max(sum12 + 4.0f * sum34 + bias, floor);
-    out[tile * x + 3] = std::max(difference12 + 8.0f * difference34 + m5[x] + bias, floor);
+    out[tile * x] = m0[x] + sum12 + sum34 + bias;
+    out[tile * x + 1] = difference12 + 2.0f * difference34 + bias;
+    out[tile * x + 2] = sum12 + 4.0f * sum34 + bias;
+    out[tile * x + 3] = difference12 + 8.0f * difference34 + m5[x] + bias;
+  }
+}
+
+// to[x] = max(from[x] + residual[x], floor), residual possibly null: a finished output row.
+void finish_row(int64_t n, const float* __restrict from, const float* __restrict residual, float floor,
+                float* __restrict to) {
+  if (residual) {
+    for (int64_t x = 0; x < n; ++x) to[x] = std::max(from[x] + residual[x], floor);
+  } else {
+    for (int64_t x = 0; x < n; ++x) to[x] = std::max(from[x], floor);
   }
 }
 
@@ -160,11 +169,12 @@ void input_transform_row(const Conv2dParams& p, const float* plane, int64_t heig
   }
 }
 
-// A^T m A for one output channel and the tiles of one tile row, plus bias and ReLU, written into
-// the output plane. m: (36, tiles), consecutive points xi_stride floats apart. A^T is applied down
-// the 6x6 products first, then along their rows, each result landing in output column 4u + j.
-void output_transform_row(const float* m, int64_t xi_stride, const TileRow& row, float bias, bool relu, float* plane,
-                          int64_t out_h, int64_t out_w, float* scratch) {
+// A^T m A for one output channel and the tiles of one tile row, plus bias, residual (the plane of
+// the tensor added to the output, or null) and ReLU, written into the output plane. m: (36, tiles),
+// consecutive points xi_stride floats apart. A^T is applied down the 6x6 products first, then
+// along their rows, each result landing in output column 4u + j.
+void output_transform_row(const float* m, int64_t xi_stride, const TileRow& row, float bias, const float* residual,
+                          bool relu, float* plane, int64_t out_h, int64_t out_w, float* scratch) {
   const int64_t count = row.end - row.begin;
   float* half_done = scratch;                          // (4, 6, count): A^T m
   float* out_rows = half_done + tile * patch * count;  // (4, 4 * count): A^T m A, interleaved
@@ -178,20 +188,22 @@ void output_transform_row(const float* m, int64_t xi_stride, const TileRow& row,
   for (int64_t i = 0; i < tile; ++i) {
     const float* h = half_done + i * patch * count;
     output_transform_6_interleaved(count, h, h + count, h + 2 * count, h + 3 * count, h + 4 * count, h + 5 * count,
-                                   bias, relu, out_rows + i * tile * count);
+                                   bias, out_rows + i * tile * count);
   }
   // The last tile row and column may hang over the output's edge.
   const int64_t y0 = row.th * tile, x0 = row.begin * tile;
   const int64_t columns = std::min(tile * count, out_w - x0);
+  const float floor = relu ? 0.0f : -std::numeric_limits<float>::infinity();
   for (int64_t i = 0; i < tile && y0 + i < out_h; ++i) {
-    std::memcpy(plane + (y0 + i) * out_w + x0, out_rows + i * tile * count, columns * 4);
+    const int64_t at = (y0 + i) * out_w + x0;
+    finish_row(columns, out_rows + i * tile * count, residual ? residual + at : nullptr, floor, plane + at);
   }
 }
 
 // One chunk of tiles [first, first + count) through all three stages.
 void run_chunk(const Conv2dParams& p, ConstTensorView input, const std::vector<PackedMatrix>& u, const float* bias,
-               bool relu, TensorView output, const TileGeometry& g, int64_t first, int64_t count, float* workspace,
-               int num_threads) {
+               const float* residual, bool relu, TensorView output, const TileGeometry& g, int64_t first, int64_t count,
+               float* workspace, int num_threads) {
   const int64_t height = input.dim(2), width = input.dim(3), out_h = output.dim(2), out_w = output.dim(3);
   float* v = workspace;                           // (36, C_in, count)
   float* m = v + points * p.in_channels * count;  // (36, C_out, count)
@@ -215,11 +227,11 @@ void run_chunk(const Conv2dParams& p, ConstTensorView input, const std::vector<P
 
   // 2. The 36 matrix products, M[xi] (C_out, count) = U[xi] (C_out, C_in) * V[xi] (C_in, count).
   for (int64_t xi = 0; xi < points; ++xi) {
-    gemm_packed(u[xi], v + xi * p.in_channels * count, count, count, m + xi * p.out_channels * count, count, nullptr,
-                false, gemm_workspace, num_threads);
+    gemm_packed(u[xi], v + xi * p.in_channels * count, count, count, m + xi * p.out_channels * count, count, {},
+                gemm_workspace, num_threads);
   }
 
-  // 3. Output transform: Y = A^T M A, plus bias and ReLU, into the output image.
+  // 3. Output transform: Y = A^T M A, plus bias, residual and ReLU, into the output image.
 #pragma omp parallel num_threads(num_threads) if (num_threads > 1)
   {
     std::vector<float> scratch(row_scratch_floats(g.tiles_w));
@@ -227,8 +239,10 @@ void run_chunk(const Conv2dParams& p, ConstTensorView input, const std::vector<P
     for (int64_t co = 0; co < p.out_channels; ++co) {
       for (int64_t r = 0; r < row_count; ++r) {
         const TileRow& row = rows[r];
-        output_transform_row(m + co * count + row.column, p.out_channels * count, row, bias ? bias[co] : 0.0f, relu,
-                             output.data + (row.n * p.out_channels + co) * out_h * out_w, out_h, out_w, scratch.data());
+        const int64_t plane = (row.n * p.out_channels + co) * out_h * out_w;
+        output_transform_row(m + co * count + row.column, p.out_channels * count, row, bias ? bias[co] : 0.0f,
+                             residual ? residual + plane : nullptr, relu, output.data + plane, out_h, out_w,
+                             scratch.data());
       }
     }
   }
@@ -285,7 +299,8 @@ int64_t conv2d_winograd_workspace_floats(const Conv2dParams& p, const Shape& inp
 }
 
 void conv2d_winograd_forward_cpu(const Conv2dParams& p, ConstTensorView input, const std::vector<PackedMatrix>& u,
-                                 const float* bias, bool relu, TensorView output, float* workspace, int num_threads) {
+                                 const float* bias, const float* residual, bool relu, TensorView output,
+                                 float* workspace, int num_threads) {
   const TileGeometry g = tile_geometry(input.dim(0), output.dim(2), output.dim(3));
   // Chunks no larger than needed to give every thread one, but at least a GEMM panel wide.
   const int64_t even_share = round_up((g.tiles + num_threads - 1) / num_threads, gemm_columns_per_panel);
@@ -297,13 +312,14 @@ void conv2d_winograd_forward_cpu(const Conv2dParams& p, ConstTensorView input, c
 #pragma omp parallel for schedule(dynamic) num_threads(num_threads)
     for (int64_t c = 0; c < chunks; ++c) {
       const int64_t first = c * chunk;
-      run_chunk(p, input, u, bias, relu, output, g, first, std::min(chunk, g.tiles - first),
+      run_chunk(p, input, u, bias, residual, relu, output, g, first, std::min(chunk, g.tiles - first),
                 workspace + omp_get_thread_num() * per_thread, 1);
     }
   } else {
     for (int64_t c = 0; c < chunks; ++c) {
       const int64_t first = c * chunk;
-      run_chunk(p, input, u, bias, relu, output, g, first, std::min(chunk, g.tiles - first), workspace, num_threads);
+      run_chunk(p, input, u, bias, residual, relu, output, g, first, std::min(chunk, g.tiles - first), workspace,
+                num_threads);
     }
   }
 }

@@ -43,10 +43,10 @@ void pack_b_panel(const float* b, int64_t b_row_stride, int64_t depth, int64_t c
 }
 
 // C block (rows <= 8, columns <= 48) = or += a_panel (depth, 8) * b_panel (depth, 48); on the last
-// depth block also + bias and ReLU. Partial blocks go through a small buffer so that the full-size
-// path stays branch-free.
+// depth block also the epilogue (its pointers already at this block). Partial blocks go through a
+// small buffer so that the full-size path stays branch-free.
 void micro_kernel(int64_t depth, const float* a_panel, const float* b_panel, float* c, int64_t c_row_stride,
-                  int64_t rows, int64_t columns, bool accumulate, const float* bias, bool relu) {
+                  int64_t rows, int64_t columns, bool accumulate, const GemmEpilogue* epilogue) {
   constexpr int64_t mr = gemm_rows_per_panel, nv = gemm_vectors_per_panel;
   Vector sum[mr][nv] = {};
   for (int64_t k = 0; k < depth; ++k, a_panel += mr, b_panel += gemm_columns_per_panel) {
@@ -61,25 +61,40 @@ void micro_kernel(int64_t depth, const float* a_panel, const float* b_panel, flo
     }
   }
 
-  const bool full = rows == mr && columns == gemm_columns_per_panel;
-  float partial[mr * gemm_columns_per_panel];
-  float* out = full ? c : partial;
-  const int64_t out_stride = full ? c_row_stride : gemm_columns_per_panel;
-  if (!full && accumulate) {
-    for (int64_t r = 0; r < rows; ++r) std::memcpy(partial + r * out_stride, c + r * c_row_stride, columns * 4);
-  }
-  for (int64_t r = 0; r < mr; ++r) {
-    const Vector b = (bias && r < rows ? bias[r] : 0.0f) - Vector{};
-    for (int64_t v = 0; v < nv; ++v) {
-      float* p = out + r * out_stride + v * vector_floats;
-      Vector x = accumulate ? sum[r][v] + load(p) : sum[r][v];
-      if (bias) x += b;
-      if (relu) x = x > 0.0f ? x : Vector{};
-      store(p, x);
+  if (rows == mr && columns == gemm_columns_per_panel) {
+    // A whole block: the epilogue on the vectors still in registers.
+    for (int64_t r = 0; r < mr; ++r) {
+      const Vector bias = (epilogue && epilogue->bias ? epilogue->bias[r] : 0.0f) - Vector{};
+      for (int64_t v = 0; v < nv; ++v) {
+        float* p = c + r * c_row_stride + v * vector_floats;
+        Vector x = accumulate ? sum[r][v] + load(p) : sum[r][v];
+        if (epilogue) {
+          x += bias;
+          if (epilogue->addend) x += load(epilogue->addend + r * epilogue->addend_row_stride + v * vector_floats);
+          if (epilogue->relu) x = x > 0.0f ? x : Vector{};
+        }
+        store(p, x);
+      }
     }
+    return;
   }
-  if (!full) {
-    for (int64_t r = 0; r < rows; ++r) std::memcpy(c + r * c_row_stride, partial + r * out_stride, columns * 4);
+  // A block at the edge of C: through a buffer, with a plain epilogue over the part that exists.
+  float partial[mr * gemm_columns_per_panel];
+  for (int64_t r = 0; r < mr; ++r) {
+    for (int64_t v = 0; v < nv; ++v) store(partial + r * gemm_columns_per_panel + v * vector_floats, sum[r][v]);
+  }
+  for (int64_t r = 0; r < rows; ++r) {
+    const float* row = partial + r * gemm_columns_per_panel;
+    float* out = c + r * c_row_stride;
+    for (int64_t x = 0; x < columns; ++x) {
+      float value = accumulate ? row[x] + out[x] : row[x];
+      if (epilogue) {
+        if (epilogue->bias) value += epilogue->bias[r];
+        if (epilogue->addend) value += epilogue->addend[r * epilogue->addend_row_stride + x];
+        if (epilogue->relu) value = std::max(value, 0.0f);
+      }
+      out[x] = value;
+    }
   }
 }
 
@@ -109,7 +124,7 @@ int64_t gemm_workspace_floats(int64_t depth, int64_t columns) {
 }
 
 void gemm_packed(const PackedMatrix& a, const float* b, int64_t b_row_stride, int64_t columns, float* c,
-                 int64_t c_row_stride, const float* bias, bool relu, float* workspace, int num_threads) {
+                 int64_t c_row_stride, const GemmEpilogue& epilogue, float* workspace, int num_threads) {
   constexpr int64_t mr = gemm_rows_per_panel, nr = gemm_columns_per_panel;
   const int64_t row_panels = panels(a.rows, mr), column_panels = panels(columns, nr);
   for (int64_t block = 0; block < a.depth; block += gemm_depth_per_block) {
@@ -127,9 +142,14 @@ void gemm_packed(const PackedMatrix& a, const float* b, int64_t b_row_stride, in
 #pragma omp for collapse(2) schedule(static)
       for (int64_t jr = 0; jr < column_panels; ++jr) {
         for (int64_t ir = 0; ir < row_panels; ++ir) {
+          // The epilogue, moved to this block of C.
+          GemmEpilogue block_epilogue = epilogue;
+          if (epilogue.bias) block_epilogue.bias += ir * mr;
+          if (epilogue.addend) block_epilogue.addend += ir * mr * epilogue.addend_row_stride + jr * nr;
+          const bool has_epilogue = epilogue.bias || epilogue.addend || epilogue.relu;
           micro_kernel(block_depth, a_block + ir * block_depth * mr, workspace + jr * block_depth * nr,
                        c + ir * mr * c_row_stride + jr * nr, c_row_stride, std::min(mr, a.rows - ir * mr),
-                       std::min(nr, columns - jr * nr), !first, last && bias ? bias + ir * mr : nullptr, last && relu);
+                       std::min(nr, columns - jr * nr), !first, last && has_epilogue ? &block_epilogue : nullptr);
         }
       }
     }

@@ -40,10 +40,19 @@ PackedMatrix gemm_pack_a(const float* a, int64_t rows, int64_t depth, int64_t ro
 // Floats of scratch gemm_packed needs for B when it has `columns` columns (per calling thread).
 int64_t gemm_workspace_floats(int64_t depth, int64_t columns);
 
-// c (a.rows, columns) = a * b (a.depth, columns), then + bias[row] (if bias) and max(0, .) (if
-// relu). b and c are row-major with the given row strides. num_threads > 1 splits the work over
-// OpenMP threads; call it with 1 from inside a parallel region.
+// What happens to each result before it is stored, in this order: + bias[row], + addend (a matrix
+// shaped like c: a residual connection), max(0, .).
+struct GemmEpilogue {
+  const float* bias = nullptr;
+  const float* addend = nullptr;
+  int64_t addend_row_stride = 0;
+  bool relu = false;
+};
+
+// c (a.rows, columns) = a * b (a.depth, columns), then the epilogue. b and c are row-major with the
+// given row strides. num_threads > 1 splits the work over OpenMP threads; call it with 1 from
+// inside a parallel region.
 void gemm_packed(const PackedMatrix& a, const float* b, int64_t b_row_stride, int64_t columns, float* c,
-                 int64_t c_row_stride, const float* bias, bool relu, float* workspace, int num_threads);
+                 int64_t c_row_stride, const GemmEpilogue& epilogue, float* workspace, int num_threads);
 
 }  // namespace prism
