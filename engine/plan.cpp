@@ -215,8 +215,9 @@ void Plan::assign_buffers() {
     }
   }
   for (Value& value : values_) value.buffer = values_[value.root].buffer;
-  for (int64_t floats : capacity) buffers_.emplace_back(Shape{floats});
-  if (workspace_floats > 0) workspace_ = Tensor({workspace_floats});
+  // Every buffer is written by its step before anything reads it: no need to zero them.
+  for (int64_t floats : capacity) buffers_.push_back(Tensor::uninitialized({floats}));
+  if (workspace_floats > 0) workspace_ = Tensor::uninitialized({workspace_floats});
 }
 
 ConstTensorView Plan::value_view(int value, ConstTensorView input) const {

@@ -1,6 +1,8 @@
 // engine/tensor.cpp: aligned allocation and shape helpers for Tensor.
 #include "engine/tensor.hpp"
 
+#include <sys/mman.h>
+
 #include <algorithm>
 #include <cstdlib>
 #include <cstring>
@@ -30,12 +32,17 @@ void Tensor::FreeDeleter::operator()(float* p) const {
   std::free(p);
 }
 
-Tensor::Tensor(Shape shape) : shape_(std::move(shape)) {
+Tensor::Tensor(Shape shape) : Tensor(std::move(shape), true) {}
+
+Tensor Tensor::uninitialized(Shape shape) { return Tensor(std::move(shape), false); }
+
+Tensor::Tensor(Shape shape, bool zero_fill) : shape_(std::move(shape)) {
   for (int64_t d : shape_) {
     if (d < 0) throw Error("negative tensor dimension in shape " + shape_to_string(shape_));
   }
-  constexpr size_t alignment = 64;
+  constexpr size_t huge_page = size_t{2} << 20;
   size_t bytes = static_cast<size_t>(numel()) * sizeof(float);
+  const size_t alignment = bytes >= 2 * huge_page ? huge_page : 64;
   bytes = (bytes + alignment - 1) / alignment * alignment;  // aligned_alloc wants a multiple
   if (bytes == 0) bytes = alignment;
   void* memory = std::aligned_alloc(alignment, bytes);
@@ -43,12 +50,13 @@ Tensor::Tensor(Shape shape) : shape_(std::move(shape)) {
     throw Error("out of memory allocating a tensor of shape " + shape_to_string(shape_) + " (" +
                 std::to_string(bytes >> 20) + " MiB)");
   }
-  std::memset(memory, 0, bytes);
+  if (alignment == huge_page) madvise(memory, bytes, MADV_HUGEPAGE);  // a hint: refused is fine
+  if (zero_fill) std::memset(memory, 0, bytes);
   storage_.reset(static_cast<float*>(memory));
 }
 
 Tensor Tensor::from_data(Shape shape, const float* values) {
-  Tensor tensor(std::move(shape));
+  Tensor tensor = uninitialized(std::move(shape));
   std::memcpy(tensor.data(), values, static_cast<size_t>(tensor.numel()) * sizeof(float));
   return tensor;
 }

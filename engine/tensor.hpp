@@ -40,11 +40,15 @@ struct ConstTensorView {
 };
 
 // An owning tensor: 64-byte aligned storage (one AVX-512 register, one cache line), zero-filled
-// at creation, moved rather than copied (clone() makes the copy explicit).
+// at creation unless made `uninitialized`, moved rather than copied (clone() makes the copy
+// explicit). Tensors of 4 MiB and more sit on 2 MiB pages where the kernel allows it: a model's
+// weights then take a few hundred page faults to touch, not a hundred thousand.
 class Tensor {
  public:
   Tensor() = default;
   explicit Tensor(Shape shape);
+  // For memory about to be overwritten in full (file reads, copies, packing): skips the zero fill.
+  static Tensor uninitialized(Shape shape);
 
   Tensor(Tensor&&) noexcept = default;
   Tensor& operator=(Tensor&&) noexcept = default;
@@ -72,6 +76,7 @@ class Tensor {
   struct FreeDeleter {
     void operator()(float* p) const;
   };
+  Tensor(Shape shape, bool zero_fill);
   Shape shape_;
   std::unique_ptr<float[], FreeDeleter> storage_;
 };

@@ -259,14 +259,17 @@ bool conv2d_winograd_applies(const Conv2dParams& p, const Shape& input_shape) {
 }
 
 std::vector<PackedMatrix> conv2d_winograd_pack_weights(const Conv2dParams& p, const float* weight) {
-  // U = G g G^T for every (co, ci), computed in double: (36, C_out, C_in) before packing.
+  // U[xi] (C_out, C_in) = (G g G^T)[xi] for every (co, ci), computed in double and written
+  // straight into the 36 packed matrices.
   static constexpr double transform[patch][3] = {{1.0 / 4, 0, 0},
                                                  {-1.0 / 6, -1.0 / 6, -1.0 / 6},
                                                  {-1.0 / 6, 1.0 / 6, -1.0 / 6},
                                                  {1.0 / 24, 1.0 / 12, 1.0 / 6},
                                                  {1.0 / 24, -1.0 / 12, 1.0 / 6},
                                                  {0, 0, 1}};
-  std::vector<float> u(points * p.out_channels * p.in_channels);
+  std::vector<PackedMatrix> packed;
+  for (int64_t xi = 0; xi < points; ++xi) packed.push_back(gemm_packed_matrix(p.out_channels, p.in_channels));
+#pragma omp parallel for schedule(static)
   for (int64_t co = 0; co < p.out_channels; ++co) {
     for (int64_t ci = 0; ci < p.in_channels; ++ci) {
       const float* g = weight + (co * p.in_channels + ci) * 9;
@@ -276,18 +279,14 @@ std::vector<PackedMatrix> conv2d_winograd_pack_weights(const Conv2dParams& p, co
           gg[i][c] = transform[i][0] * g[c] + transform[i][1] * g[3 + c] + transform[i][2] * g[6 + c];
         }
       }
+      const int64_t at = gemm_packed_index(packed[0], co, ci);  // the same place in all 36
       for (int64_t i = 0; i < patch; ++i) {
         for (int64_t j = 0; j < patch; ++j) {
           const double value = gg[i][0] * transform[j][0] + gg[i][1] * transform[j][1] + gg[i][2] * transform[j][2];
-          u[((i * patch + j) * p.out_channels + co) * p.in_channels + ci] = static_cast<float>(value);
+          packed[i * patch + j].data.data()[at] = static_cast<float>(value);
         }
       }
     }
-  }
-  std::vector<PackedMatrix> packed;
-  for (int64_t xi = 0; xi < points; ++xi) {
-    packed.push_back(
-        gemm_pack_a(u.data() + xi * p.out_channels * p.in_channels, p.out_channels, p.in_channels, p.in_channels));
   }
   return packed;
 }

@@ -100,21 +100,20 @@ void micro_kernel(int64_t depth, const float* a_panel, const float* b_panel, flo
 
 }  // namespace
 
-PackedMatrix gemm_pack_a(const float* a, int64_t rows, int64_t depth, int64_t row_stride) {
+PackedMatrix gemm_packed_matrix(int64_t rows, int64_t depth) {
   constexpr int64_t mr = gemm_rows_per_panel;
   const int64_t row_panels = panels(rows, mr);
-  PackedMatrix packed{rows, depth, Tensor({row_panels * mr * depth})};
-  float* out = packed.data.data();
-  for (int64_t block = 0; block < depth; block += gemm_depth_per_block) {
-    const int64_t block_depth = std::min(gemm_depth_per_block, depth - block);
-    for (int64_t panel = 0; panel < row_panels; ++panel) {
-      for (int64_t k = block; k < block + block_depth; ++k) {
-        for (int64_t r = 0; r < mr; ++r, ++out) {
-          const int64_t row = panel * mr + r;
-          *out = row < rows ? a[row * row_stride + k] : 0.0f;
-        }
-      }
-    }
+  PackedMatrix packed{rows, depth, Tensor::uninitialized({row_panels * mr * depth})};
+  for (int64_t row = rows; row < row_panels * mr; ++row) {
+    for (int64_t k = 0; k < depth; ++k) packed.data.data()[gemm_packed_index(packed, row, k)] = 0.0f;
+  }
+  return packed;
+}
+
+PackedMatrix gemm_pack_a(const float* a, int64_t rows, int64_t depth, int64_t row_stride) {
+  PackedMatrix packed = gemm_packed_matrix(rows, depth);
+  for (int64_t row = 0; row < rows; ++row) {
+    for (int64_t k = 0; k < depth; ++k) packed.data.data()[gemm_packed_index(packed, row, k)] = a[row * row_stride + k];
   }
   return packed;
 }

@@ -4,6 +4,7 @@
 // engine needs C = A * B, optionally plus a per-row bias and a ReLU.
 #pragma once
 
+#include <algorithm>
 #include <cstdint>
 
 #include "engine/tensor.hpp"
@@ -36,6 +37,17 @@ struct PackedMatrix {
 
 // a: (rows, depth) row-major, consecutive rows row_stride floats apart.
 PackedMatrix gemm_pack_a(const float* a, int64_t rows, int64_t depth, int64_t row_stride);
+
+// For writing a packed matrix element by element (Winograd's transformed weights): an empty one
+// (rows past the end zero, the rest to be filled), and where element (row, k) lives in its data.
+PackedMatrix gemm_packed_matrix(int64_t rows, int64_t depth);
+inline int64_t gemm_packed_index(const PackedMatrix& a, int64_t row, int64_t k) {
+  const int64_t row_panels = (a.rows + gemm_rows_per_panel - 1) / gemm_rows_per_panel;
+  const int64_t block = k / gemm_depth_per_block * gemm_depth_per_block;
+  const int64_t block_depth = std::min(gemm_depth_per_block, a.depth - block);
+  return block * row_panels * gemm_rows_per_panel +
+         (row / gemm_rows_per_panel * block_depth + (k - block)) * gemm_rows_per_panel + row % gemm_rows_per_panel;
+}
 
 // Floats of scratch gemm_packed needs for B when it has `columns` columns (per calling thread).
 int64_t gemm_workspace_floats(int64_t depth, int64_t columns);

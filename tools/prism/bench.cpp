@@ -87,7 +87,10 @@ void run_bench(const BenchOptions& options) {
   }
 
   const Tensor input = seeded_input({options.batch, 3, height, width});
+  const auto plan_start = std::chrono::steady_clock::now();
   Plan plan(model, input.shape(), plan_options);
+  fmt::print("plan made in {:.2f} s (weights packed and transformed for this backend)\n",
+             std::chrono::duration<double>(std::chrono::steady_clock::now() - plan_start).count());
   std::vector<double> forward, prism_step, total_steps(plan.steps().size(), 0.0), step_seconds;
   for (int run = 0; run < options.warmup + options.runs; ++run) {
     const auto start = std::chrono::steady_clock::now();
