@@ -1,0 +1,168 @@
+#!/usr/bin/python3
+"""bench/cpu_vs_peers.py: images/s of prism (forward + PRISM) beside PyTorch (forward + TorchPRISM's
+algorithm) and ONNX Runtime (forward only), on the same seeded weights, batch sizes and thread
+count, measured in one run and printed as ratios. These machines are shared and noisy: compare
+the ratios, not the absolute numbers. Nothing here is a test.
+
+  bench/cpu_vs_peers.py --prism build/prism --threads 2 --batches 1 8 --archs vgg16 resnet50
+
+Each architecture is built by torchvision with seeded random weights (batch norm statistics
+randomised too), written with tools/torchvision_to_h5.py for prism and exported with torch.onnx
+for ONNX Runtime. Timing never depends on the values.
+
+- prism: `prism bench`, which first checks the fast path against the plain-loop reference, then
+  reports the median forward pass and PRISM step of warm runs.
+- PyTorch: Debian's torch, run in a child process with OpenBLAS (LD_LIBRARY_PATH points at
+  libopenblas0-openmp: the default reference BLAS makes its linear layers 30x slower) and
+  torch.set_num_threads(threads). Forward with TorchPRISM's hooks, then TorchPRISM's algorithm
+  (tests/pytorch/torchprism_reference.py); medians of warm runs.
+- ONNX Runtime 1.30 (npm onnxruntime-node, MLAS), intra-op threads = ours, sequential execution,
+  all graph optimisations. Install it once, offline:
+    (cd bench && ONNXRUNTIME_NODE_INSTALL=skip npm install onnxruntime-node@1.30.0)
+  which puts it in bench/node_modules (ignored by git); --onnxruntime names another folder.
+Peak memory is each process's maximum resident set size.
+"""
+import argparse
+import json
+import os
+import re
+import subprocess
+import sys
+import tempfile
+
+HERE = os.path.dirname(os.path.abspath(__file__))
+ROOT = os.path.join(HERE, "..")
+OPENBLAS = "/usr/lib/x86_64-linux-gnu/openblas-openmp"
+sys.path.insert(0, os.path.join(ROOT, "tools"))
+sys.path.insert(0, os.path.join(ROOT, "tests", "pytorch"))
+
+
+def prism_run(prism, model, batch, threads, runs, validate):
+    command = ["/usr/bin/time", "-f", "maxrss_kb=%M", prism, "bench", "--model", model, "--batch", str(batch),
+               "--threads", str(threads), "--runs", str(runs), "--profile-rows", "40"]
+    if not validate:
+        command.append("--skip-validation")
+    result = subprocess.run(command, capture_output=True, text=True)
+    if result.returncode != 0:
+        sys.exit(f"prism bench failed:\n{result.stdout}\n{result.stderr}")
+    forward = float(re.search(r"forward:\s+([0-9.]+) ms", result.stdout).group(1)) / 1e3
+    prism_step = float(re.search(r"PRISM:\s+([0-9.]+) ms", result.stdout).group(1)) / 1e3
+    rss = int(re.search(r"maxrss_kb=(\d+)", result.stderr).group(1)) / 1024
+    return {"forward_s": forward, "prism_s": prism_step, "peak_mib": rss, "report": result.stdout}
+
+
+PYTORCH_CHILD = r"""
+import json, resource, statistics, sys, time
+import torch
+sys.path.insert(0, {tools!r}); sys.path.insert(0, {references!r})
+import torchvision_to_h5 as converter
+import torchprism_reference as torchprism
+torch.set_num_threads({threads})
+model = converter.random_model({arch!r}, 0).eval()
+batch = torch.randn({batch}, 3, 224, 224, generator=torch.Generator().manual_seed(1234))
+modules = torchprism.torchprism_hook_modules(model)  # max-pools and strided convolutions
+forward, prism_step = [], []
+for run in range({runs} + 1):
+    start = time.perf_counter()
+    logits, excitations = torchprism.capture(model, batch, modules)
+    middle = time.perf_counter()
+    with torch.no_grad():
+        torchprism.prism_maps(excitations, (224, 224))
+    end = time.perf_counter()
+    if run:
+        forward.append(middle - start)
+        prism_step.append(end - middle)
+print(json.dumps({{"forward_s": statistics.median(forward), "prism_s": statistics.median(prism_step),
+                  "peak_mib": resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024}}))
+"""
+
+
+def pytorch_run(arch, batch, threads, runs):
+    code = PYTORCH_CHILD.format(tools=os.path.join(ROOT, "tools"), references=os.path.join(ROOT, "tests", "pytorch"),
+                                threads=threads, arch=arch, batch=batch, runs=runs)
+    environment = dict(os.environ, LD_LIBRARY_PATH=OPENBLAS, OMP_NUM_THREADS=str(threads))
+    result = subprocess.run(["/usr/bin/python3", "-c", code], capture_output=True, text=True, env=environment)
+    if result.returncode != 0:
+        sys.exit(f"the PyTorch baseline failed:\n{result.stderr}")
+    return json.loads(result.stdout.strip().splitlines()[-1])
+
+
+def onnxruntime_run(node_modules, onnx_path, batch, threads, runs):
+    environment = dict(os.environ, NODE_PATH=node_modules)
+    command = ["node", os.path.join(HERE, "onnxruntime_forward.js"), onnx_path, str(batch), "224", "224",
+               str(threads), str(runs)]
+    result = subprocess.run(command, capture_output=True, text=True, env=environment)
+    if result.returncode != 0:
+        sys.exit(f"ONNX Runtime failed:\n{result.stderr}")
+    measured = json.loads(result.stdout.strip().splitlines()[-1])
+    return {"forward_s": measured["median_seconds"], "peak_mib": measured["peak_mib"]}
+
+
+def main():
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--prism", default=os.path.join(ROOT, "build", "prism"))
+    parser.add_argument("--archs", nargs="+", default=["vgg16", "resnet50"])
+    parser.add_argument("--batches", nargs="+", type=int, default=[1, 8])
+    parser.add_argument("--threads", type=int, default=os.cpu_count())
+    parser.add_argument("--runs", type=int, default=5)
+    parser.add_argument("--onnxruntime", default=os.path.join(HERE, "node_modules"),
+                        help="folder holding onnxruntime-node (default: bench/node_modules)")
+    parser.add_argument("--json", help="also write every figure to this file")
+    parser.add_argument("--profiles", help="write prism's per-layer profiles to this file")
+    args = parser.parse_args()
+    if not os.path.isdir(os.path.join(args.onnxruntime, "onnxruntime-node")):
+        sys.exit(f"{args.onnxruntime}/onnxruntime-node not found; install it with\n"
+                 "  (cd bench && ONNXRUNTIME_NODE_INSTALL=skip npm install onnxruntime-node@1.30.0)")
+
+    import torch
+    import torchvision_to_h5 as converter
+
+    rows, profiles = [], []
+    with tempfile.TemporaryDirectory() as folder:
+        for arch in args.archs:
+            model = converter.random_model(arch, 0).eval()
+            h5_path, onnx_path = os.path.join(folder, f"{arch}.h5"), os.path.join(folder, f"{arch}.onnx")
+            converter.write_model_file(h5_path, arch, model.state_dict(), None, "random (seed 0)")
+            torch.onnx.export(model, torch.randn(1, 3, 224, 224), onnx_path, input_names=["input"],
+                              output_names=["logits"], dynamic_axes={"input": {0: "batch"}, "logits": {0: "batch"}},
+                              opset_version=13)
+            del model
+            for index, batch in enumerate(args.batches):
+                ours = prism_run(args.prism, h5_path, batch, args.threads, args.runs, validate=index == 0)
+                profiles.append(f"== {arch} batch {batch}\n{ours.pop('report')}")
+                torch_figures = pytorch_run(arch, batch, args.threads, args.runs)
+                onnx = onnxruntime_run(args.onnxruntime, onnx_path, batch, args.threads, args.runs)
+                row = {"arch": arch, "batch": batch, "threads": args.threads, "prism": ours, "pytorch": torch_figures,
+                       "onnxruntime": onnx}
+                rows.append(row)
+                print_row(row)
+
+    print("\nimages/s; 'prism' is forward + PRISM, so is 'PyTorch'; ONNX Runtime is forward only")
+    print(f"{'model':<9} {'batch':>5} {'prism':>8} {'PyTorch':>8} {'ORT':>8} {'vs PyTorch':>10} {'vs ORT':>7} "
+          f"{'PRISM %':>7}  peak MiB prism / PyTorch / ORT")
+    for row in rows:
+        ours, theirs, onnx = row["prism"], row["pytorch"], row["onnxruntime"]
+        ours_rate = row["batch"] / (ours["forward_s"] + ours["prism_s"])
+        torch_rate = row["batch"] / (theirs["forward_s"] + theirs["prism_s"])
+        onnx_rate = row["batch"] / onnx["forward_s"]
+        print(f"{row['arch']:<9} {row['batch']:>5} {ours_rate:>8.2f} {torch_rate:>8.2f} {onnx_rate:>8.2f} "
+              f"{ours_rate / torch_rate:>9.2f}x {ours_rate / onnx_rate:>6.2f}x "
+              f"{100 * ours['prism_s'] / ours['forward_s']:>6.1f}%  "
+              f"{ours['peak_mib']:.0f} / {theirs['peak_mib']:.0f} / {onnx['peak_mib']:.0f}")
+    if args.json:
+        with open(args.json, "w") as f:
+            json.dump(rows, f, indent=1)
+    if args.profiles:
+        with open(args.profiles, "w") as f:
+            f.write("\n".join(profiles))
+
+
+def print_row(row):
+    ours, theirs, onnx = row["prism"], row["pytorch"], row["onnxruntime"]
+    print(f"{row['arch']} batch {row['batch']}, {row['threads']} threads: prism forward {ours['forward_s'] * 1e3:.1f} ms"
+          f" + PRISM {ours['prism_s'] * 1e3:.1f} ms; PyTorch forward {theirs['forward_s'] * 1e3:.1f} ms + PRISM "
+          f"{theirs['prism_s'] * 1e3:.1f} ms; ONNX Runtime forward {onnx['forward_s'] * 1e3:.1f} ms", flush=True)
+
+
+if __name__ == "__main__":
+    main()
