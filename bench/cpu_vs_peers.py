@@ -37,6 +37,13 @@ sys.path.insert(0, os.path.join(ROOT, "tools"))
 sys.path.insert(0, os.path.join(ROOT, "tests", "pytorch"))
 
 
+def peak_mib(time_output):
+    """The maximum resident set size /usr/bin/time reports. Measured through /usr/bin/time, not by
+    the child itself: Linux carries a process's peak across exec, so a child started from this
+    (large) Python process would report this process's peak."""
+    return int(re.search(r"maxrss_kb=(\d+)", time_output).group(1)) / 1024
+
+
 def prism_run(prism, model, batch, threads, runs, validate):
     command = ["/usr/bin/time", "-f", "maxrss_kb=%M", prism, "bench", "--model", model, "--batch", str(batch),
                "--threads", str(threads), "--runs", str(runs), "--profile-rows", "40"]
@@ -47,12 +54,11 @@ def prism_run(prism, model, batch, threads, runs, validate):
         sys.exit(f"prism bench failed:\n{result.stdout}\n{result.stderr}")
     forward = float(re.search(r"forward:\s+([0-9.]+) ms", result.stdout).group(1)) / 1e3
     prism_step = float(re.search(r"PRISM:\s+([0-9.]+) ms", result.stdout).group(1)) / 1e3
-    rss = int(re.search(r"maxrss_kb=(\d+)", result.stderr).group(1)) / 1024
-    return {"forward_s": forward, "prism_s": prism_step, "peak_mib": rss, "report": result.stdout}
+    return {"forward_s": forward, "prism_s": prism_step, "peak_mib": peak_mib(result.stderr), "report": result.stdout}
 
 
 PYTORCH_CHILD = r"""
-import json, resource, statistics, sys, time
+import json, statistics, sys, time
 import torch
 sys.path.insert(0, {tools!r}); sys.path.insert(0, {references!r})
 import torchvision_to_h5 as converter
@@ -72,8 +78,7 @@ for run in range({runs} + 1):
     if run:
         forward.append(middle - start)
         prism_step.append(end - middle)
-print(json.dumps({{"forward_s": statistics.median(forward), "prism_s": statistics.median(prism_step),
-                  "peak_mib": resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024}}))
+print(json.dumps({{"forward_s": statistics.median(forward), "prism_s": statistics.median(prism_step)}}))
 """
 
 
@@ -81,21 +86,22 @@ def pytorch_run(arch, batch, threads, runs):
     code = PYTORCH_CHILD.format(tools=os.path.join(ROOT, "tools"), references=os.path.join(ROOT, "tests", "pytorch"),
                                 threads=threads, arch=arch, batch=batch, runs=runs)
     environment = dict(os.environ, LD_LIBRARY_PATH=OPENBLAS, OMP_NUM_THREADS=str(threads))
-    result = subprocess.run(["/usr/bin/python3", "-c", code], capture_output=True, text=True, env=environment)
+    result = subprocess.run(["/usr/bin/time", "-f", "maxrss_kb=%M", "/usr/bin/python3", "-c", code],
+                            capture_output=True, text=True, env=environment)
     if result.returncode != 0:
         sys.exit(f"the PyTorch baseline failed:\n{result.stderr}")
-    return json.loads(result.stdout.strip().splitlines()[-1])
+    return dict(json.loads(result.stdout.strip().splitlines()[-1]), peak_mib=peak_mib(result.stderr))
 
 
 def onnxruntime_run(node_modules, onnx_path, batch, threads, runs):
     environment = dict(os.environ, NODE_PATH=node_modules)
-    command = ["node", os.path.join(HERE, "onnxruntime_forward.js"), onnx_path, str(batch), "224", "224",
-               str(threads), str(runs)]
+    command = ["/usr/bin/time", "-f", "maxrss_kb=%M", "node", os.path.join(HERE, "onnxruntime_forward.js"), onnx_path,
+               str(batch), "224", "224", str(threads), str(runs)]
     result = subprocess.run(command, capture_output=True, text=True, env=environment)
     if result.returncode != 0:
         sys.exit(f"ONNX Runtime failed:\n{result.stderr}")
     measured = json.loads(result.stdout.strip().splitlines()[-1])
-    return {"forward_s": measured["median_seconds"], "peak_mib": measured["peak_mib"]}
+    return {"forward_s": measured["median_seconds"], "peak_mib": peak_mib(result.stderr)}
 
 
 def main():
