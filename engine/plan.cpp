@@ -234,6 +234,15 @@ Shape Plan::tap_shape(const std::string& tap) const {
   throw Error("tap " + tap + " was not requested when the plan was made");
 }
 
+int64_t Plan::prepared_weight_bytes() const {
+  int64_t floats = 0;
+  for (const Step& step : steps_) {
+    floats += step.folded_weight.numel() + step.folded_bias.numel();
+    for (const PackedMatrix& matrix : step.conv2d_cpu.matrices) floats += matrix.data.numel();
+  }
+  return floats * static_cast<int64_t>(sizeof(float));
+}
+
 int64_t Plan::activation_bytes() const {
   int64_t floats = workspace_.empty() ? 0 : workspace_.numel();
   for (const Tensor& buffer : buffers_) floats += buffer.numel();

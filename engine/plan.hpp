@@ -63,6 +63,7 @@ class Plan {
   const Shape& step_output_shape(size_t step) const { return values_.at(steps_.at(step).output).shape; }
   Shape tap_shape(const std::string& tap) const;  // the tapped activation's shape (mean taps too)
   int64_t activation_bytes() const;               // every buffer and the workspace, as allocated
+  int64_t prepared_weight_bytes() const;          // weights the plan holds itself: folded, packed
 
  private:
   // An intermediate tensor: a buffer (or the network input) and the shape it is seen with.

@@ -138,8 +138,12 @@ void run_bench(const BenchOptions& options) {
   fmt::print("PRISM:    {:.2f} ms ({:.1f}% of the forward pass; captures {})\n", prism_s * 1e3,
              100 * prism_s / forward_s, captures.back());
   fmt::print("together: {:.2f} images/s\n", options.batch / (forward_s + prism_s));
-  fmt::print("memory:   weights {:.1f} MiB, activations and workspace {:.1f} MiB, peak resident {:.1f} MiB\n",
-             model.parameter_count() * 4.0 / 1048576, plan.activation_bytes() / 1048576.0, peak_resident_mib());
+  // Peak = the model's weights + the plan's prepared copies + activation buffers and workspace +
+  // what PRISM keeps (the analysed capture, a plane per earlier capture) + the program itself.
+  fmt::print("memory:   weights {:.1f} MiB, prepared (folded, packed, Winograd) {:.1f} MiB, activations and "
+             "workspace {:.1f} MiB, peak resident {:.1f} MiB\n",
+             model.parameter_count() * 4.0 / 1048576, plan.prepared_weight_bytes() / 1048576.0,
+             plan.activation_bytes() / 1048576.0, peak_resident_mib());
 }
 
 }  // namespace
