@@ -11,7 +11,9 @@ namespace prism {
 struct PrincipalComponents {
   Tensor scores;    // (N, K, H, W): each pixel's score on the requested components (U * S of an SVD)
   Tensor loadings;  // (K, C): the components' directions (columns of V), signs oriented
-  std::vector<double> explained_variance_ratio;  // every component, largest first: S^2 / sum S^2
+  // S^2 / sum S^2, largest first: every component, or when the Gram matrix is larger than 512 the
+  // leading 32 (or as many as the requested components need), their ratios still of the total.
+  std::vector<double> explained_variance_ratio;
 };
 
 // PCA of activations (N, C, H, W) seen as an (N*H*W, C) matrix with its column means removed.
@@ -19,7 +21,8 @@ struct PrincipalComponents {
 // exist (fewer samples or channels than asked for) or carries no variance comes back as zeros.
 //
 // Instead of an SVD of the tall matrix, the eigen-decomposition of its Gram matrix on the smaller
-// side (C x C, or (N*H*W) x (N*H*W) when there are fewer samples than channels), in double.
+// side (C x C, or (N*H*W) x (N*H*W) when there are fewer samples than channels), in double
+// (formed in single precision when larger than 512).
 //
 // Signs: an SVD may return any component negated. Each component is oriented so that the entry
 // of largest absolute value in its loading vector is positive (the first such entry on a tie),

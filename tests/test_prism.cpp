@@ -6,6 +6,7 @@
 #include <catch2/catch.hpp>
 #include <cmath>
 #include <set>
+#include <tuple>
 
 #include "engine/plan.hpp"
 #include "prism/capture_points.hpp"
@@ -90,6 +91,50 @@ TEST_CASE("PCA: both sides of the Gram matrix agree with an SVD of the tall matr
         // |U * S| must match; the sign is ours to choose (checked in the sign-rule test).
         CHECK(std::abs(pca.scores.data()[(n * 3 + k) * 6 + p]) ==
               Approx(std::abs(svd.matrixU()(r, k) * s[k])).margin(1e-4));
+      }
+    }
+  }
+}
+
+TEST_CASE("PCA: large Gram matrices give their leading components, equal to an SVD's", "[prism][pca]") {
+  // Over 512 on the solved side, only the leading 32 ratios are computed (by Lanczos, with the
+  // total from the trace) and the Gram matrix is formed in single precision. Data: 6 strong
+  // directions of decreasing weight plus noise, like a real capture. 2 images of 20x20 with 600
+  // channels solve the 600 x 600 channel side; 1 image of 24x24 with 700 channels, the 576 x 576
+  // samples side.
+  for (const auto& [images, side, channels] :
+       {std::tuple{int64_t{2}, int64_t{20}, int64_t{600}}, std::tuple{int64_t{1}, int64_t{24}, int64_t{700}}}) {
+    const int64_t plane = side * side, samples = images * plane;
+    const Tensor factors = test::random_tensor({samples, 6}, 40), directions = test::random_tensor({6, channels}, 41);
+    const Tensor noise = test::random_tensor({samples, channels}, 42);
+    Eigen::MatrixXd m(samples, channels);
+    for (int64_t r = 0; r < samples; ++r) {
+      for (int64_t c = 0; c < channels; ++c) {
+        double value = 0.05 * noise.data()[r * channels + c];
+        for (int64_t d = 0; d < 6; ++d)
+          value += (6 - d) * factors.data()[r * 6 + d] * directions.data()[d * channels + c];
+        m(r, c) = value;
+      }
+    }
+    Tensor x({images, channels, side, side});
+    for (int64_t r = 0; r < samples; ++r) {
+      for (int64_t c = 0; c < channels; ++c)
+        x.data()[((r / plane) * channels + c) * plane + r % plane] = static_cast<float>(m(r, c));
+    }
+    const PrincipalComponents pca = principal_components(x.view(), {0, 1, 2});
+    m.rowwise() -= m.colwise().mean();
+    Eigen::BDCSVD<Eigen::MatrixXd> svd(m, Eigen::ComputeThinU);
+    const Eigen::VectorXd s = svd.singularValues();
+    INFO(samples << " samples, " << channels << " channels");
+    REQUIRE(pca.explained_variance_ratio.size() == 32);
+    for (int k = 0; k < 8; ++k) {
+      // The noise components carry 5e-7 of the variance; single precision moves them by ~1e-10.
+      CHECK(pca.explained_variance_ratio[k] == Approx(s[k] * s[k] / s.squaredNorm()).epsilon(1e-4).margin(1e-9));
+    }
+    for (int k = 0; k < 3; ++k) {
+      for (int64_t r = 0; r < samples; r += 37) {
+        CHECK(std::abs(pca.scores.data()[((r / plane) * 3 + k) * plane + r % plane]) ==
+              Approx(std::abs(svd.matrixU()(r, k) * s[k])).epsilon(1e-3).margin(1e-3 * s[k]));
       }
     }
   }
