@@ -140,7 +140,8 @@ void conv2d_forward_cpu(const Conv2dParams& p, ConstTensorView input, const Conv
   const int64_t tasks = image_blocks * p.groups * tiles;
   const int64_t per_task_floats = task_workspace_floats(p, shape, out_w);
 
-  auto run_task = [&](int64_t task, float* scratch, int gemm_threads) {
+  // One task, or the rows [row_first, row_last) of its output channels (one thread's share).
+  auto run_task = [&](int64_t task, float* scratch, int64_t row_first, int64_t row_last) {
     const int64_t n_begin = task / (p.groups * tiles) * shape.images;
     const int64_t n_end = std::min(batch, n_begin + shape.images);
     const int64_t group = task / tiles % p.groups;
@@ -169,17 +170,17 @@ void conv2d_forward_cpu(const Conv2dParams& p, ConstTensorView input, const Conv
     GemmEpilogue epilogue{bias ? bias + group * out_per_group : nullptr, nullptr, 0, relu};
     if (n_end - n_begin == 1) {
       if (residual) epilogue.addend = residual + out_at(n_begin), epilogue.addend_row_stride = out_pixels;
-      gemm_packed(weights, cols, cols_stride, columns, output.data + out_at(n_begin), out_pixels, epilogue, rest,
-                  gemm_threads);
+      gemm_packed(weights, cols, cols_stride, columns, output.data + out_at(n_begin), out_pixels, epilogue, rest, 1,
+                  row_first, row_last);
       return;
     }
     // Several images: the GEMM writes (C_out / groups, images * pixels), then each image's part
     // goes to its place in the output, adding the residual and the ReLU on the way.
     float* result = rest + gemm_workspace_floats(weights.depth, columns);
     epilogue.relu = relu && !residual;
-    gemm_packed(weights, cols, cols_stride, columns, result, columns, epilogue, rest, gemm_threads);
+    gemm_packed(weights, cols, cols_stride, columns, result, columns, epilogue, rest, 1, row_first, row_last);
     for (int64_t n = n_begin; n < n_end; ++n) {
-      for (int64_t c = 0; c < out_per_group; ++c) {
+      for (int64_t c = row_first; c < row_last; ++c) {
         const float* from = result + c * columns + (n - n_begin) * pixels;
         float* to = output.data + out_at(n) + c * out_pixels;
         if (!residual) {
@@ -195,10 +196,22 @@ void conv2d_forward_cpu(const Conv2dParams& p, ConstTensorView input, const Conv
   if (tasks >= num_threads) {
     // Enough independent tasks: one per thread at a time, each GEMM single-threaded.
 #pragma omp parallel for schedule(dynamic) num_threads(num_threads)
-    for (int64_t task = 0; task < tasks; ++task) run_task(task, workspace + omp_get_thread_num() * per_task_floats, 1);
+    for (int64_t task = 0; task < tasks; ++task) {
+      run_task(task, workspace + omp_get_thread_num() * per_task_floats, 0, out_per_group);
+    }
   } else {
-    // Few large tasks (batch 1): the GEMM spreads itself over the threads.
-    for (int64_t task = 0; task < tasks; ++task) run_task(task, workspace, num_threads);
+    // Fewer tasks than threads (one small image): the threads share out each task's output
+    // channels in whole GEMM panels, each building its own copy of the (small) column matrix, so
+    // that none waits for another inside the layer.
+    const int64_t share = (out_per_group + num_threads - 1) / num_threads;
+    const int64_t rows_per_share = (share + gemm_rows_per_panel - 1) / gemm_rows_per_panel * gemm_rows_per_panel;
+    const int64_t shares = (out_per_group + rows_per_share - 1) / rows_per_share;
+#pragma omp parallel for schedule(static) num_threads(num_threads)
+    for (int64_t i = 0; i < tasks * shares; ++i) {
+      const int64_t row_first = i % shares * rows_per_share;
+      run_task(i / shares, workspace + omp_get_thread_num() * per_task_floats, row_first,
+               std::min(out_per_group, row_first + rows_per_share));
+    }
   }
 }
 

@@ -49,6 +49,8 @@ int64_t tiles_per_chunk(const Conv2dParams& p) {
   return std::clamp<int64_t>(chunk, 4 * gemm_columns_per_panel, 10 * gemm_columns_per_panel);
 }
 
+// One thread's chunk: V, M and the GEMM's packed B. Threads sharing a chunk need V and M once and a
+// packed B each, which num_threads times this covers.
 int64_t chunk_workspace_floats(const Conv2dParams& p, int64_t chunk) {
   return points * (p.in_channels + p.out_channels) * chunk + gemm_workspace_floats(p.in_channels, chunk);
 }
@@ -200,51 +202,62 @@ void output_transform_row(const float* m, int64_t xi_stride, const TileRow& row,
   }
 }
 
-// One chunk of tiles [first, first + count) through all three stages.
+// One chunk of tiles [first, first + count) through all three stages. With `shared`, every
+// thread of the enclosing parallel region calls this for the same chunk and takes its part of
+// each stage (the GEMMs split by output channels, so no thread waits inside them), with a barrier
+// between stages; otherwise the calling thread does it all.
 void run_chunk(const Conv2dParams& p, ConstTensorView input, const std::vector<PackedMatrix>& u, const float* bias,
                const float* residual, bool relu, TensorView output, const TileGeometry& g, int64_t first, int64_t count,
-               float* workspace, int num_threads) {
+               float* workspace, bool shared) {
   const int64_t height = input.dim(2), width = input.dim(3), out_h = output.dim(2), out_w = output.dim(3);
+  const int64_t thread = shared ? omp_get_thread_num() : 0, threads = shared ? omp_get_num_threads() : 1;
   float* v = workspace;                           // (36, C_in, count)
   float* m = v + points * p.in_channels * count;  // (36, C_out, count)
-  float* gemm_workspace = m + points * p.out_channels * count;
+  float* gemm_workspace = m + points * p.out_channels * count + thread * gemm_workspace_floats(p.in_channels, count);
   const std::vector<TileRow> rows = tile_rows(g, first, count);
   const int64_t row_count = static_cast<int64_t>(rows.size());
+  std::vector<float> scratch(row_scratch_floats(g.tiles_w));
+  // This thread's part of `items` things to do: a contiguous range.
+  auto part = [&](int64_t items, int64_t& begin, int64_t& end) {
+    begin = items * thread / threads;
+    end = items * (thread + 1) / threads;
+  };
+  int64_t begin, end;
 
   // 1. Input transform: V[xi][ci][t] = (B^T d B)[xi] for every channel and tile.
-#pragma omp parallel num_threads(num_threads) if (num_threads > 1)
-  {
-    std::vector<float> scratch(row_scratch_floats(g.tiles_w));
-#pragma omp for collapse(2) schedule(static)
-    for (int64_t ci = 0; ci < p.in_channels; ++ci) {
-      for (int64_t r = 0; r < row_count; ++r) {
-        const TileRow& row = rows[r];
-        input_transform_row(p, input.data + (row.n * p.in_channels + ci) * height * width, height, width, row,
-                            v + ci * count + row.column, p.in_channels * count, scratch.data());
-      }
-    }
+  part(p.in_channels * row_count, begin, end);
+  for (int64_t item = begin; item < end; ++item) {
+    const int64_t ci = item / row_count;
+    const TileRow& row = rows[item % row_count];
+    input_transform_row(p, input.data + (row.n * p.in_channels + ci) * height * width, height, width, row,
+                        v + ci * count + row.column, p.in_channels * count, scratch.data());
+  }
+  if (shared) {
+#pragma omp barrier
   }
 
-  // 2. The 36 matrix products, M[xi] (C_out, count) = U[xi] (C_out, C_in) * V[xi] (C_in, count).
-  for (int64_t xi = 0; xi < points; ++xi) {
+  // 2. The 36 matrix products, M[xi] (C_out, count) = U[xi] (C_out, C_in) * V[xi] (C_in, count),
+  // this thread's output channels in whole panels.
+  const int64_t panels_total = (p.out_channels + gemm_rows_per_panel - 1) / gemm_rows_per_panel;
+  part(panels_total, begin, end);
+  const int64_t row_first = begin * gemm_rows_per_panel, row_last = std::min(p.out_channels, end * gemm_rows_per_panel);
+  for (int64_t xi = 0; xi < points && row_first < row_last; ++xi) {
     gemm_packed(u[xi], v + xi * p.in_channels * count, count, count, m + xi * p.out_channels * count, count, {},
-                gemm_workspace, num_threads);
+                gemm_workspace, 1, row_first, row_last);
+  }
+  if (shared) {
+#pragma omp barrier
   }
 
   // 3. Output transform: Y = A^T M A, plus bias, residual and ReLU, into the output image.
-#pragma omp parallel num_threads(num_threads) if (num_threads > 1)
-  {
-    std::vector<float> scratch(row_scratch_floats(g.tiles_w));
-#pragma omp for collapse(2) schedule(static)
-    for (int64_t co = 0; co < p.out_channels; ++co) {
-      for (int64_t r = 0; r < row_count; ++r) {
-        const TileRow& row = rows[r];
-        const int64_t plane = (row.n * p.out_channels + co) * out_h * out_w;
-        output_transform_row(m + co * count + row.column, p.out_channels * count, row, bias ? bias[co] : 0.0f,
-                             residual ? residual + plane : nullptr, relu, output.data + plane, out_h, out_w,
-                             scratch.data());
-      }
-    }
+  part(p.out_channels * row_count, begin, end);
+  for (int64_t item = begin; item < end; ++item) {
+    const int64_t co = item / row_count;
+    const TileRow& row = rows[item % row_count];
+    const int64_t plane = (row.n * p.out_channels + co) * out_h * out_w;
+    output_transform_row(m + co * count + row.column, p.out_channels * count, row, bias ? bias[co] : 0.0f,
+                         residual ? residual + plane : nullptr, relu, output.data + plane, out_h, out_w,
+                         scratch.data());
   }
 }
 
@@ -312,13 +325,14 @@ void conv2d_winograd_forward_cpu(const Conv2dParams& p, ConstTensorView input, c
     for (int64_t c = 0; c < chunks; ++c) {
       const int64_t first = c * chunk;
       run_chunk(p, input, u, bias, residual, relu, output, g, first, std::min(chunk, g.tiles - first),
-                workspace + omp_get_thread_num() * per_thread, 1);
+                workspace + omp_get_thread_num() * per_thread, false);
     }
   } else {
+    // Fewer chunks than threads (small images, batch 1): the threads share each chunk.
+#pragma omp parallel num_threads(num_threads)
     for (int64_t c = 0; c < chunks; ++c) {
       const int64_t first = c * chunk;
-      run_chunk(p, input, u, bias, residual, relu, output, g, first, std::min(chunk, g.tiles - first), workspace,
-                num_threads);
+      run_chunk(p, input, u, bias, residual, relu, output, g, first, std::min(chunk, g.tiles - first), workspace, true);
     }
   }
 }

@@ -123,9 +123,12 @@ int64_t gemm_workspace_floats(int64_t depth, int64_t columns) {
 }
 
 void gemm_packed(const PackedMatrix& a, const float* b, int64_t b_row_stride, int64_t columns, float* c,
-                 int64_t c_row_stride, const GemmEpilogue& epilogue, float* workspace, int num_threads) {
+                 int64_t c_row_stride, const GemmEpilogue& epilogue, float* workspace, int num_threads,
+                 int64_t row_begin, int64_t row_end) {
   constexpr int64_t mr = gemm_rows_per_panel, nr = gemm_columns_per_panel;
   const int64_t row_panels = panels(a.rows, mr), column_panels = panels(columns, nr);
+  if (row_end < 0) row_end = a.rows;
+  const int64_t first_panel = row_begin / mr, end_panel = panels(row_end, mr);
   for (int64_t block = 0; block < a.depth; block += gemm_depth_per_block) {
     const int64_t block_depth = std::min(gemm_depth_per_block, a.depth - block);
     const float* a_block = a.data.data() + block * row_panels * mr;
@@ -140,7 +143,7 @@ void gemm_packed(const PackedMatrix& a, const float* b, int64_t b_row_stride, in
       // Column panels outermost: each thread keeps one packed B panel in L1 for every row panel.
 #pragma omp for collapse(2) schedule(static)
       for (int64_t jr = 0; jr < column_panels; ++jr) {
-        for (int64_t ir = 0; ir < row_panels; ++ir) {
+        for (int64_t ir = first_panel; ir < end_panel; ++ir) {
           // The epilogue, moved to this block of C.
           GemmEpilogue block_epilogue = epilogue;
           if (epilogue.bias) block_epilogue.bias += ir * mr;

@@ -63,8 +63,11 @@ struct GemmEpilogue {
 
 // c (a.rows, columns) = a * b (a.depth, columns), then the epilogue. b and c are row-major with the
 // given row strides. num_threads > 1 splits the work over OpenMP threads; call it with 1 from
-// inside a parallel region.
+// inside a parallel region. [row_begin, row_end) limits the work to those rows of c (row_begin a
+// multiple of gemm_rows_per_panel; -1: to the last), so that threads can share one product
+// without waiting for each other.
 void gemm_packed(const PackedMatrix& a, const float* b, int64_t b_row_stride, int64_t columns, float* c,
-                 int64_t c_row_stride, const GemmEpilogue& epilogue, float* workspace, int num_threads);
+                 int64_t c_row_stride, const GemmEpilogue& epilogue, float* workspace, int num_threads,
+                 int64_t row_begin = 0, int64_t row_end = -1);
 
 }  // namespace prism
