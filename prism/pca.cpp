@@ -14,9 +14,11 @@ namespace {
 using MatrixD = Eigen::Matrix<double, Eigen::Dynamic, Eigen::Dynamic, Eigen::ColMajor>;
 
 // Gram matrices up to this side get every eigenvalue (so every component's variance ratio);
-// larger ones only their leading_components largest: the dense solver's O(n^3) took a second at
-// n = 2048 (ResNet-50's 2048 channels), half the forward pass of 64 images.
-constexpr int64_t largest_fully_solved = 512;
+// larger ones only their leading_components largest: the dense solver's O(n^3) took 8 ms at
+// n = 392 (ResNet-50's last capture of 8 images) and a second at n = 2048 (of 64 images).
+constexpr int64_t largest_fully_solved = 128;
+// Gram matrices from this side on are formed in single precision (see principal_components).
+constexpr int64_t smallest_single_precision_gram = 128;
 constexpr int leading_components = 32;
 
 // The top `count` eigenpairs of a large symmetric positive semi-definite matrix, largest first,
@@ -72,7 +74,7 @@ PrincipalComponents principal_components(ConstTensorView activations, const std:
   const bool channel_side = channels <= rows;
   const int64_t side = std::min(rows, channels);
   MatrixD gram;
-  if (side <= largest_fully_solved) {
+  if (side < smallest_single_precision_gram) {
     gram = channel_side ? MatrixD(x.transpose() * x) : MatrixD(x * x.transpose());
   } else {
     const Eigen::MatrixXf single = x.cast<float>();

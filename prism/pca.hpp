@@ -11,8 +11,9 @@ namespace prism {
 struct PrincipalComponents {
   Tensor scores;    // (N, K, H, W): each pixel's score on the requested components (U * S of an SVD)
   Tensor loadings;  // (K, C): the components' directions (columns of V), signs oriented
-  // S^2 / sum S^2, largest first: every component, or when the Gram matrix is larger than 512 the
-  // leading 32 (or as many as the requested components need), their ratios still of the total.
+  // S^2 / sum S^2, largest first: every component, or when there are more than 128 (the Gram
+  // matrix is larger than 128) the leading 32 (or as many as the requested components need),
+  // their ratios still of the total.
   std::vector<double> explained_variance_ratio;
 };
 
@@ -22,7 +23,7 @@ struct PrincipalComponents {
 //
 // Instead of an SVD of the tall matrix, the eigen-decomposition of its Gram matrix on the smaller
 // side (C x C, or (N*H*W) x (N*H*W) when there are fewer samples than channels), in double
-// (formed in single precision when larger than 512).
+// (formed in single precision when 128 or larger).
 //
 // Signs: an SVD may return any component negated. Each component is oriented so that the entry
 // of largest absolute value in its loading vector is positive (the first such entry on a tie),

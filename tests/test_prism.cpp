@@ -97,7 +97,7 @@ TEST_CASE("PCA: both sides of the Gram matrix agree with an SVD of the tall matr
 }
 
 TEST_CASE("PCA: large Gram matrices give their leading components, equal to an SVD's", "[prism][pca]") {
-  // Over 512 on the solved side, only the leading 32 ratios are computed (by Lanczos, with the
+  // Over 128 on the solved side, only the leading 32 ratios are computed (by Lanczos, with the
   // total from the trace) and the Gram matrix is formed in single precision. Data: 6 strong
   // directions of decreasing weight plus noise, like a real capture. 2 images of 20x20 with 600
   // channels solve the 600 x 600 channel side; 1 image of 24x24 with 700 channels, the 576 x 576

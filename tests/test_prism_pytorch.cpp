@@ -100,7 +100,9 @@ TEST_CASE("PRISM maps equal the PyTorch reference of TorchPRISM's algorithm", "[
     INFO(architecture << " " << key << ": " << d.describe());
     CHECK(d.max_abs <= 1e-3);
     const Tensor& variance = expected_variance.at(key);
-    REQUIRE(static_cast<int64_t>(result.explained_variance_ratio.size()) == variance.numel());
+    // Every component up to 128 of them; beyond that the leading 32 (prism/pca.hpp).
+    const int64_t reported = variance.numel() <= 128 ? variance.numel() : 32;
+    REQUIRE(static_cast<int64_t>(result.explained_variance_ratio.size()) == reported);
     for (int64_t i = 0; i < std::min<int64_t>(variance.numel(), 10); ++i) {
       CHECK(std::abs(result.explained_variance_ratio[i] - variance.data()[i]) < 1e-5);
     }

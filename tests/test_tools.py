@@ -275,8 +275,10 @@ def run_writes_every_output():
     assert len(summary["images"][0]["top5"]) == 5
     assert summary["capture_points"][-1] == {"name": "features.20", "shape": [len(stems), 512, 7, 7]}
     ratios = summary["explained_variance_ratio"]
-    assert len(ratios) == min(len(stems) * 7 * 7, 512)  # as many as an SVD has singular values
-    assert abs(sum(ratios) - 1) < 1e-6 and ratios == sorted(ratios, reverse=True)
+    singular_values = min(len(stems) * 7 * 7, 512)  # as many as an SVD of the capture has
+    assert len(ratios) == (singular_values if singular_values <= 128 else 32)  # else the leading 32
+    assert ratios == sorted(ratios, reverse=True)
+    assert abs(sum(ratios) - 1) < 1e-6 if len(ratios) == singular_values else 0.5 < sum(ratios) <= 1 + 1e-6
     assert summary["options"]["batch"] == 3 and summary["options"]["gradual_extrapolation"] is True
     assert "<svg" in open(os.path.join(out, "variance.svg")).read()
     assert not [f for f in os.listdir(out) if f.endswith(".partial")]

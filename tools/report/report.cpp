@@ -200,8 +200,12 @@ std::string variance_svg(const std::vector<double>& ratios, const std::string& t
   std::string note;
   for (size_t i = 0; i < ratios.size() && i < 3; ++i) note += fmt::format("PC {}: {:.3f}   ", i + 1, ratios[i]);
   svg += fmt::format("<text x=\"{}\" y=\"{}\" font-style=\"italic\">{}</text>\n", left + plot_w * 0.3, top + 20, note);
-  svg += fmt::format("<text x=\"{}\" y=\"{}\" text-anchor=\"middle\">principal component (1 to {})</text>\n",
-                     left + plot_w / 2, height - 12, ratios.size());
+  // Large captures list only their leading components (prism/pca.hpp): say what share they hold.
+  double listed = 0.0;
+  for (double r : ratios) listed += r;
+  const std::string share = listed < 0.9999 ? fmt::format(", together {:.1f}% of the variance", 100 * listed) : "";
+  svg += fmt::format("<text x=\"{}\" y=\"{}\" text-anchor=\"middle\">principal component (1 to {}{})</text>\n",
+                     left + plot_w / 2, height - 12, ratios.size(), share);
   svg += fmt::format(
       "<text x=\"14\" y=\"{}\" transform=\"rotate(-90 14 {})\" text-anchor=\"middle\">explained "
       "variance ratio</text>\n</svg>\n",
