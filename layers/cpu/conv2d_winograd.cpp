@@ -72,9 +72,16 @@ std::vector<TileRow> tile_rows(const TileGeometry& g, int64_t first, int64_t cou
   return rows;
 }
 
-// Scratch floats for one tile row's transforms (the larger of the input and the output side).
-int64_t row_scratch_floats(int64_t tiles_w) {
-  return (2 * patch * tile + patch * tile) * (tiles_w + 1);
+// Tile rows transformed together: enough for about 64 tiles, so that the loops over tiles are long
+// enough to vectorise well even where a row has 4 tiles (14x14 images).
+int64_t rows_per_group(int64_t tiles_w) {
+  return std::max<int64_t>(1, 64 / tiles_w);
+}
+
+// Scratch floats for one group's transforms (the larger of the input and the output side).
+int64_t group_scratch_floats(int64_t tiles_w) {
+  const int64_t rows = rows_per_group(tiles_w), span = rows * tile * (tiles_w + 1);
+  return std::max(27 * span, 40 * rows * tiles_w);
 }
 
 // B^T applied to n columns of six values at once: o_i[x] = sum_k B^T[i][k] d_k[x]. Separate
@@ -132,52 +139,70 @@ void finish_row(int64_t n, const float* __restrict from, const float* __restrict
   }
 }
 
-// B^T d B for one input channel and the tiles of one tile row: v receives (36, tiles), consecutive
-// points xi_stride floats apart. B^T is applied down the columns of the six input rows first
-// (plain loops along the row, which the compiler vectorises), then along the rows. Patch column j
-// of tile u is input column 4u + j, so the second pass reads the rows split into their four phases
-// (column mod 4), and its loops too run over consecutive tiles.
-void input_transform_row(const Conv2dParams& p, const float* plane, int64_t height, int64_t width, const TileRow& row,
-                         float* v, int64_t xi_stride, float* scratch) {
-  const int64_t count = row.end - row.begin, span = tile * (count + 1);  // input columns covered, padded
-  const int64_t top = row.th * tile - p.padding_h, left = row.begin * tile - p.padding_w;
-  float* rows = scratch;                    // (6, span): the input, zero outside the image
-  float* vertical = rows + patch * span;    // (6, span): B^T applied down each column
-  float* phases = vertical + patch * span;  // (6, 4, count + 1): vertical[i][4u + q]
+// B^T d B for one input channel and the tiles of a group of tile rows: v receives (36, tiles) at
+// each row's column, consecutive points xi_stride floats apart. B^T is applied down the columns of
+// six input rows first (plain loops along the row, which the compiler vectorises), then along the
+// rows. Patch column j of tile u is input column 4u + j, so the second pass reads the rows split
+// into their four phases (column mod 4), and its loops too run over consecutive tiles. The tile
+// rows of the group lie side by side, each in a segment of 4 (tiles_w + 1) columns; the one result
+// per segment that straddles two of them is computed and dropped.
+void input_transform_rows(const Conv2dParams& p, const float* image_channel, int64_t image_stride, int64_t height,
+                          int64_t width, const TileRow* rows, int64_t row_count, int64_t tiles_w, float* v,
+                          int64_t xi_stride, float* scratch) {
+  const int64_t segment = tiles_w + 1, span = row_count * tile * segment;  // phases per row, columns in all
+  const int64_t phase_length = row_count * segment;
+  float* padded = scratch;                     // (6, span): the input, zero outside the image
+  float* vertical = padded + patch * span;     // (6, span): B^T applied down each column
+  float* phases = vertical + patch * span;     // (6, 4, phase_length): vertical[i][4u + q]
+  float* transformed = phases + patch * span;  // (36, phase_length)
   for (int64_t k = 0; k < patch; ++k) {
-    float* out = rows + k * span;
-    std::fill(out, out + span, 0.0f);
-    const int64_t y = top + k;
-    if (y < 0 || y >= height) continue;
-    const int64_t x_begin = std::max<int64_t>(0, -left), x_end = std::min(span, width - left);
-    if (x_end > x_begin) std::memcpy(out + x_begin, plane + y * width + left + x_begin, (x_end - x_begin) * 4);
+    std::fill(padded + k * span, padded + (k + 1) * span, 0.0f);
+    for (int64_t r = 0; r < row_count; ++r) {
+      const TileRow& row = rows[r];
+      const int64_t y = row.th * tile - p.padding_h + k, left = row.begin * tile - p.padding_w;
+      if (y < 0 || y >= height) continue;
+      const float* plane = image_channel + row.n * image_stride;
+      const int64_t length = tile * (row.end - row.begin + 1);
+      const int64_t x_begin = std::max<int64_t>(0, -left), x_end = std::min(length, width - left);
+      float* out = padded + k * span + r * tile * segment;
+      if (x_end > x_begin) std::memcpy(out + x_begin, plane + y * width + left + x_begin, (x_end - x_begin) * 4);
+    }
   }
-  input_transform_6(span, rows, rows + span, rows + 2 * span, rows + 3 * span, rows + 4 * span, rows + 5 * span,
-                    vertical, vertical + span, vertical + 2 * span, vertical + 3 * span, vertical + 4 * span,
-                    vertical + 5 * span);
-  const int64_t phase_length = count + 1;
+  input_transform_6(span, padded, padded + span, padded + 2 * span, padded + 3 * span, padded + 4 * span,
+                    padded + 5 * span, vertical, vertical + span, vertical + 2 * span, vertical + 3 * span,
+                    vertical + 4 * span, vertical + 5 * span);
   for (int64_t i = 0; i < patch; ++i) {
     for (int64_t u = 0; u < phase_length; ++u) {
       for (int64_t q = 0; q < tile; ++q) phases[(i * tile + q) * phase_length + u] = vertical[i * span + tile * u + q];
     }
   }
+  const int64_t computed = phase_length - 1;
   for (int64_t i = 0; i < patch; ++i) {
     // Patch columns 0-3 are phases 0-3 of tile u; columns 4 and 5 are phases 0 and 1 of tile u + 1.
     const float* q = phases + i * tile * phase_length;
     const float *q0 = q, *q1 = q + phase_length, *q2 = q + 2 * phase_length, *q3 = q + 3 * phase_length;
-    float* out = v + i * patch * xi_stride;
-    input_transform_6(count, q0, q1, q2, q3, q0 + 1, q1 + 1, out, out + xi_stride, out + 2 * xi_stride,
-                      out + 3 * xi_stride, out + 4 * xi_stride, out + 5 * xi_stride);
+    float* out = transformed + i * patch * phase_length;
+    input_transform_6(computed, q0, q1, q2, q3, q0 + 1, q1 + 1, out, out + phase_length, out + 2 * phase_length,
+                      out + 3 * phase_length, out + 4 * phase_length, out + 5 * phase_length);
+  }
+  for (int64_t xi = 0; xi < points; ++xi) {
+    for (int64_t r = 0; r < row_count; ++r) {
+      std::memcpy(v + xi * xi_stride + rows[r].column, transformed + xi * phase_length + r * segment,
+                  (rows[r].end - rows[r].begin) * sizeof(float));
+    }
   }
 }
 
-// A^T m A for one output channel and the tiles of one tile row, plus bias, residual (the plane of
-// the tensor added to the output, or null) and ReLU, written into the output plane. m: (36, tiles),
-// consecutive points xi_stride floats apart. A^T is applied down the 6x6 products first, then
-// along their rows, each result landing in output column 4u + j.
-void output_transform_row(const float* m, int64_t xi_stride, const TileRow& row, float bias, const float* residual,
-                          bool relu, float* plane, int64_t out_h, int64_t out_w, float* scratch) {
-  const int64_t count = row.end - row.begin;
+// A^T m A for one output channel and the tiles of a group of tile rows (consecutive in m), plus
+// bias, residual (the channel of the tensor added to the output, or null) and ReLU, written into
+// the output channel. m: (36, tiles) from the group's first tile, consecutive points xi_stride
+// floats apart. A^T is applied down the 6x6 products first, then along their rows, each result
+// landing in output column 4u + j of its tile row.
+void output_transform_rows(const float* m, int64_t xi_stride, const TileRow* rows, int64_t row_count, float bias,
+                           const float* residual, bool relu, float* output_channel, int64_t image_stride, int64_t out_h,
+                           int64_t out_w, float* scratch) {
+  const int64_t count = rows[row_count - 1].column + rows[row_count - 1].end - rows[row_count - 1].begin -
+                        rows[0].column;                // tiles in the group
   float* half_done = scratch;                          // (4, 6, count): A^T m
   float* out_rows = half_done + tile * patch * count;  // (4, 4 * count): A^T m A, interleaved
   for (int64_t j = 0; j < patch; ++j) {
@@ -192,13 +217,19 @@ void output_transform_row(const float* m, int64_t xi_stride, const TileRow& row,
     output_transform_6_interleaved(count, h, h + count, h + 2 * count, h + 3 * count, h + 4 * count, h + 5 * count,
                                    bias, out_rows + i * tile * count);
   }
-  // The last tile row and column may hang over the output's edge.
-  const int64_t y0 = row.th * tile, x0 = row.begin * tile;
-  const int64_t columns = std::min(tile * count, out_w - x0);
+  // Each tile row to its place; the last tile row and column may hang over the output's edge.
   const float floor = relu ? 0.0f : -std::numeric_limits<float>::infinity();
-  for (int64_t i = 0; i < tile && y0 + i < out_h; ++i) {
-    const int64_t at = (y0 + i) * out_w + x0;
-    finish_row(columns, out_rows + i * tile * count, residual ? residual + at : nullptr, floor, plane + at);
+  for (int64_t r = 0; r < row_count; ++r) {
+    const TileRow& row = rows[r];
+    const int64_t y0 = row.th * tile, x0 = row.begin * tile, offset = tile * (row.column - rows[0].column);
+    const int64_t columns = std::min(tile * (row.end - row.begin), out_w - x0);
+    float* plane = output_channel + row.n * image_stride;
+    const float* residual_plane = residual ? residual + row.n * image_stride : nullptr;
+    for (int64_t i = 0; i < tile && y0 + i < out_h; ++i) {
+      const int64_t at = (y0 + i) * out_w + x0;
+      finish_row(columns, out_rows + i * tile * count + offset, residual_plane ? residual_plane + at : nullptr, floor,
+                 plane + at);
+    }
   }
 }
 
@@ -216,7 +247,9 @@ void run_chunk(const Conv2dParams& p, ConstTensorView input, const std::vector<P
   float* gemm_workspace = m + points * p.out_channels * count + thread * gemm_workspace_floats(p.in_channels, count);
   const std::vector<TileRow> rows = tile_rows(g, first, count);
   const int64_t row_count = static_cast<int64_t>(rows.size());
-  std::vector<float> scratch(row_scratch_floats(g.tiles_w));
+  const int64_t group_rows = rows_per_group(g.tiles_w), groups = (row_count + group_rows - 1) / group_rows;
+  auto group_size = [&](int64_t group) { return std::min(group_rows, row_count - group * group_rows); };
+  std::vector<float> scratch(group_scratch_floats(g.tiles_w));
   // This thread's part of `items` things to do: a contiguous range.
   auto part = [&](int64_t items, int64_t& begin, int64_t& end) {
     begin = items * thread / threads;
@@ -225,12 +258,12 @@ void run_chunk(const Conv2dParams& p, ConstTensorView input, const std::vector<P
   int64_t begin, end;
 
   // 1. Input transform: V[xi][ci][t] = (B^T d B)[xi] for every channel and tile.
-  part(p.in_channels * row_count, begin, end);
+  part(p.in_channels * groups, begin, end);
   for (int64_t item = begin; item < end; ++item) {
-    const int64_t ci = item / row_count;
-    const TileRow& row = rows[item % row_count];
-    input_transform_row(p, input.data + (row.n * p.in_channels + ci) * height * width, height, width, row,
-                        v + ci * count + row.column, p.in_channels * count, scratch.data());
+    const int64_t ci = item / groups, group = item % groups;
+    input_transform_rows(p, input.data + ci * height * width, p.in_channels * height * width, height, width,
+                         rows.data() + group * group_rows, group_size(group), g.tiles_w, v + ci * count,
+                         p.in_channels * count, scratch.data());
   }
   if (shared) {
 #pragma omp barrier
@@ -250,14 +283,14 @@ void run_chunk(const Conv2dParams& p, ConstTensorView input, const std::vector<P
   }
 
   // 3. Output transform: Y = A^T M A, plus bias, residual and ReLU, into the output image.
-  part(p.out_channels * row_count, begin, end);
+  part(p.out_channels * groups, begin, end);
   for (int64_t item = begin; item < end; ++item) {
-    const int64_t co = item / row_count;
-    const TileRow& row = rows[item % row_count];
-    const int64_t plane = (row.n * p.out_channels + co) * out_h * out_w;
-    output_transform_row(m + co * count + row.column, p.out_channels * count, row, bias ? bias[co] : 0.0f,
-                         residual ? residual + plane : nullptr, relu, output.data + plane, out_h, out_w,
-                         scratch.data());
+    const int64_t co = item / groups, group = item % groups;
+    const TileRow* group_first = rows.data() + group * group_rows;
+    const int64_t channel = co * out_h * out_w, image_stride = p.out_channels * out_h * out_w;
+    output_transform_rows(m + co * count + group_first->column, p.out_channels * count, group_first, group_size(group),
+                          bias ? bias[co] : 0.0f, residual ? residual + channel : nullptr, relu, output.data + channel,
+                          image_stride, out_h, out_w, scratch.data());
   }
 }
 
