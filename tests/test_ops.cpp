@@ -86,7 +86,7 @@ TEST_CASE("conv2d: fast CPU equals the reference on awkward shapes", "[ops][conv
       {1, 4, 6, 5, 5, 3, 3, 1, 0, 1, 2, true, true},       // no padding, two groups
       {1, 70, 20, 40, 40, 3, 3, 1, 1, 1, 1, true, true},   // several row tiles per image
       {2, 3, 64, 31, 29, 7, 7, 2, 3, 1, 1, false, false},  // a ResNet stem on an odd image
-      // Shapes Winograd takes (3x3, stride 1, at least 16 channels and 48 tiles of 4x4 outputs):
+      // Shapes Winograd takes (3x3, stride 1, at least 16 channels and 32 tiles of 4x4 outputs):
       {2, 17, 33, 23, 29, 3, 3, 1, 1, 1, 1, true, true},    // partial tiles on both edges
       {1, 64, 20, 30, 26, 3, 3, 1, 0, 1, 1, false, false},  // no padding: 28x24 outputs
       {3, 16, 50, 13, 11, 3, 3, 1, 1, 1, 1, true, false},   // several images per chunk
