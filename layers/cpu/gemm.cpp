@@ -13,7 +13,7 @@
 namespace prism {
 namespace {
 
-constexpr int64_t vector_floats = gemm_columns_per_panel / gemm_vectors_per_panel;
+constexpr int64_t vector_floats = simd_floats;
 typedef float Vector __attribute__((vector_size(vector_floats * sizeof(float))));
 
 Vector load(const float* p) {

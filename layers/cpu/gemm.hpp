@@ -12,19 +12,25 @@
 namespace prism {
 
 // The micro-kernel computes a (gemm_rows_per_panel, gemm_columns_per_panel) block of C in
-// registers. With AVX-512: 8 rows of A broadcast against 3 vectors of 16 columns of B, 24
-// accumulators out of 32 registers; with 16 registers (AVX2, or a portable build) 6 rows against 2
-// vectors of 8. Depth is cut into blocks of gemm_depth_per_block so that one packed panel of B
-// (depth block x 48 floats, 48 KiB) stays in L1 while every panel of A streams past it.
+// registers, sized to the vector registers the compiler may use: with AVX-512, 8 rows of A
+// broadcast against 3 vectors of 16 columns of B (24 accumulators out of 32 registers); with AVX2's
+// 16 registers, 6 rows against 2 vectors of 8; with plain x86-64 (SSE), 4 rows against 2 vectors of
+// 4. Depth is cut into blocks of gemm_depth_per_block so that one packed panel of B stays in L1
+// while every panel of A streams past it.
 #if defined(__AVX512F__)
+inline constexpr int64_t simd_floats = 16;
 inline constexpr int64_t gemm_rows_per_panel = 8;
 inline constexpr int64_t gemm_vectors_per_panel = 3;
-inline constexpr int64_t gemm_columns_per_panel = 48;
-#else
+#elif defined(__AVX__)
+inline constexpr int64_t simd_floats = 8;
 inline constexpr int64_t gemm_rows_per_panel = 6;
 inline constexpr int64_t gemm_vectors_per_panel = 2;
-inline constexpr int64_t gemm_columns_per_panel = 16;
+#else
+inline constexpr int64_t simd_floats = 4;
+inline constexpr int64_t gemm_rows_per_panel = 4;
+inline constexpr int64_t gemm_vectors_per_panel = 2;
 #endif
+inline constexpr int64_t gemm_columns_per_panel = simd_floats * gemm_vectors_per_panel;
 inline constexpr int64_t gemm_depth_per_block = 256;
 
 // A (rows, depth) in the micro-kernel's order: depth blocks, within them panels of

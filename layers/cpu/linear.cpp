@@ -8,12 +8,13 @@
 #include <algorithm>
 #include <cstring>
 
+#include "layers/cpu/gemm.hpp"
 #include "layers/linear.hpp"
 
 namespace prism {
 namespace {
 
-constexpr int64_t lanes = 16;
+constexpr int64_t lanes = simd_floats;  // one vector register's floats (layers/cpu/gemm.hpp)
 typedef float Vector __attribute__((vector_size(lanes * sizeof(float))));
 
 Vector load(const float* p) {
@@ -23,7 +24,8 @@ Vector load(const float* p) {
 }
 
 // Images up to this many go through the weight-streaming kernel, in blocks of images_per_pass:
-// two rows of W against 8 images are 16 accumulators, half of AVX-512's registers.
+// two rows of W against 8 images are 16 accumulators (half of AVX-512's registers; narrower
+// targets spill a few, which costs little next to reading W from memory).
 constexpr int64_t streaming_largest_batch = 32;
 constexpr int64_t images_per_pass = 8;
 constexpr int64_t rows_per_pass = 2;
