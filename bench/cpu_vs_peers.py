@@ -20,7 +20,8 @@ for ONNX Runtime. Timing never depends on the values.
   all graph optimisations. Install it once, offline:
     (cd bench && ONNXRUNTIME_NODE_INSTALL=skip npm install onnxruntime-node@1.30.0)
   which puts it in bench/node_modules (ignored by git); --onnxruntime names another folder.
-Peak memory is each process's maximum resident set size.
+Peak memory is each process's maximum resident set size. Beyond tools/install-deps.sh it needs
+`apt-get install libopenblas0-openmp nodejs npm`.
 """
 import argparse
 import json

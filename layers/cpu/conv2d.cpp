@@ -145,7 +145,7 @@ void conv2d_forward_cpu(const Conv2dParams& p, ConstTensorView input, const Conv
   const bool pointwise = is_pointwise(p);
   const TaskShape shape = task_shape(p, batch, out_h, out_w, num_threads);
   const int64_t tiles = (out_h + shape.rows - 1) / shape.rows;             // row tiles per image
-  const int64_t image_blocks = (batch + shape.images - 1) / shape.images;  // images per task: shape.images
+  const int64_t image_blocks = (batch + shape.images - 1) / shape.images;  // of shape.images images each
   const int64_t tasks = image_blocks * p.groups * tiles;
   const int64_t per_task_floats = task_workspace_floats(p, shape, out_w);
 
@@ -178,7 +178,10 @@ void conv2d_forward_cpu(const Conv2dParams& p, ConstTensorView input, const Conv
     }
     GemmEpilogue epilogue{bias ? bias + group * out_per_group : nullptr, nullptr, 0, relu};
     if (n_end - n_begin == 1) {
-      if (residual) epilogue.addend = residual + out_at(n_begin), epilogue.addend_row_stride = out_pixels;
+      if (residual) {
+        epilogue.addend = residual + out_at(n_begin);
+        epilogue.addend_row_stride = out_pixels;
+      }
       gemm_packed(weights, cols, cols_stride, columns, output.data + out_at(n_begin), out_pixels, epilogue, rest, 1,
                   row_first, row_last);
       return;
