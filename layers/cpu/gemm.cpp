@@ -56,12 +56,15 @@ void pack_b_panel(const float* b, int64_t b_row_stride, int64_t depth, int64_t c
   }
 }
 
-// C block (rows <= 8, columns <= 48) = or += a_panel (depth, 8) * b_panel (depth, 48); on the last
-// depth block also the epilogue (its pointers already at this block). Partial blocks go through a
+// C block (rows <= 8, columns <= 16 nv) = or += a_panel (depth, 8) * the first nv vectors of each
+// row of b_panel (depth, 48); on the last depth block also the epilogue (its pointers already at
+// this block). The last panel of a product whose width is not a multiple of 48 runs with only the
+// vectors it needs (nv < 3): 49 columns cost 1 1/3 panels, not 2. Partial blocks go through a
 // small buffer so that the full-size path stays branch-free.
+template <int64_t nv>
 void micro_kernel(int64_t depth, const float* a_panel, const float* b_panel, float* c, int64_t c_row_stride,
                   int64_t rows, int64_t columns, bool accumulate, const GemmEpilogue* epilogue) {
-  constexpr int64_t mr = gemm_rows_per_panel, nv = gemm_vectors_per_panel;
+  constexpr int64_t mr = gemm_rows_per_panel;
   Vector sum[mr][nv] = {};
   for (int64_t k = 0; k < depth; ++k, a_panel += mr, b_panel += gemm_columns_per_panel) {
     Vector b_row[nv];
@@ -75,7 +78,7 @@ void micro_kernel(int64_t depth, const float* a_panel, const float* b_panel, flo
     }
   }
 
-  if (rows == mr && columns == gemm_columns_per_panel) {
+  if (rows == mr && columns == nv * vector_floats) {
     // A whole block: the epilogue on the vectors still in registers.
     for (int64_t r = 0; r < mr; ++r) {
       const Vector bias = (epilogue && epilogue->bias ? epilogue->bias[r] : 0.0f) - Vector{};
@@ -110,6 +113,16 @@ void micro_kernel(int64_t depth, const float* a_panel, const float* b_panel, flo
       out[x] = value;
     }
   }
+}
+
+using MicroKernel = void (*)(int64_t, const float*, const float*, float*, int64_t, int64_t, int64_t, bool,
+                             const GemmEpilogue*);
+
+// The micro-kernel for a panel `width` columns wide: as few vectors as cover it.
+MicroKernel micro_kernel_for(int64_t width) {
+  if (width <= vector_floats) return micro_kernel<1>;
+  if (width <= 2 * vector_floats) return micro_kernel<2>;
+  return micro_kernel<gemm_vectors_per_panel>;
 }
 
 }  // namespace
@@ -163,9 +176,10 @@ void gemm_packed(const PackedMatrix& a, const float* b, int64_t b_row_stride, in
           if (epilogue.bias) block_epilogue.bias += ir * mr;
           if (epilogue.addend) block_epilogue.addend += ir * mr * epilogue.addend_row_stride + jr * nr;
           const bool has_epilogue = epilogue.bias || epilogue.addend || epilogue.relu;
-          micro_kernel(block_depth, a_block + ir * block_depth * mr, workspace + jr * block_depth * nr,
-                       c + ir * mr * c_row_stride + jr * nr, c_row_stride, std::min(mr, a.rows - ir * mr),
-                       std::min(nr, columns - jr * nr), !first, last && has_epilogue ? &block_epilogue : nullptr);
+          const int64_t width = std::min(nr, columns - jr * nr);
+          micro_kernel_for(width)(block_depth, a_block + ir * block_depth * mr, workspace + jr * block_depth * nr,
+                                  c + ir * mr * c_row_stride + jr * nr, c_row_stride, std::min(mr, a.rows - ir * mr),
+                                  width, !first, last && has_epilogue ? &block_epilogue : nullptr);
         }
       }
     }
