@@ -13,19 +13,6 @@
 namespace prism {
 namespace {
 
-constexpr int64_t vector_floats = simd_floats;
-typedef float Vector __attribute__((vector_size(vector_floats * sizeof(float))));
-
-Vector load(const float* p) {
-  Vector v;
-  std::memcpy(&v, p, sizeof(v));  // compiles to one unaligned vector load
-  return v;
-}
-
-void store(float* p, Vector v) {
-  std::memcpy(p, &v, sizeof(v));
-}
-
 int64_t panels(int64_t n, int64_t per_panel) {
   return (n + per_panel - 1) / per_panel;
 }
@@ -45,7 +32,7 @@ void pack_b_panel(const float* b, int64_t b_row_stride, int64_t depth, int64_t c
           __builtin_prefetch(row + ahead * b_row_stride + line);
       }
       for (int64_t v = 0; v < gemm_vectors_per_panel; ++v)
-        store(packed + v * vector_floats, load(row + v * vector_floats));
+        simd_store(packed + v * simd_floats, simd_load(row + v * simd_floats));
     }
     return;
   }
@@ -65,32 +52,32 @@ template <int64_t nv>
 void micro_kernel(int64_t depth, const float* a_panel, const float* b_panel, float* c, int64_t c_row_stride,
                   int64_t rows, int64_t columns, bool accumulate, const GemmEpilogue* epilogue) {
   constexpr int64_t mr = gemm_rows_per_panel;
-  Vector sum[mr][nv] = {};
+  SimdVector sum[mr][nv] = {};
   for (int64_t k = 0; k < depth; ++k, a_panel += mr, b_panel += gemm_columns_per_panel) {
-    Vector b_row[nv];
+    SimdVector b_row[nv];
 #pragma GCC unroll 4
-    for (int64_t v = 0; v < nv; ++v) b_row[v] = load(b_panel + v * vector_floats);
+    for (int64_t v = 0; v < nv; ++v) b_row[v] = simd_load(b_panel + v * simd_floats);
 #pragma GCC unroll 8
     for (int64_t r = 0; r < mr; ++r) {
-      const Vector a = a_panel[r] - Vector{};  // broadcast
+      const SimdVector a = a_panel[r] - SimdVector{};  // broadcast
 #pragma GCC unroll 4
       for (int64_t v = 0; v < nv; ++v) sum[r][v] += a * b_row[v];
     }
   }
 
-  if (rows == mr && columns == nv * vector_floats) {
+  if (rows == mr && columns == nv * simd_floats) {
     // A whole block: the epilogue on the vectors still in registers.
     for (int64_t r = 0; r < mr; ++r) {
-      const Vector bias = (epilogue && epilogue->bias ? epilogue->bias[r] : 0.0f) - Vector{};
+      const SimdVector bias = (epilogue && epilogue->bias ? epilogue->bias[r] : 0.0f) - SimdVector{};
       for (int64_t v = 0; v < nv; ++v) {
-        float* p = c + r * c_row_stride + v * vector_floats;
-        Vector x = accumulate ? sum[r][v] + load(p) : sum[r][v];
+        float* p = c + r * c_row_stride + v * simd_floats;
+        SimdVector x = accumulate ? sum[r][v] + simd_load(p) : sum[r][v];
         if (epilogue) {
           x += bias;
-          if (epilogue->addend) x += load(epilogue->addend + r * epilogue->addend_row_stride + v * vector_floats);
-          if (epilogue->relu) x = x > 0.0f ? x : Vector{};
+          if (epilogue->addend) x += simd_load(epilogue->addend + r * epilogue->addend_row_stride + v * simd_floats);
+          if (epilogue->relu) x = x > 0.0f ? x : SimdVector{};
         }
-        store(p, x);
+        simd_store(p, x);
       }
     }
     return;
@@ -98,7 +85,7 @@ void micro_kernel(int64_t depth, const float* a_panel, const float* b_panel, flo
   // A block at the edge of C: through a buffer, with a plain epilogue over the part that exists.
   float partial[mr * gemm_columns_per_panel];
   for (int64_t r = 0; r < mr; ++r) {
-    for (int64_t v = 0; v < nv; ++v) store(partial + r * gemm_columns_per_panel + v * vector_floats, sum[r][v]);
+    for (int64_t v = 0; v < nv; ++v) simd_store(partial + r * gemm_columns_per_panel + v * simd_floats, sum[r][v]);
   }
   for (int64_t r = 0; r < rows; ++r) {
     const float* row = partial + r * gemm_columns_per_panel;
@@ -120,8 +107,8 @@ using MicroKernel = void (*)(int64_t, const float*, const float*, float*, int64_
 
 // The micro-kernel for a panel `width` columns wide: as few vectors as cover it.
 MicroKernel micro_kernel_for(int64_t width) {
-  if (width <= vector_floats) return micro_kernel<1>;
-  if (width <= 2 * vector_floats) return micro_kernel<2>;
+  if (width <= simd_floats) return micro_kernel<1>;
+  if (width <= 2 * simd_floats) return micro_kernel<2>;
   return micro_kernel<gemm_vectors_per_panel>;
 }
 
@@ -156,6 +143,7 @@ void gemm_packed(const PackedMatrix& a, const float* b, int64_t b_row_stride, in
   const int64_t row_panels = panels(a.rows, mr), column_panels = panels(columns, nr);
   if (row_end < 0) row_end = a.rows;
   const int64_t first_panel = row_begin / mr, end_panel = panels(row_end, mr);
+  const bool has_epilogue = epilogue.bias || epilogue.addend || epilogue.relu;
   for (int64_t block = 0; block < a.depth; block += gemm_depth_per_block) {
     const int64_t block_depth = std::min(gemm_depth_per_block, a.depth - block);
     const float* a_block = a.data.data() + block * row_panels * mr;
@@ -175,7 +163,6 @@ void gemm_packed(const PackedMatrix& a, const float* b, int64_t b_row_stride, in
           GemmEpilogue block_epilogue = epilogue;
           if (epilogue.bias) block_epilogue.bias += ir * mr;
           if (epilogue.addend) block_epilogue.addend += ir * mr * epilogue.addend_row_stride + jr * nr;
-          const bool has_epilogue = epilogue.bias || epilogue.addend || epilogue.relu;
           const int64_t width = std::min(nr, columns - jr * nr);
           micro_kernel_for(width)(block_depth, a_block + ir * block_depth * mr, workspace + jr * block_depth * nr,
                                   c + ir * mr * c_row_stride + jr * nr, c_row_stride, std::min(mr, a.rows - ir * mr),

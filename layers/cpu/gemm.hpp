@@ -8,6 +8,7 @@
 #include <cstdint>
 
 #include "engine/tensor.hpp"
+#include "layers/cpu/simd.hpp"
 
 namespace prism {
 
@@ -18,15 +19,12 @@ namespace prism {
 // 4. Depth is cut into blocks of gemm_depth_per_block so that one packed panel of B stays in L1
 // while every panel of A streams past it.
 #if defined(__AVX512F__)
-inline constexpr int64_t simd_floats = 16;
 inline constexpr int64_t gemm_rows_per_panel = 8;
 inline constexpr int64_t gemm_vectors_per_panel = 3;
 #elif defined(__AVX__)
-inline constexpr int64_t simd_floats = 8;
 inline constexpr int64_t gemm_rows_per_panel = 6;
 inline constexpr int64_t gemm_vectors_per_panel = 2;
 #else
-inline constexpr int64_t simd_floats = 4;
 inline constexpr int64_t gemm_rows_per_panel = 4;
 inline constexpr int64_t gemm_vectors_per_panel = 2;
 #endif

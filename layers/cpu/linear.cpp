@@ -6,22 +6,12 @@
 
 #include <Eigen/Core>
 #include <algorithm>
-#include <cstring>
 
-#include "layers/cpu/gemm.hpp"
+#include "layers/cpu/simd.hpp"
 #include "layers/linear.hpp"
 
 namespace prism {
 namespace {
-
-constexpr int64_t lanes = simd_floats;  // one vector register's floats (layers/cpu/gemm.hpp)
-typedef float Vector __attribute__((vector_size(lanes * sizeof(float))));
-
-Vector load(const float* p) {
-  Vector v;
-  std::memcpy(&v, p, sizeof(v));
-  return v;
-}
 
 // Images up to this many go through the weight-streaming kernel, in blocks of images_per_pass:
 // two rows of W against 8 images are 16 accumulators (half of AVX-512's registers; narrower
@@ -33,16 +23,16 @@ constexpr int64_t rows_per_pass = 2;
 // y[n][o] for images [n_begin, n_end) and output rows [o_begin, o_end), o_end - o_begin <= 2.
 void dot_rows(const LinearParams& p, const float* x, const float* w, int64_t n_begin, int64_t n_end, int64_t o_begin,
               int64_t o_end, float* y) {
-  Vector sum[rows_per_pass][images_per_pass] = {};
-  const int64_t whole = p.in_features / lanes * lanes;
+  SimdVector sum[rows_per_pass][images_per_pass] = {};
+  const int64_t whole = p.in_features / simd_floats * simd_floats;
   const int64_t rows = o_end - o_begin, images = n_end - n_begin;
-  for (int64_t k = 0; k < whole; k += lanes) {
-    Vector weights[rows_per_pass];
+  for (int64_t k = 0; k < whole; k += simd_floats) {
+    SimdVector weights[rows_per_pass];
     for (int64_t r = 0; r < rows_per_pass; ++r)
-      weights[r] = r < rows ? load(w + (o_begin + r) * p.in_features + k) : Vector{};
+      weights[r] = r < rows ? simd_load(w + (o_begin + r) * p.in_features + k) : SimdVector{};
     for (int64_t i = 0; i < images_per_pass; ++i) {
       if (i >= images) break;
-      const Vector value = load(x + (n_begin + i) * p.in_features + k);
+      const SimdVector value = simd_load(x + (n_begin + i) * p.in_features + k);
       for (int64_t r = 0; r < rows_per_pass; ++r) sum[r][i] += weights[r] * value;
     }
   }
@@ -51,7 +41,7 @@ void dot_rows(const LinearParams& p, const float* x, const float* w, int64_t n_b
     for (int64_t i = 0; i < images; ++i) {
       const float* image = x + (n_begin + i) * p.in_features;
       float total = 0.0f;
-      for (int64_t lane = 0; lane < lanes; ++lane) total += sum[r][i][lane];
+      for (int64_t lane = 0; lane < simd_floats; ++lane) total += sum[r][i][lane];
       for (int64_t k = whole; k < p.in_features; ++k) total += weight_row[k] * image[k];
       y[(n_begin + i) * p.out_features + o_begin + r] = total;
     }
