@@ -13,8 +13,50 @@
 
 namespace prism {
 
+namespace {
+
+// The cuda backend's switch: the same ops, on the GPU, on the plan's stream. A build without the
+// backend has no CUDA kernels to name (and no plan gets this far: its CudaContext throws).
+void execute_step_cuda(const Step& step, const std::vector<ConstTensorView>& inputs, TensorView output,
+                       float* workspace, const CudaContext& cuda) {
+  const Node& node = *step.node;
+#if PRISM_WITH_CUDA
+  const ConstTensorView& x = inputs.at(0);
+  const ConstTensorView weight(step.device_weight.data(), step.weight_shape);
+  const float* bias = step.device_bias.empty() ? nullptr : step.device_bias.data();
+  switch (node.kind) {
+    case OpKind::conv2d:
+      conv2d_forward_cuda(node.conv2d, x, weight, bias, step.residual ? inputs.at(1).data : nullptr, step.relu,
+                          output, workspace, cuda);
+      return;
+    case OpKind::batch_norm2d:
+      batch_norm2d_forward_cuda(node.batch_norm2d, step.device_weight.data(), step.device_bias.data(), x, output,
+                                cuda);
+      return;
+    case OpKind::relu: relu_forward_cuda(x, output, cuda); return;
+    case OpKind::max_pool2d: max_pool2d_forward_cuda(node.max_pool2d, x, output, cuda); return;
+    case OpKind::adaptive_avg_pool2d:
+      adaptive_avg_pool2d_forward_cuda(node.adaptive_avg_pool2d, x, output, cuda);
+      return;
+    case OpKind::linear: linear_forward_cuda(node.linear, x, weight, bias, step.relu, output, cuda); return;
+    case OpKind::add: add_forward_cuda(x, inputs.at(1), step.relu, output, cuda); return;
+    case OpKind::flatten:
+    case OpKind::dropout: break;
+  }
+#else
+  (void)inputs, (void)output, (void)workspace, (void)cuda;
+#endif
+  throw Error(std::string("no CUDA kernel for ") + op_kind_name(node.kind) + " at " + node.name);
+}
+
+}  // namespace
+
 void execute_step(Backend backend, const Step& step, const std::vector<ConstTensorView>& inputs, TensorView output,
-                  float* workspace, int num_threads) {
+                  float* workspace, int num_threads, const CudaContext* cuda) {
+  if (backend == Backend::cuda) {
+    execute_step_cuda(step, inputs, output, workspace, *cuda);
+    return;
+  }
   const Node& node = *step.node;
   const ConstTensorView& x = inputs.at(0);
   const ConstTensorView weight(step.weight, step.weight_shape);
@@ -57,6 +99,21 @@ void execute_step(Backend backend, const Step& step, const std::vector<ConstTens
 }
 
 void prepare_step(Backend backend, Step& step, const Shape& input_shape, const PlanOptions& options) {
+  if (backend == Backend::cuda) {
+    const OpKind kind = step.node->kind;
+    if (kind == OpKind::conv2d || kind == OpKind::linear) {
+      const int64_t outputs = step.weight_shape.at(0);
+      step.device_weight = Tensor::from_data(step.weight_shape, step.weight).to(Device::cuda);
+      if (step.bias) step.device_bias = Tensor::from_data({outputs}, step.bias).to(Device::cuda);
+    } else if (kind == OpKind::batch_norm2d) {
+      const int64_t channels = step.node->batch_norm2d.channels;
+      Tensor scale({channels}), shift({channels});
+      batch_norm2d_scale_shift(step.node->batch_norm2d, step.batch_norm, scale.data(), shift.data());
+      step.device_weight = scale.to(Device::cuda);
+      step.device_bias = shift.to(Device::cuda);
+    }
+    return;
+  }
   if (backend == Backend::cpu && step.node->kind == OpKind::conv2d) {
     step.conv2d_cpu = conv2d_prepare_cpu(step.node->conv2d, ConstTensorView(step.weight, step.weight_shape),
                                          input_shape, options.winograd);
@@ -64,6 +121,11 @@ void prepare_step(Backend backend, Step& step, const Shape& input_shape, const P
 }
 
 int64_t step_workspace_floats(Backend backend, const Step& step, const Shape& input_shape, int num_threads) {
+#if PRISM_WITH_CUDA
+  if (backend == Backend::cuda && step.node->kind == OpKind::conv2d) {
+    return conv2d_workspace_floats_cuda(step.node->conv2d, input_shape);
+  }
+#endif
   if (backend == Backend::cpu && step.node->kind == OpKind::conv2d) {
     return conv2d_workspace_floats_cpu(step.node->conv2d, step.conv2d_cpu, input_shape, num_threads);
   }

@@ -8,12 +8,14 @@
 namespace prism {
 
 // Runs one step. inputs are the step's input tensors in the node's order; workspace holds at
-// least what the step's op asked for when the plan was made.
+// least what the step's op asked for when the plan was made. On the cuda backend every view is
+// GPU memory and the kernels are queued on `cuda`'s stream (nullptr on the other backends).
 void execute_step(Backend backend, const Step& step, const std::vector<ConstTensorView>& inputs, TensorView output,
-                  float* workspace, int num_threads);
+                  float* workspace, int num_threads, const CudaContext* cuda);
 
 // Puts the step's weights into the layout its op wants on this backend (the CPU convolution's
-// packed or Winograd-transformed matrices); done once, when the plan is made.
+// packed or Winograd-transformed matrices; on the cuda backend, copies in GPU memory); done once,
+// when the plan is made.
 void prepare_step(Backend backend, Step& step, const Shape& input_shape, const PlanOptions& options);
 
 // Scratch floats the step needs on this backend.

@@ -16,6 +16,7 @@ const char* backend_name(Backend backend) {
   switch (backend) {
     case Backend::reference: return "reference";
     case Backend::cpu: return "cpu";
+    case Backend::cuda: return "cuda";
   }
   return "?";
 }
@@ -29,6 +30,10 @@ Plan::Plan(const Model& model, const Shape& input_shape, const PlanOptions& opti
   }
   const Graph& graph = model.graph;
   const std::vector<Shape> shapes = graph.infer_shapes(input_shape);
+  if (backend_ == Backend::cuda) {
+    cuda_ = std::make_unique<CudaContext>(options.tf32);  // throws a clear Error without CUDA or a GPU
+    outputs_on_device_ = options.outputs_on_device;
+  }
 
   // A node whose output is tapped must really be computed: nothing may be folded or fused into it.
   std::vector<bool> kept(graph.nodes.size(), false);
@@ -216,13 +221,16 @@ void Plan::assign_buffers() {
   }
   for (Value& value : values_) value.buffer = values_[value.root].buffer;
   // Every buffer is written by its step before anything reads it: no need to zero them.
-  for (int64_t floats : capacity) buffers_.push_back(Tensor::uninitialized({floats}));
-  if (workspace_floats > 0) workspace_ = Tensor::uninitialized({workspace_floats});
+  const Device device = backend_ == Backend::cuda ? Device::cuda : Device::cpu;
+  for (int64_t floats : capacity) buffers_.push_back(Tensor::uninitialized({floats}, device));
+  if (workspace_floats > 0) workspace_ = Tensor::uninitialized({workspace_floats}, device);
+  if (device == Device::cuda) device_input_ = Tensor::uninitialized(input_shape_, device);
 }
 
 ConstTensorView Plan::value_view(int value, ConstTensorView input) const {
   const Value& v = values_[value];
-  return {v.buffer < 0 ? input.data : buffers_[v.buffer].data(), v.shape};
+  if (v.buffer >= 0) return {buffers_[v.buffer].data(), v.shape};
+  return {device_input_.empty() ? input.data : device_input_.data(), v.shape};
 }
 
 Shape Plan::tap_shape(const std::string& tap) const {
@@ -237,7 +245,8 @@ Shape Plan::tap_shape(const std::string& tap) const {
 int64_t Plan::prepared_weight_bytes() const {
   int64_t floats = 0;
   for (const Step& step : steps_) {
-    floats += step.folded_weight.numel() + step.folded_bias.numel();
+    floats += step.folded_weight.numel() + step.folded_bias.numel() + step.device_weight.numel() +
+              step.device_bias.numel();
     for (const PackedMatrix& matrix : step.conv2d_cpu.matrices) floats += matrix.data.numel();
   }
   return floats * static_cast<int64_t>(sizeof(float));
@@ -255,15 +264,31 @@ RunResult Plan::run(ConstTensorView input, std::vector<double>* step_seconds) {
                 shape_to_string(input.shape));
   }
   RunResult result;
+  const bool on_gpu = backend_ == Backend::cuda;
+  if (on_gpu) cuda_upload(device_input_.data(), input.data, input.numel());
+  // A copy of a value: on the GPU kept there or brought to the host, as the options asked.
+  auto copy_out = [&](ConstTensorView view) {
+    if (!on_gpu) return Tensor::from_data(view.shape, view.data);
+    Tensor copy = Tensor::uninitialized(view.shape, outputs_on_device_ ? Device::cuda : Device::cpu);
+    outputs_on_device_ ? cuda_copy(copy.data(), view.data, view.numel())
+                       : cuda_download(copy.data(), view.data, view.numel());
+    return copy;
+  };
   // Taps are copied (or reduced) as soon as their value is written: a later step may reuse the buffer.
   auto copy_taps_of = [&](int producer) {
     for (const auto& [name, value] : taps_) {
-      if (values_[value].producer != producer) continue;
-      ConstTensorView view = value_view(value, input);
-      result.taps[name] = Tensor::from_data(view.shape, view.data);
+      if (values_[value].producer == producer) result.taps[name] = copy_out(value_view(value, input));
     }
     for (const auto& [name, value] : mean_taps_) {
-      if (values_[value].producer == producer) result.channel_means[name] = channel_mean(value_view(value, input));
+      if (values_[value].producer != producer) continue;
+      const ConstTensorView view = value_view(value, input);
+      if (!on_gpu) {
+        result.channel_means[name] = channel_mean(view);
+        continue;
+      }
+      Tensor means = Tensor::uninitialized({view.dim(0), 1, view.dim(2), view.dim(3)}, Device::cuda);
+      channel_mean_cuda(view, means.view(), *cuda_);
+      result.channel_means[name] = outputs_on_device_ ? std::move(means) : means.to(Device::cpu);
     }
   };
   copy_taps_of(-1);
@@ -276,12 +301,22 @@ RunResult Plan::run(ConstTensorView input, std::vector<double>* step_seconds) {
     for (int value : step.inputs) inputs.push_back(value_view(value, input));
     const Value& out = values_[step.output];
     TensorView output{buffers_[out.buffer].data(), out.shape};
-    execute_step(backend_, step, inputs, output, workspace_.empty() ? nullptr : workspace_.data(), num_threads_);
-    if (step_seconds) (*step_seconds)[s] = omp_get_wtime() - start;
+    execute_step(backend_, step, inputs, output, workspace_.empty() ? nullptr : workspace_.data(), num_threads_,
+                 cuda_.get());
+    if (step_seconds) {
+      if (on_gpu) cuda_->synchronize();  // a profile times each kernel, not its launch
+      (*step_seconds)[s] = omp_get_wtime() - start;
+    }
     copy_taps_of(static_cast<int>(s));
   }
   ConstTensorView logits = value_view(output_value_, input);
-  result.output = Tensor::from_data(logits.shape, logits.data);
+  if (on_gpu) {
+    cuda_->synchronize();  // reports a failed kernel by name of the failure, not as wrong logits
+    result.output = Tensor::uninitialized(logits.shape);
+    cuda_download(result.output.data(), logits.data, logits.numel());
+  } else {
+    result.output = Tensor::from_data(logits.shape, logits.data);
+  }
   return result;
 }
 

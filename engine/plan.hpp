@@ -4,16 +4,18 @@
 #pragma once
 
 #include <map>
+#include <memory>
 #include <string>
 #include <vector>
 
+#include "engine/cuda/runtime.hpp"
 #include "engine/model.hpp"
 
 namespace prism {
 
-// Which implementation of every op runs: the plain-loop references (slow, for tests) or the fast
-// CPU ones. The CUDA backend adds itself here.
-enum class Backend { reference, cpu };
+// Which implementation of every op runs: the plain-loop references (slow, for tests), the fast
+// CPU ones, or the CUDA ones (activations and weights in GPU memory).
+enum class Backend { reference, cpu, cuda };
 
 const char* backend_name(Backend backend);
 
@@ -23,6 +25,10 @@ struct PlanOptions {
   std::vector<std::string> mean_taps;  // taps wanted only as their mean over channels (N, 1, H, W)
   int num_threads = 0;                 // 0: OpenMP's default (OMP_NUM_THREADS or every core)
   bool winograd = true;                // cpu: 3x3 stride-1 convolutions by Winograd F(4x4, 3x3)
+  bool tf32 = false;                   // cuda: products on TF32 tensor cores (faster, less precise)
+  // cuda: taps and channel means stay in GPU memory (Device::cuda tensors), for PRISM on the GPU;
+  // otherwise they are copied to the host. The logits always come to the host.
+  bool outputs_on_device = false;
 };
 
 // One kernel call. A step may stand for several graph nodes: a convolution with its batch norm
@@ -39,6 +45,8 @@ struct Step {
   BatchNorm2dWeights batch_norm{};    // an unfolded batch norm's running statistics
   Tensor folded_weight, folded_bias;  // owned when batch norm was folded in
   Conv2dPreparedCpu conv2d_cpu;       // cpu backend: the weight packed or Winograd-transformed
+  // cuda backend: the weight and bias in GPU memory (an unfolded batch norm: scale and shift).
+  Tensor device_weight, device_bias;
   std::vector<int> inputs;            // value indices
   int output = 0;                     // value index
 };
@@ -64,6 +72,8 @@ class Plan {
   Shape tap_shape(const std::string& tap) const;  // the tapped activation's shape (mean taps too)
   int64_t activation_bytes() const;               // every buffer and the workspace, as allocated
   int64_t prepared_weight_bytes() const;          // weights the plan holds itself: folded, packed
+  // cuda backend: its stream and cuBLAS handle, for work that follows on the same GPU (PRISM).
+  const CudaContext* cuda_context() const { return cuda_.get(); }
 
  private:
   // An intermediate tensor: a buffer (or the network input) and the shape it is seen with.
@@ -79,12 +89,15 @@ class Plan {
   ConstTensorView value_view(int value, ConstTensorView input) const;
 
   Backend backend_;
+  std::unique_ptr<CudaContext> cuda_;  // cuda backend only
+  bool outputs_on_device_ = false;
   int num_threads_;
   Shape input_shape_;
   std::vector<Step> steps_;
   std::vector<Value> values_;
   std::vector<Tensor> buffers_;
   Tensor workspace_;
+  Tensor device_input_;  // cuda backend: the input, copied up
   std::vector<std::pair<std::string, int>> taps_, mean_taps_;  // (name, value)
   int output_value_ = 0;
 };

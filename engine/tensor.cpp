@@ -9,6 +9,7 @@
 #include <new>
 #include <vector>
 
+#include "engine/cuda/runtime.hpp"
 #include "engine/error.hpp"
 
 namespace prism {
@@ -28,13 +29,29 @@ std::string shape_to_string(const Shape& shape) {
   return text + ")";
 }
 
-void Tensor::FreeDeleter::operator()(float* p) const {
-  std::free(p);
+const char* device_name(Device device) { return device == Device::cuda ? "cuda" : "cpu"; }
+
+void TensorStorageDeleter::operator()(float* p) const {
+  if (device == Device::cuda) {
+    cuda_free(p);
+  } else {
+    std::free(p);
+  }
 }
 
 Tensor::Tensor(Shape shape) : Tensor(std::move(shape), true) {}
 
-Tensor Tensor::uninitialized(Shape shape) { return Tensor(std::move(shape), false); }
+Tensor Tensor::uninitialized(Shape shape, Device device) {
+  if (device == Device::cpu) return Tensor(std::move(shape), false);
+  Tensor tensor;
+  tensor.shape_ = std::move(shape);
+  for (int64_t d : tensor.shape_) {
+    if (d < 0) throw Error("negative tensor dimension in shape " + shape_to_string(tensor.shape_));
+  }
+  tensor.storage_ = std::unique_ptr<float[], TensorStorageDeleter>(cuda_allocate(tensor.numel()),
+                                                                   TensorStorageDeleter{Device::cuda});
+  return tensor;
+}
 
 Tensor::Tensor(Shape shape, bool zero_fill) : shape_(std::move(shape)) {
   for (int64_t d : shape_) {
@@ -63,7 +80,22 @@ Tensor Tensor::from_data(Shape shape, const float* values) {
 
 Tensor Tensor::clone() const {
   if (empty()) return Tensor();
-  return from_data(shape_, data());
+  return device() == Device::cpu ? from_data(shape_, data()) : to(Device::cuda);
+}
+
+Tensor Tensor::to(Device target) const {
+  if (empty()) return Tensor();
+  Tensor copy = uninitialized(shape_, target);
+  if (device() == Device::cpu && target == Device::cpu) {
+    std::memcpy(copy.data(), data(), static_cast<size_t>(numel()) * sizeof(float));
+  } else if (device() == Device::cpu) {
+    cuda_upload(copy.data(), data(), numel());
+  } else if (target == Device::cpu) {
+    cuda_download(copy.data(), data(), numel());
+  } else {
+    cuda_copy(copy.data(), data(), numel());
+  }
+  return copy;
 }
 
 void Tensor::reshape(Shape shape) {

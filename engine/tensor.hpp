@@ -10,8 +10,12 @@
 
 namespace prism {
 
-// Where a tensor's memory lives. Only cpu exists today; the CUDA backend adds cuda.
-enum class Device { cpu };
+// Where a tensor's memory lives. A cuda tensor's data() is a device pointer: only CUDA kernels
+// and the copies in engine/cuda/runtime.hpp may touch it.
+enum class Device { cpu, cuda };
+
+const char* device_name(Device device);  // "cpu", "cuda"
+
 
 using Shape = std::vector<int64_t>;
 
@@ -39,25 +43,34 @@ struct ConstTensorView {
   int64_t dim(size_t i) const { return shape.at(i); }
 };
 
+// Frees a tensor's storage the way it was allocated.
+struct TensorStorageDeleter {
+  Device device = Device::cpu;
+  void operator()(float* p) const;
+};
+
 // An owning tensor: 64-byte aligned storage (one AVX-512 register, one cache line), zero-filled
-// at creation unless made `uninitialized`, moved rather than copied (clone() makes the copy
+// at creation unless made `uninitialized`, moved rather than copied (clone() and to() make copies
 // explicit). Tensors of 4 MiB and more sit on 2 MiB pages where the kernel allows it: a model's
-// weights then take a few hundred page faults to touch, not a hundred thousand.
+// weights then take a few hundred page faults to touch, not a hundred thousand. On Device::cuda
+// the storage is GPU memory (cudaMalloc), freed the same way when the tensor goes.
 class Tensor {
  public:
   Tensor() = default;
   explicit Tensor(Shape shape);
   // For memory about to be overwritten in full (file reads, copies, packing): skips the zero fill.
-  static Tensor uninitialized(Shape shape);
+  static Tensor uninitialized(Shape shape, Device device = Device::cpu);
 
   Tensor(Tensor&&) noexcept = default;
   Tensor& operator=(Tensor&&) noexcept = default;
   Tensor(const Tensor&) = delete;
   Tensor& operator=(const Tensor&) = delete;
 
-  static Tensor from_data(Shape shape, const float* values);  // copies numel values
-  Tensor clone() const;
+  static Tensor from_data(Shape shape, const float* values);  // copies numel values from host memory
+  Tensor clone() const;                                       // on the same device
+  Tensor to(Device device) const;                             // a copy on that device
 
+  Device device() const { return storage_.get_deleter().device; }
   const Shape& shape() const { return shape_; }
   int64_t dim(size_t i) const { return shape_.at(i); }
   int64_t numel() const { return shape_numel(shape_); }
@@ -73,12 +86,9 @@ class Tensor {
   void reshape(Shape shape);
 
  private:
-  struct FreeDeleter {
-    void operator()(float* p) const;
-  };
   Tensor(Shape shape, bool zero_fill);
   Shape shape_;
-  std::unique_ptr<float[], FreeDeleter> storage_;
+  std::unique_ptr<float[], TensorStorageDeleter> storage_;
 };
 
 // (N, C, H, W) -> (N, H, W, C): the channels-last copy that image files and NumPy users expect.
@@ -87,5 +97,10 @@ Tensor nchw_to_nhwc(ConstTensorView tensor);
 // (N, C, H, W) -> (N, 1, H, W): each pixel's mean over channels, summed in double. All PRISM
 // keeps of an earlier capture, so memory per image is one plane per capture, not the activation.
 Tensor channel_mean(ConstTensorView activations);
+
+// The same on the GPU (engine/cuda/channel_mean.cu): both views in device memory, means shaped
+// (N, 1, H, W), queued on the context's stream.
+class CudaContext;
+void channel_mean_cuda(ConstTensorView activations, TensorView means, const CudaContext& context);
 
 }  // namespace prism

@@ -3,6 +3,7 @@
 // overlap when H is not a multiple of out_h and repeat rows when H < out_h.
 #pragma once
 
+#include "engine/cuda/runtime.hpp"
 #include "engine/tensor.hpp"
 
 namespace prism {
@@ -16,11 +17,14 @@ Shape adaptive_avg_pool2d_output_shape(const AdaptiveAvgPool2dParams& params, co
 void adaptive_avg_pool2d_forward_ref(const AdaptiveAvgPool2dParams& params, ConstTensorView input, TensorView output);
 void adaptive_avg_pool2d_forward_cpu(const AdaptiveAvgPool2dParams& params, ConstTensorView input, TensorView output);
 
-// The bin boundaries, shared by both versions: [begin, end) of input index for output index i.
-inline int64_t adaptive_bin_begin(int64_t i, int64_t in_size, int64_t out_size) {
+void adaptive_avg_pool2d_forward_cuda(const AdaptiveAvgPool2dParams& params, ConstTensorView input,
+                                      TensorView output, const CudaContext& context);
+
+// The bin boundaries, shared by every version: [begin, end) of input index for output index i.
+PRISM_HOST_DEVICE inline int64_t adaptive_bin_begin(int64_t i, int64_t in_size, int64_t out_size) {
   return i * in_size / out_size;
 }
-inline int64_t adaptive_bin_end(int64_t i, int64_t in_size, int64_t out_size) {
+PRISM_HOST_DEVICE inline int64_t adaptive_bin_end(int64_t i, int64_t in_size, int64_t out_size) {
   return ((i + 1) * in_size + out_size - 1) / out_size;
 }
 

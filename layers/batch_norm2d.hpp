@@ -2,6 +2,7 @@
 // per-channel scale and shift, and its folding into the convolution before it.
 #pragma once
 
+#include "engine/cuda/runtime.hpp"
 #include "engine/tensor.hpp"
 
 namespace prism {
@@ -35,5 +36,8 @@ void batch_norm2d_forward_ref(const BatchNorm2dParams& params, const BatchNorm2d
                               TensorView output);
 void batch_norm2d_forward_cpu(const BatchNorm2dParams& params, const BatchNorm2dWeights& weights, ConstTensorView input,
                               TensorView output);
+// On the GPU: scale and shift (batch_norm2d_scale_shift's, copied to the GPU) in device memory.
+void batch_norm2d_forward_cuda(const BatchNorm2dParams& params, const float* scale, const float* shift,
+                               ConstTensorView input, TensorView output, const CudaContext& context);
 
 }  // namespace prism

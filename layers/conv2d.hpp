@@ -4,8 +4,11 @@
 
 #include <vector>
 
+#include "engine/cuda/runtime.hpp"
 #include "engine/tensor.hpp"
-#include "layers/cpu/gemm.hpp"
+#ifndef __CUDACC__
+#include "layers/cpu/gemm.hpp"  // GCC vector extensions: not for nvcc, which needs none of it
+#endif
 
 namespace prism {
 
@@ -29,6 +32,15 @@ Shape conv2d_output_shape(const Conv2dParams& params, const Shape& input_shape);
 void conv2d_forward_ref(const Conv2dParams& params, ConstTensorView input, ConstTensorView weight, const float* bias,
                         bool relu, TensorView output);
 
+// On the GPU (every pointer device memory): the weight as torch stores it (BN folded), im2col
+// over as many images at a time as the workspace holds, one cuBLAS product per image and group
+// (batched), then bias, residual and ReLU in one pass. 1x1 stride-1 convolutions need no im2col.
+int64_t conv2d_workspace_floats_cuda(const Conv2dParams& params, const Shape& input_shape);
+void conv2d_forward_cuda(const Conv2dParams& params, ConstTensorView input, ConstTensorView weight, const float* bias,
+                         const float* residual, bool relu, TensorView output, float* workspace,
+                         const CudaContext& context);
+
+#ifndef __CUDACC__
 // The fast CPU version prepares its weights once per plan: packed for the GEMM after im2col (one
 // matrix per group), or, for 3x3 stride-1 convolutions with enough channels and pixels, transformed
 // for Winograd's F(4x4, 3x3) (36 matrices). It needs scratch memory for its column matrices or
@@ -55,5 +67,5 @@ void conv2d_winograd_forward_cpu(const Conv2dParams& params, ConstTensorView inp
                                  const std::vector<PackedMatrix>& transformed_weights, const float* bias,
                                  const float* residual, bool relu, TensorView output, float* workspace,
                                  int num_threads);
-
+#endif
 }  // namespace prism

@@ -2,6 +2,7 @@
 // ReLU (VGG's classifier.0 + classifier.1).
 #pragma once
 
+#include "engine/cuda/runtime.hpp"
 #include "engine/tensor.hpp"
 
 namespace prism {
@@ -17,5 +18,8 @@ void linear_forward_ref(const LinearParams& params, ConstTensorView input, Const
                         bool relu, TensorView output);
 void linear_forward_cpu(const LinearParams& params, ConstTensorView input, ConstTensorView weight, const float* bias,
                         bool relu, TensorView output);
+// On the GPU (every pointer device memory): one cuBLAS product, then bias and ReLU.
+void linear_forward_cuda(const LinearParams& params, ConstTensorView input, ConstTensorView weight, const float* bias,
+                         bool relu, TensorView output, const CudaContext& context);
 
 }  // namespace prism

@@ -2,6 +2,7 @@
 // Padding counts as -infinity, as in PyTorch: a window never picks a padded zero.
 #pragma once
 
+#include "engine/cuda/runtime.hpp"
 #include "engine/tensor.hpp"
 
 namespace prism {
@@ -20,5 +21,7 @@ Shape max_pool2d_output_shape(const MaxPool2dParams& params, const Shape& input_
 
 void max_pool2d_forward_ref(const MaxPool2dParams& params, ConstTensorView input, TensorView output);
 void max_pool2d_forward_cpu(const MaxPool2dParams& params, ConstTensorView input, TensorView output);
+void max_pool2d_forward_cuda(const MaxPool2dParams& params, ConstTensorView input, TensorView output,
+                             const CudaContext& context);
 
 }  // namespace prism

@@ -7,18 +7,15 @@
 #include <cmath>
 
 #include "engine/error.hpp"
+#include "prism/gram.hpp"
 
 namespace prism {
 namespace {
-
-using MatrixD = Eigen::Matrix<double, Eigen::Dynamic, Eigen::Dynamic, Eigen::ColMajor>;
 
 // Gram matrices up to this side get every eigenvalue (so every component's variance ratio);
 // larger ones only their leading_components largest: the dense solver's O(n^3) took 8 ms at
 // n = 392 (ResNet-50's last capture of 8 images) and a second at n = 2048 (of 64 images).
 constexpr int64_t largest_fully_solved = 128;
-// Gram matrices from this side on are formed in single precision (see principal_components).
-constexpr int64_t smallest_single_precision_gram = 128;
 constexpr int leading_components = 32;
 
 // The top `count` eigenpairs of a large symmetric positive semi-definite matrix, largest first,
@@ -45,6 +42,56 @@ void dense_eigen(const MatrixD& gram, int count, Eigen::VectorXd& values, Matrix
 
 }  // namespace
 
+GramEigen solve_gram(const MatrixD& gram, int wanted) {
+  const int n = static_cast<int>(gram.rows());
+  GramEigen result;
+  result.solved = std::min(wanted, n);
+  const int solved = result.solved;
+  // Every eigenvalue is needed for the variance ratios, only the first few eigenvectors for the
+  // maps: a small matrix is solved densely once; a middling one gets its eigenvalues alone, then
+  // Lanczos for the vectors (the dense solver again only if Lanczos does not converge); a large
+  // one gets Lanczos for its leading components, the total variance being the Gram's trace.
+  const bool dense = n <= 64 || solved >= n / 2;
+  const bool leading_only = n > largest_fully_solved && !dense;
+  Eigen::VectorXd& all_values = result.values;
+  MatrixD& vectors = result.vectors;
+  int64_t reported = n;
+  if (leading_only) {
+    const int count = std::min(n - 1, std::max(leading_components, solved));
+    if (!top_eigen_lanczos(gram, count, all_values, vectors)) dense_eigen(gram, solved, all_values, vectors);
+    result.total = std::max(0.0, gram.trace());
+    reported = std::min<int64_t>(count, all_values.size());
+  } else if (dense) {
+    dense_eigen(gram, solved, all_values, vectors);
+  } else {
+    all_values = Eigen::SelfAdjointEigenSolver<MatrixD>(gram, Eigen::EigenvaluesOnly).eigenvalues().reverse();
+  }
+  if (!leading_only) result.total = std::max(0.0, all_values.head(n).cwiseMax(0.0).sum());
+  for (int64_t i = 0; i < reported; ++i) {
+    result.explained_variance_ratio.push_back(result.total > 0 ? std::max(0.0, all_values[i]) / result.total : 0.0);
+  }
+  if (solved == 0 || result.total <= 0.0) return result;
+  Eigen::VectorXd leading_values;  // the eigenvalues already in all_values are kept
+  if (!dense && !leading_only && !top_eigen_lanczos(gram, solved, leading_values, vectors)) {
+    dense_eigen(gram, solved, all_values, vectors);
+  }
+  return result;
+}
+
+bool GramEigen::usable(int component) const {
+  if (component >= solved || total <= 0.0) return false;
+  const double negligible = 1e-12 * std::max(values[0], 0.0);
+  return values[component] > negligible;
+}
+
+bool orient_sign(Eigen::VectorXd& loading) {
+  Eigen::Index largest = 0;
+  loading.cwiseAbs().maxCoeff(&largest);
+  if (loading[largest] >= 0) return false;
+  loading = -loading;
+  return true;
+}
+
 PrincipalComponents principal_components(ConstTensorView activations, const std::vector<int>& components) {
   if (activations.shape.size() != 4)
     throw Error("PCA needs an (N, C, H, W) capture, got " + shape_to_string(activations.shape));
@@ -67,10 +114,8 @@ PrincipalComponents principal_components(ConstTensorView activations, const std:
   }
   x.rowwise() -= x.colwise().mean();
 
-  // The Gram matrix on the smaller side has the same non-zero eigenvalues, S^2. A large one is
-  // formed in single precision: the products are the expensive part (side^2 x samples), and
-  // float's error over thousands of terms (about 1e-6 of the largest entry) is far below what
-  // maps or ratios show.
+  // The Gram matrix on the smaller side has the same non-zero eigenvalues, S^2; a large one is
+  // formed in single precision (see gram.hpp).
   const bool channel_side = channels <= rows;
   const int64_t side = std::min(rows, channels);
   MatrixD gram;
@@ -81,66 +126,26 @@ PrincipalComponents principal_components(ConstTensorView activations, const std:
     gram = (channel_side ? Eigen::MatrixXf(single.transpose() * single) : Eigen::MatrixXf(single * single.transpose()))
                .cast<double>();
   }
-  const int64_t rank_bound = side;
-  const int solved = static_cast<int>(std::min<int64_t>(wanted, rank_bound));
-  // Every eigenvalue is needed for the variance ratios, only the first few eigenvectors for the
-  // maps: a small matrix is solved densely once; a middling one gets its eigenvalues alone, then
-  // Lanczos for the vectors (the dense solver again only if Lanczos does not converge); a large
-  // one gets Lanczos for its leading components, the total variance being the Gram's trace.
-  const int n = static_cast<int>(gram.rows());
-  const bool dense = n <= 64 || solved >= n / 2;
-  const bool leading_only = n > largest_fully_solved && !dense;
-  Eigen::VectorXd all_values;
-  MatrixD vectors;
-  double total = 0.0;
-  int64_t reported = rank_bound;
-  if (leading_only) {
-    const int count = std::min(n - 1, std::max(leading_components, solved));
-    if (!top_eigen_lanczos(gram, count, all_values, vectors)) dense_eigen(gram, solved, all_values, vectors);
-    total = std::max(0.0, gram.trace());
-    reported = std::min<int64_t>(count, all_values.size());
-  } else if (dense) {
-    dense_eigen(gram, solved, all_values, vectors);
-  } else {
-    all_values = Eigen::SelfAdjointEigenSolver<MatrixD>(gram, Eigen::EigenvaluesOnly).eigenvalues().reverse();
-  }
-  if (!leading_only) total = std::max(0.0, all_values.head(rank_bound).cwiseMax(0.0).sum());
-
+  GramEigen eigen = solve_gram(gram, wanted);
   PrincipalComponents result;
-  for (int64_t i = 0; i < reported; ++i) {
-    result.explained_variance_ratio.push_back(total > 0 ? std::max(0.0, all_values[i]) / total : 0.0);
-  }
+  result.explained_variance_ratio = std::move(eigen.explained_variance_ratio);
   const int64_t k = static_cast<int64_t>(components.size());
   result.scores = Tensor({batch, k, activations.dim(2), activations.dim(3)});
   result.loadings = Tensor({k, channels});
-  if (solved == 0 || total <= 0.0) return result;
-  Eigen::VectorXd leading_values;  // the eigenvalues already in all_values are kept
-  if (!dense && !leading_only && !top_eigen_lanczos(gram, solved, leading_values, vectors)) {
-    dense_eigen(gram, solved, all_values, vectors);
-  }
-
-  // A component whose variance is negligible next to the largest is numerical noise: its
-  // direction is arbitrary, so it is reported as zeros rather than as random colours.
-  const double negligible = 1e-12 * std::max(all_values[0], 0.0);
   for (int64_t j = 0; j < k; ++j) {
     const int component = components[j];
-    if (component >= solved || all_values[component] <= negligible) continue;
-    const double singular = std::sqrt(all_values[component]);
+    if (!eigen.usable(component)) continue;
+    const double singular = std::sqrt(eigen.values[component]);
     // V (length C) and U * S (length rows) of this component, from whichever side was solved.
     Eigen::VectorXd loading, score;
     if (channel_side) {
-      loading = vectors.col(component);
+      loading = eigen.vectors.col(component);
       score = x * loading;
     } else {
-      score = vectors.col(component) * singular;
-      loading = x.transpose() * vectors.col(component) / singular;
+      score = eigen.vectors.col(component) * singular;
+      loading = x.transpose() * eigen.vectors.col(component) / singular;
     }
-    Eigen::Index largest = 0;
-    loading.cwiseAbs().maxCoeff(&largest);
-    if (loading[largest] < 0) {
-      loading = -loading;
-      score = -score;
-    }
+    if (orient_sign(loading)) score = -score;
     for (int64_t c = 0; c < channels; ++c) result.loadings.data()[j * channels + c] = static_cast<float>(loading[c]);
     for (int64_t n = 0; n < batch; ++n) {
       float* target = result.scores.data() + (n * k + j) * plane;

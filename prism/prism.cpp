@@ -3,6 +3,7 @@
 
 #include <cstring>
 
+#include "engine/cuda/runtime.hpp"
 #include "engine/error.hpp"
 #include "prism/colours.hpp"
 #include "prism/extrapolate.hpp"
@@ -16,19 +17,24 @@ PrismCollector::PrismCollector(std::vector<std::string> captures, int64_t images
 }
 
 namespace {
-// Copies a batch (n, ...) into rows [first, first + n) of a tensor made for every image.
+// Copies a batch (n, ...) into rows [first, first + n) of a tensor made for every image, on the
+// batch's device.
 void place(Tensor& all, int64_t images, int64_t first, const Tensor& batch) {
   if (all.empty()) {
     Shape shape = batch.shape();
     shape[0] = images;
-    all = Tensor(shape);
+    all = batch.device() == Device::cpu ? Tensor(shape) : Tensor::uninitialized(shape, batch.device());
   }
   const int64_t per_image = batch.numel() / batch.dim(0);
-  if (per_image * images != all.numel() || first + batch.dim(0) > images) {
-    throw Error("capture " + shape_to_string(batch.shape()) + " does not fit the others " +
-                shape_to_string(all.shape()));
+  if (per_image * images != all.numel() || first + batch.dim(0) > images || all.device() != batch.device()) {
+    throw Error("capture " + shape_to_string(batch.shape()) + " on " + device_name(batch.device()) +
+                " does not fit the others " + shape_to_string(all.shape()) + " on " + device_name(all.device()));
   }
-  std::memcpy(all.data() + first * per_image, batch.data(), batch.numel() * sizeof(float));
+  if (batch.device() == Device::cuda) {
+    cuda_copy(all.data() + first * per_image, batch.data(), batch.numel());
+  } else {
+    std::memcpy(all.data() + first * per_image, batch.data(), batch.numel() * sizeof(float));
+  }
 }
 }  // namespace
 
@@ -40,7 +46,9 @@ void PrismCollector::add(const RunResult& result) {
     if (reduced != result.channel_means.end()) {
       place(means_[i], images_, added_, reduced->second);
     } else {
-      place(means_[i], images_, added_, channel_mean(result.taps.at(captures_[i]).view()));
+      const Tensor& full = result.taps.at(captures_[i]);
+      const Tensor on_host = full.device() == Device::cpu ? Tensor() : full.to(Device::cpu);
+      place(means_[i], images_, added_, channel_mean(on_host.empty() ? full.view() : on_host.view()));
     }
   }
   place(analysed_, images_, added_, last);
@@ -53,9 +61,14 @@ void request_captures(PlanOptions& options, const std::vector<std::string>& capt
   options.mean_taps.insert(options.mean_taps.end(), captures.begin(), captures.end() - 1);
 }
 
-PrismResult compute_prism(const PrismCollector& collected, const PrismOptions& options, int64_t height, int64_t width) {
+PrismResult compute_prism(const PrismCollector& collected, const PrismOptions& options, int64_t height, int64_t width,
+                          const CudaContext* cuda) {
   if (collected.images_added() == 0) throw Error("PRISM needs at least one image");
   if (options.components.size() != 3) throw Error("PRISM colours need exactly three components (R, G, B)");
+  if (collected.analysed().device() == Device::cuda) {
+    if (!cuda) throw Error("PRISM on captures in GPU memory needs the plan's CUDA context");
+    return compute_prism_cuda(collected, options, height, width, *cuda);
+  }
   PrincipalComponents pca = principal_components(collected.analysed().view(), options.components);
 
   // TorchPRISM quantises the analysed capture's maps, before extrapolation.

@@ -55,7 +55,14 @@ struct PrismResult {
 };
 
 // Runs the method on what the collector kept; maps come back at (height, width), the input
-// size, resized bilinearly when the last step leaves them smaller.
-PrismResult compute_prism(const PrismCollector& collected, const PrismOptions& options, int64_t height, int64_t width);
+// size, resized bilinearly when the last step leaves them smaller. Captures kept in GPU memory (a
+// cuda plan with outputs_on_device) are analysed on the GPU with that plan's context, and only
+// the maps come back to the host.
+PrismResult compute_prism(const PrismCollector& collected, const PrismOptions& options, int64_t height, int64_t width,
+                          const CudaContext* cuda = nullptr);
+
+// The GPU version (prism/cuda/prism_cuda.cpp) that compute_prism calls for GPU captures.
+PrismResult compute_prism_cuda(const PrismCollector& collected, const PrismOptions& options, int64_t height,
+                               int64_t width, const CudaContext& cuda);
 
 }  // namespace prism

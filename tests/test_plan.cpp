@@ -135,3 +135,16 @@ TEST_CASE("plans refuse inputs they were not made for", "[plan]") {
   const Tensor wrong = test::random_tensor({2, 3, 32, 32}, 1);
   CHECK_THROWS_WITH(plan.run(wrong.view()), Catch::Contains("made for input (1, 3, 32, 32)"));
 }
+
+TEST_CASE("a cuda plan runs where a GPU is, and says clearly why not where none is", "[plan]") {
+  const Model model = test::random_model("resnet18", 5, 11);
+  PlanOptions options;
+  options.backend = Backend::cuda;
+  if (cuda_device_available()) {
+    Plan plan(model, {1, 3, 32, 32}, options);
+    CHECK(plan.run(test::random_tensor({1, 3, 32, 32}, 2).view()).output.device() == Device::cpu);
+  } else {
+    CHECK_THROWS_WITH(Plan(model, {1, 3, 32, 32}, options), Catch::Contains("CUDA") && Catch::Contains("--device cpu"));
+    CHECK_THROWS_WITH(Tensor::uninitialized({4}, Device::cuda), Catch::Contains("CUDA"));
+  }
+}

@@ -20,6 +20,7 @@ struct ClassifyOptions {
   int threads = 0;
   std::string resize = "stretch";
   bool timing = false;
+  DeviceOptions device;
 };
 
 double seconds_since(std::chrono::steady_clock::time_point start) {
@@ -29,6 +30,8 @@ double seconds_since(std::chrono::steady_clock::time_point start) {
 void run_classify(const ClassifyOptions& options) {
   const auto start = std::chrono::steady_clock::now();
   const int threads = use_threads(options.threads);
+  PlanOptions plan_options;
+  const std::string runs_on = apply_device_options(options.device, plan_options);
   const std::vector<std::string> files = expand_image_arguments(options.images);
   const Model model = load_model_for_cli(options.model_path);
   const double load_seconds = seconds_since(start);
@@ -47,7 +50,8 @@ void run_classify(const ClassifyOptions& options) {
     const Tensor input = images_to_batch(batch_images, model.preprocessing);
     decode_seconds += seconds_since(decode_start);
 
-    if (!plan || plan->input_shape() != input.shape()) plan = std::make_unique<Plan>(model, input.shape());
+    if (!plan || plan->input_shape() != input.shape())
+      plan = std::make_unique<Plan>(model, input.shape(), plan_options);
     const auto forward_start = std::chrono::steady_clock::now();
     const RunResult result = plan->run(input.view());
     forward_seconds += seconds_since(forward_start);
@@ -73,9 +77,9 @@ void run_classify(const ClassifyOptions& options) {
   if (options.timing) {
     fmt::print(stderr,
                "timing: load {:.3f} s, decode + resize {:.3f} s, forward {:.3f} s ({:.2f} images/s), "
-               "{} images, batch {}, {} threads\n",
+               "{} images, batch {}, {} threads, on {}\n",
                load_seconds, decode_seconds, forward_seconds, files.size() / forward_seconds, files.size(),
-               options.batch, threads);
+               options.batch, threads, runs_on);
   }
 }
 
@@ -94,6 +98,7 @@ void add_classify_command(CLI::App& app) {
                    "stretch: Resize((H, W)) as TorchPRISM; center-crop: Resize(256) + CenterCrop(224)")
       ->check(CLI::IsMember({"stretch", "center-crop"}));
   command->add_flag("--timing", options->timing, "Print load, decode and forward times on stderr");
+  add_device_options(command, options->device);
   command->callback([options] { run_classify(*options); });
 }
 

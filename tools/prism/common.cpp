@@ -1,5 +1,6 @@
 // tools/prism/common.cpp: helpers shared by the subcommands.
 #include "tools/prism/common.hpp"
+#include "tools/prism/subcommands.hpp"
 
 #include <fmt/core.h>
 #include <glob.h>
@@ -10,6 +11,7 @@
 #include <filesystem>
 #include <numeric>
 
+#include "engine/cuda/runtime.hpp"
 #include "engine/error.hpp"
 #include "weights/model_file.hpp"
 
@@ -59,6 +61,24 @@ Model load_model_for_cli(const std::string& path) {
                path, model.weights_source);
   }
   return model;
+}
+
+void add_device_options(CLI::App* command, DeviceOptions& options) {
+  command->add_option("--device", options.device, "cpu (default) or cuda")->check(CLI::IsMember({"cpu", "cuda"}));
+  command->add_flag("--tf32", options.tf32,
+                    "cuda: let matrix products use TF32 tensor cores (faster; about 1e-3 relative error)");
+}
+
+std::string apply_device_options(const DeviceOptions& options, PlanOptions& plan_options) {
+  if (options.device != "cuda") {
+    if (options.tf32) throw Error("--tf32 applies to --device cuda only");
+    plan_options.backend = Backend::cpu;
+    return "cpu";
+  }
+  const std::string gpu = require_cuda();
+  plan_options.backend = Backend::cuda;
+  plan_options.tf32 = options.tf32;
+  return gpu;
 }
 
 int use_threads(int threads) {

@@ -37,6 +37,7 @@ struct RunOptions {
   std::string resize = "stretch";
   int64_t batch = 8;
   int threads = 0;
+  DeviceOptions device;
 };
 
 std::vector<int> parse_components(const std::string& text) {
@@ -81,6 +82,9 @@ void prepare_output_folder(const std::string& dir) {
 void run_prism(const RunOptions& options) {
   const auto start = std::chrono::steady_clock::now();
   const int threads = use_threads(options.threads);
+  PlanOptions plan_options;
+  const std::string runs_on = apply_device_options(options.device, plan_options);
+  plan_options.outputs_on_device = plan_options.backend == Backend::cuda;  // PRISM on the GPU too
   PrismOptions prism_options;
   prism_options.gradual_extrapolation = !options.no_gradual_extrapolation;
   prism_options.inclusive = options.inclusive;
@@ -95,7 +99,6 @@ void run_prism(const RunOptions& options) {
   const std::vector<std::string> captures = options.layer.empty()
                                                 ? capture_points(model.graph, capture_set)
                                                 : capture_points_ending_at(model.graph, capture_set, options.layer);
-  PlanOptions plan_options;
   request_captures(plan_options, captures);
   PrismCollector collector(captures, static_cast<int64_t>(files.size()));
 
@@ -131,7 +134,7 @@ void run_prism(const RunOptions& options) {
 
   const auto prism_start = std::chrono::steady_clock::now();
   const int64_t height = model.preprocessing.input_height, width = model.preprocessing.input_width;
-  const PrismResult result = compute_prism(collector, prism_options, height, width);
+  const PrismResult result = compute_prism(collector, prism_options, height, width, plan->cuda_context());
   const double prism_seconds = std::chrono::duration<double>(std::chrono::steady_clock::now() - prism_start).count();
 
   // Everything is computed; now the files, each written whole or not at all.
@@ -194,7 +197,9 @@ void run_prism(const RunOptions& options) {
          {prism_options.components[0] + 1, prism_options.components[1] + 1, prism_options.components[2] + 1}},
         {"resize", options.resize},
         {"batch", options.batch},
-        {"threads", threads}}},
+        {"threads", threads},
+        {"device", runs_on},
+        {"tf32", options.device.tf32}}},
       {"capture_points", capture_list},
       {"explained_variance_ratio", result.explained_variance_ratio},
       {"images", images},
@@ -241,6 +246,7 @@ void add_run_command(CLI::App& app) {
   command->add_option("--batch", options->batch, "Images per forward pass (the PCA still covers all)")
       ->check(CLI::PositiveNumber);
   command->add_option("--threads", options->threads, "CPU threads (default: all cores)")->check(CLI::PositiveNumber);
+  add_device_options(command, options->device);
   command->callback([options] { run_prism(*options); });
 }
 

@@ -1,0 +1,41 @@
+// prism/gram.hpp: the part of PRISM's PCA that does not care where the Gram matrix was formed:
+// its symmetric eigenproblem, the explained variance and the sign rule. Shared by the CPU PCA
+// (prism/pca.cpp) and the CUDA one (prism/cuda/prism_cuda.cpp), which forms the Gram matrix and
+// the scores on the GPU and solves this small problem on the host. Uses Eigen: keep it out of .cu
+// files.
+#pragma once
+
+#include <Eigen/Dense>
+#include <cstdint>
+#include <vector>
+
+namespace prism {
+
+using MatrixD = Eigen::Matrix<double, Eigen::Dynamic, Eigen::Dynamic, Eigen::ColMajor>;
+
+// Gram matrices from this side on are formed in single precision: the products are the expensive
+// part (side^2 x samples), and float's error over thousands of terms (about 1e-6 of the largest
+// entry) is far below what maps or ratios show.
+constexpr int64_t smallest_single_precision_gram = 128;
+
+struct GramEigen {
+  Eigen::VectorXd values;  // eigenvalues, largest first: every one, or the leading ones (see pca.hpp)
+  MatrixD vectors;         // the eigenvectors of the first `solved` values, as columns
+  std::vector<double> explained_variance_ratio;
+  double total = 0.0;  // the total variance (sum of every eigenvalue, or the trace)
+  int solved = 0;      // how many leading components exist and were solved for
+
+  // Whether a component has a direction worth showing: it exists and its variance is not
+  // numerical noise next to the largest (an arbitrary direction would show as random colours).
+  bool usable(int component) const;
+};
+
+// The eigen-decomposition of a (side x side) Gram matrix of centred data, for components
+// 0 .. wanted - 1.
+GramEigen solve_gram(const MatrixD& gram, int wanted);
+
+// The sign rule: negates `loading` (and returns true) unless its entry of largest absolute value
+// (the first on a tie) is positive; the caller negates the scores to match.
+bool orient_sign(Eigen::VectorXd& loading);
+
+}  // namespace prism
