@@ -9,6 +9,7 @@ Prints one line per test and "N passed, M failed" last; exits non-zero on any fa
 import argparse
 import json
 import os
+import shutil
 import subprocess
 import sys
 import tempfile
@@ -309,7 +310,11 @@ def run_options_are_checked_and_nothing_is_written_on_failure():
         (["--layer", "features.99"], good, "no layer named 'features.99'"),
         (["--captures", "everything"], good, "--captures"),
         ([], path("broken.png"), "broken.png: cannot read the image"),
+        (["--tf32"], good, "--tf32 applies to --device cuda only"),
+        (["--device", "tpu"], good, "--device: tpu not in {cpu,cuda}"),
     ]
+    if not shutil.which("nvidia-smi"):  # no GPU here: cuda must say so before any work
+        cases.append((["--device", "cuda"], good, "use --device cpu"))
     for extra, image, message in cases:
         out = path("failed_out")
         result = run([ARGS.prism, "run", "--model", small_vgg_file(), "--out", out, *extra, good, image])
