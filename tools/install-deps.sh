@@ -6,6 +6,8 @@ packages=(
   build-essential cmake ninja-build pkg-config
   libeigen3-dev libhdf5-dev libstb-dev
   catch2 libcli11-dev libfmt-dev nlohmann-json3-dev libspectra-dev zlib1g-dev dataset-fashion-mnist
+  libzip-dev libcurl4-openssl-dev libssl-dev
+  clang libclang-rt-dev
   python3 python3-numpy python3-torch python3-torchvision python3-h5py python3-pil
 )
 missing=()

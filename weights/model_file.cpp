@@ -275,9 +275,11 @@ void write_string_attribute(hid_t target, const char* name, const std::string& v
   if (H5Awrite(attribute.get(), type.get(), &text) < 0) throw Error(std::string("cannot write attribute ") + name);
 }
 
+// count 0: a scalar (one value in a scalar dataspace, as h5py writes a Python number); otherwise a
+// one-dimensional array of count values.
 void write_array_attribute(hid_t target, const char* name, hid_t file_type, hid_t memory_type, const void* values,
                            hsize_t count) {
-  Handle space(H5Screate_simple(1, &count, nullptr), H5Sclose);
+  Handle space(count == 0 ? H5Screate(H5S_SCALAR) : H5Screate_simple(1, &count, nullptr), H5Sclose);
   Handle attribute(H5Acreate2(target, name, file_type, space.get(), H5P_DEFAULT, H5P_DEFAULT), H5Aclose);
   if (H5Awrite(attribute.get(), memory_type, values) < 0) throw Error(std::string("cannot write attribute ") + name);
 }
@@ -288,10 +290,10 @@ namespace {
 
 void write_model_contents(const Model& model, const std::string& path, hid_t root, int version) {
   write_string_attribute(root, "format", model_format_name);
-  write_array_attribute(root, "format_version", H5T_STD_I32LE, H5T_NATIVE_INT, &version, 1);
+  write_array_attribute(root, "format_version", H5T_STD_I32LE, H5T_NATIVE_INT, &version, 0);
   write_string_attribute(root, "architecture", model.graph.architecture);
   const int64_t num_classes = model.num_classes();
-  write_array_attribute(root, "num_classes", H5T_STD_I64LE, H5T_NATIVE_INT64, &num_classes, 1);
+  write_array_attribute(root, "num_classes", H5T_STD_I64LE, H5T_NATIVE_INT64, &num_classes, 0);
   const int64_t input_size[2] = {model.preprocessing.input_height, model.preprocessing.input_width};
   write_array_attribute(root, "input_size", H5T_STD_I64LE, H5T_NATIVE_INT64, input_size, 2);
   write_array_attribute(root, "mean", H5T_IEEE_F32LE, H5T_NATIVE_FLOAT, model.preprocessing.mean.data(), 3);
@@ -300,7 +302,7 @@ void write_model_contents(const Model& model, const std::string& path, hid_t roo
   if (version >= 2) {
     write_string_attribute(root, "colour", model.preprocessing.grey ? "grey" : "rgb");
     if (model.recorded_accuracy >= 0) {
-      write_array_attribute(root, "test_accuracy", H5T_IEEE_F64LE, H5T_NATIVE_DOUBLE, &model.recorded_accuracy, 1);
+      write_array_attribute(root, "test_accuracy", H5T_IEEE_F64LE, H5T_NATIVE_DOUBLE, &model.recorded_accuracy, 0);
     }
   }
 

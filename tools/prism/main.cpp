@@ -21,6 +21,7 @@ int main(int argc, char** argv) {
   prism::add_run_command(app);
   prism::add_bench_command(app);
   prism::add_evaluate_commands(app);
+  prism::add_convert_commands(app);
   try {
     app.parse(argc, argv);
   } catch (const CLI::ParseError& error) {

@@ -26,5 +26,6 @@ void add_classify_command(CLI::App& app);
 void add_run_command(CLI::App& app);
 void add_bench_command(CLI::App& app);
 void add_evaluate_commands(CLI::App& app);  // evaluate and extract
+void add_convert_commands(CLI::App& app);   // convert and fetch
 
 }  // namespace prism
