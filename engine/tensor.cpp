@@ -15,8 +15,12 @@
 namespace prism {
 
 int64_t shape_numel(const Shape& shape) {
+  constexpr int64_t largest = int64_t{1} << 50;  // 4 PiB of floats: anything beyond is a broken shape
   int64_t n = 1;
-  for (int64_t d : shape) n *= d;
+  for (int64_t d : shape) {
+    if (d > 0 && n > largest / d) throw Error("tensor shape " + shape_to_string(shape) + " is impossibly large");
+    n *= d;
+  }
   return n;
 }
 

@@ -241,8 +241,10 @@ Tensor rebuild(const PickledTensor& tensor, const PickledStorage& storage, const
       throw bad("has an impossible size or stride " + shape_to_string(tensor.sizes) + " / " +
                 shape_to_string(tensor.strides));
     }
+    if (tensor.sizes[d] > 0 && numel > largest / tensor.sizes[d]) {
+      throw bad("is impossibly large " + shape_to_string(tensor.sizes));
+    }
     numel *= tensor.sizes[d];
-    if (numel > largest) throw bad("is impossibly large " + shape_to_string(tensor.sizes));
     if (tensor.sizes[d] > 0) last += (tensor.sizes[d] - 1) * tensor.strides[d];
   }
   if (numel > 0 && last >= storage.numel) {

@@ -33,7 +33,7 @@ size_t write_to_file(char* data, size_t size, size_t count, void* file) {
 enum class Outcome { complete, dropped, cannot_resume };
 
 // One transfer into `part`, appended from its current size when `resume` (a Range request).
-Outcome transfer(const std::string& url, const std::string& part, bool resume, const std::string& destination) {
+Outcome transfer(const std::string& url, const std::string& part, bool resume, const std::string& offline_advice) {
   const uint64_t have = resume && fs::exists(part) ? fs::file_size(part) : 0;
   std::unique_ptr<std::FILE, FileCloser> file(std::fopen(part.c_str(), have > 0 ? "ab" : "wb"));
   if (!file) throw Error(part + ": cannot write the download here (is the folder writable?)");
@@ -70,8 +70,7 @@ Outcome transfer(const std::string& url, const std::string& part, bool resume, c
     case CURLE_COULDNT_RESOLVE_HOST:
     case CURLE_COULDNT_RESOLVE_PROXY:
     case CURLE_COULDNT_CONNECT:
-      throw Error("cannot download " + url + " (" + reason + "). Without the internet, download that file on "
-                  "another machine, copy it here and run `prism convert FILE.pth -o " + destination + "`");
+      throw Error("cannot download " + url + " (" + reason + "). " + offline_advice);
     default: throw Error("cannot download " + url + ": " + reason);
   }
 }
@@ -100,16 +99,23 @@ std::string sha256_of_file(const std::string& path) {
   return hex;
 }
 
-void download_file(const std::string& url, const std::string& destination, const std::string& sha256_prefix) {
+void download_file(const std::string& url, const std::string& destination, const std::string& sha256_prefix,
+                   const std::string& offline_advice) {
   static const CURLcode started = curl_global_init(CURL_GLOBAL_DEFAULT);  // once per process, as libcurl asks
   if (started != CURLE_OK) throw Error("cannot start libcurl");
   const std::string part = destination + ".part";
   bool resume = true;
   Outcome outcome = Outcome::dropped;
-  for (int attempt = 0; attempt < attempts && outcome != Outcome::complete; ++attempt) {
-    outcome = transfer(url, part, resume, destination);
-    resume = outcome != Outcome::cannot_resume;  // that server sends everything again: start over
-    if (outcome == Outcome::cannot_resume) outcome = transfer(url, part, false, destination);
+  try {
+    for (int attempt = 0; attempt < attempts && outcome != Outcome::complete; ++attempt) {
+      outcome = transfer(url, part, resume, offline_advice);
+      resume = outcome != Outcome::cannot_resume;  // that server sends everything again: start over
+      if (outcome == Outcome::cannot_resume) outcome = transfer(url, part, false, offline_advice);
+    }
+  } catch (const Error&) {
+    std::error_code error;
+    if (fs::exists(part, error) && fs::file_size(part, error) == 0) fs::remove(part, error);  // nothing to resume
+    throw;
   }
   if (outcome != Outcome::complete) {
     throw Error("the download of " + url + " kept stopping (" + std::to_string(fs::exists(part) ? fs::file_size(part) : 0) +

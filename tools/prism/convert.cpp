@@ -92,20 +92,25 @@ void run_convert(const ConvertCommand& command) {
 }
 
 struct FetchCommand {
-  std::string architecture, output, base_url;
+  std::string architecture, output, base_url, file;
   bool keep_checkpoint = false;
 };
 
 void run_fetch(const FetchCommand& command) {
   const auto file = torchvision_files().find(command.architecture);
   if (file == torchvision_files().end()) build_architecture(command.architecture, 1);  // throws, listing them
+  const std::string& name = command.file.empty() ? file->second : command.file;
+  const size_t dash = name.rfind('-'), dot = name.rfind(".pth");
+  if (dash == std::string::npos || dot == std::string::npos || dot <= dash + 1 ||
+      name.find_first_not_of("0123456789abcdef", dash + 1) != dot) {
+    throw Error("--file " + name + ": torchvision's file names end in -HASH.pth, HASH the start of their SHA-256");
+  }
+  const std::string sha256_prefix = name.substr(dash + 1, dot - dash - 1);
   check_output_path(command.output);
   std::string base = command.base_url;
   if (base.empty() && std::getenv("PRISM_WEIGHTS_URL")) base = std::getenv("PRISM_WEIGHTS_URL");
   if (base.empty()) base = torchvision_models_url;
   if (base.back() != '/') base += '/';
-  const std::string& name = file->second;
-  const std::string sha256_prefix = name.substr(name.rfind('-') + 1, name.rfind('.') - name.rfind('-') - 1);
   // The checkpoint is downloaded beside the output; one already there and whole is used as it is.
   const std::string checkpoint = (fs::absolute(command.output).parent_path() / name).string();
   if (fs::exists(checkpoint) && sha256_of_file(checkpoint).rfind(sha256_prefix, 0) != 0) {
@@ -114,11 +119,15 @@ void run_fetch(const FetchCommand& command) {
   }
   if (!fs::exists(checkpoint)) {
     fmt::print(stderr, "downloading {}{}\n", base, name);
-    download_file(base + name, checkpoint, sha256_prefix);
+    download_file(base + name, checkpoint, sha256_prefix,
+                  "Without the internet, download that file on another machine, copy it here and run `prism convert " +
+                      name + " --arch " + command.architecture + " -o " + command.output + "`");
   }
   ConvertOptions options;
   options.architecture = command.architecture;
-  write_converted(checkpoint, command.output, options, "", "torchvision " + command.architecture + " IMAGENET1K_V1");
+  const std::string source = command.file.empty() ? "torchvision " + command.architecture + " IMAGENET1K_V1"
+                                                  : "torchvision " + command.architecture + " " + name;
+  write_converted(checkpoint, command.output, options, "", source);
   if (!command.keep_checkpoint) fs::remove(checkpoint);
 }
 
@@ -146,6 +155,9 @@ void add_convert_commands(CLI::App& app) {
   command->add_option("--base-url", fetch->base_url,
                       std::string("Where the .pth files are (default: $PRISM_WEIGHTS_URL, else ") +
                           torchvision_models_url + ")");
+  command->add_option("--file", fetch->file,
+                      "Another file of the same architecture there, named NAME-HASH.pth (e.g. resnet50-11ad3fa6.pth, "
+                      "torchvision's IMAGENET1K_V2)");
   command->add_flag("--keep-checkpoint", fetch->keep_checkpoint, "Keep the downloaded .pth beside the output");
   command->callback([fetch] { run_fetch(*fetch); });
 }
