@@ -24,8 +24,9 @@ constexpr int largest_nesting = 8;  // training dicts hold the state_dict one or
 class StorageBytes {
  public:
   virtual ~StorageBytes() = default;
-  // Exactly numel * element_bytes bytes, or an Error naming the record.
-  virtual std::vector<uint8_t> read(const PickledStorage& storage, uint64_t bytes) = 0;
+  // Copies the storage's bytes, exactly `bytes` of them, to `destination`, or throws an Error
+  // naming the record.
+  virtual void read(const PickledStorage& storage, uint64_t bytes, uint8_t* destination) = 0;
 };
 
 // --- the zip format (PyTorch 1.6 and later) ---
@@ -61,23 +62,23 @@ class ZipCheckpoint : public StorageBytes {
 
   std::vector<uint8_t> pickle() { return record(prefix_ + "data.pkl", largest_pickle_bytes); }
 
-  std::vector<uint8_t> read(const PickledStorage& storage, uint64_t bytes) override {
+  void read(const PickledStorage& storage, uint64_t bytes, uint8_t* destination) override {
     const std::string path = prefix_ + "data/" + storage.key;
     if (!has(path)) throw Error(name_ + ": the storage record " + path + " is missing");
-    std::vector<uint8_t> data = record(path, bytes);
-    if (data.size() != bytes) {
-      throw Error(name_ + ": the storage record " + path + " holds " + std::to_string(data.size()) +
+    const uint64_t size = record_size(path, bytes);
+    if (size != bytes) {
+      throw Error(name_ + ": the storage record " + path + " holds " + std::to_string(size) +
                   " bytes; its tensors need " + std::to_string(bytes));
     }
-    return data;
+    read_record(path, destination, size);
   }
 
  private:
   bool has(const std::string& path) const { return zip_name_locate(archive_.get(), path.c_str(), 0) >= 0; }
 
-  // A whole record, refused when it claims more than `limit` bytes or far more than it occupies
+  // A record's size, refused when it claims more than `limit` bytes or far more than it occupies
   // compressed (torch stores records uncompressed; a large ratio is a decompression bomb).
-  std::vector<uint8_t> record(const std::string& path, uint64_t limit) {
+  uint64_t record_size(const std::string& path, uint64_t limit) {
     zip_stat_t stat;
     zip_stat_init(&stat);
     if (zip_stat(archive_.get(), path.c_str(), 0, &stat) != 0 || !(stat.valid & ZIP_STAT_SIZE)) {
@@ -87,20 +88,26 @@ class ZipCheckpoint : public StorageBytes {
     if (stat.size > limit || stat.size > compressed * 1100 + 4096) {
       throw Error(name_ + ": the record " + path + " claims " + std::to_string(stat.size) + " bytes, more than it can hold");
     }
+    return stat.size;
+  }
+
+  void read_record(const std::string& path, uint8_t* destination, uint64_t size) {
     zip_file_t* file = zip_fopen(archive_.get(), path.c_str(), 0);
     if (!file) throw Error(name_ + ": cannot open the record " + path + ": " + zip_strerror(archive_.get()));
-    std::vector<uint8_t> data(stat.size);
-    zip_int64_t total = 0;
-    while (static_cast<uint64_t>(total) < stat.size) {
-      const zip_int64_t got = zip_fread(file, data.data() + total, stat.size - total);
+    uint64_t total = 0;
+    while (total < size) {
+      const zip_int64_t got = zip_fread(file, destination + total, size - total);
       if (got <= 0) break;
-      total += got;
+      total += static_cast<uint64_t>(got);
     }
-    const std::string problem = static_cast<uint64_t>(total) == stat.size ? "" : zip_file_strerror(file);
+    const std::string problem = total == size ? "" : zip_file_strerror(file);
     zip_fclose(file);
-    if (!problem.empty() || static_cast<uint64_t>(total) != stat.size) {
-      throw Error(name_ + ": the record " + path + " is damaged or truncated (" + problem + ")");
-    }
+    if (total != size) throw Error(name_ + ": the record " + path + " is damaged or truncated (" + problem + ")");
+  }
+
+  std::vector<uint8_t> record(const std::string& path, uint64_t limit) {
+    std::vector<uint8_t> data(record_size(path, limit));
+    read_record(path, data.data(), data.size());
     return data;
   }
 
@@ -175,7 +182,7 @@ class LegacyCheckpoint : public StorageBytes {
     return object;
   }
 
-  std::vector<uint8_t> read(const PickledStorage& storage, uint64_t bytes) override {
+  void read(const PickledStorage& storage, uint64_t bytes, uint8_t* destination) override {
     const auto found = located_.find(storage.key);
     if (found == located_.end()) throw Error(name_ + ": storage " + storage.key + " is missing");
     const auto [offset, numel] = found->second;
@@ -183,7 +190,7 @@ class LegacyCheckpoint : public StorageBytes {
       throw Error(name_ + ": storage " + storage.key + " holds " + std::to_string(numel) + " elements, its tensors say " +
                   std::to_string(storage.numel));
     }
-    return std::vector<uint8_t>(data_ + offset, data_ + offset + bytes);
+    std::memcpy(destination, data_ + offset, bytes);
   }
 
  private:
@@ -207,22 +214,31 @@ float half_to_float(uint16_t bits) {
   return value;
 }
 
-float element_as_float(const uint8_t* p, const std::string& type) {
-  if (type == "FloatStorage") {
-    float value;
-    std::memcpy(&value, p, 4);
-    return value;
-  }
-  if (type == "HalfStorage") return half_to_float(static_cast<uint16_t>(p[0] | p[1] << 8));
-  if (type == "BFloat16Storage") {
-    const uint32_t bits = static_cast<uint32_t>(p[0] | p[1] << 8) << 16;
-    float value;
-    std::memcpy(&value, &bits, sizeof(value));
-    return value;
-  }
-  double value;  // DoubleStorage
+float float32_at(const uint8_t* p) {
+  float value;
+  std::memcpy(&value, p, 4);
+  return value;
+}
+float float16_at(const uint8_t* p) { return half_to_float(static_cast<uint16_t>(p[0] | p[1] << 8)); }
+float bfloat16_at(const uint8_t* p) {
+  const uint32_t bits = static_cast<uint32_t>(p[0] | p[1] << 8) << 16;
+  float value;
+  std::memcpy(&value, &bits, sizeof(value));
+  return value;
+}
+float float64_at(const uint8_t* p) {
+  double value;
   std::memcpy(&value, p, 8);
   return static_cast<float>(value);
+}
+
+// How to read one element of a floating-point storage type as float32.
+using ElementReader = float (*)(const uint8_t*);
+ElementReader element_reader(const std::string& type) {
+  if (type == "HalfStorage") return float16_at;
+  if (type == "BFloat16Storage") return bfloat16_at;
+  if (type == "DoubleStorage") return float64_at;
+  return float32_at;
 }
 
 bool is_floating(const std::string& type) {
@@ -230,8 +246,9 @@ bool is_floating(const std::string& type) {
 }
 
 // The tensor's elements in row-major order, after checking that every one lies in its storage.
-Tensor rebuild(const PickledTensor& tensor, const PickledStorage& storage, const std::vector<uint8_t>& bytes,
-               const std::string& name, const std::string& key) {
+// Throws unless every element of the tensor lies in its storage; returns its element count.
+int64_t checked_numel(const PickledTensor& tensor, const PickledStorage& storage, const std::string& name,
+                      const std::string& key) {
   auto bad = [&](const std::string& what) { return Error(name + ": tensor " + key + " " + what); };
   constexpr int64_t largest = int64_t{1} << 40;
   if (tensor.offset < 0) throw bad("has a negative storage offset");
@@ -251,12 +268,32 @@ Tensor rebuild(const PickledTensor& tensor, const PickledStorage& storage, const
     throw bad(shape_to_string(tensor.sizes) + " reaches element " + std::to_string(last) + " of a storage of " +
               std::to_string(storage.numel));
   }
+  return numel;
+}
+
+// Row-major strides (dimensions of size 1 may have any): the elements lie in one run.
+bool is_contiguous(const PickledTensor& tensor) {
+  int64_t expected = 1;
+  for (int64_t d = static_cast<int64_t>(tensor.sizes.size()) - 1; d >= 0; --d) {
+    if (tensor.sizes[d] != 1 && tensor.strides[d] != expected) return false;
+    expected *= tensor.sizes[d];
+  }
+  return true;
+}
+
+// The tensor's elements in row-major order from its storage's bytes, as float32.
+Tensor rebuild(const PickledTensor& tensor, const PickledStorage& storage, const uint8_t* bytes, int64_t numel) {
   const int element = storage_element_bytes(storage.type);
   Tensor out = Tensor::uninitialized(tensor.sizes);
+  if (is_contiguous(tensor) && storage.type == "FloatStorage") {
+    std::memcpy(out.data(), bytes + tensor.offset * element, static_cast<size_t>(numel) * 4);
+    return out;
+  }
+  const ElementReader read = element_reader(storage.type);
   std::vector<int64_t> index(tensor.sizes.size(), 0);
   int64_t at = tensor.offset;  // storage element of the current index
   for (int64_t i = 0; i < numel; ++i) {
-    out.data()[i] = element_as_float(bytes.data() + at * element, storage.type);
+    out.data()[i] = read(bytes + at * element);
     for (int d = static_cast<int>(index.size()) - 1; d >= 0; --d) {  // the next index, last dimension fastest
       at += tensor.strides[d];
       if (++index[d] < tensor.sizes[d]) break;
@@ -328,9 +365,20 @@ TorchStateDict collect(const PickleProgram& program, StorageBytes& storages, con
   for (const auto& [storage_index, tensors] : by_storage) {
     const PickledStorage& storage = program.storages.at(storage_index);
     const uint64_t bytes = static_cast<uint64_t>(storage.numel) * storage_element_bytes(storage.type);
-    const std::vector<uint8_t> data = storages.read(storage, bytes);
-    for (const auto& [key, tensor] : tensors) {
-      result.tensors[key] = rebuild(program.tensors.at(tensor), storage, data, name, key);
+    std::vector<int64_t> counts;
+    for (const auto& [key, tensor] : tensors) counts.push_back(checked_numel(program.tensors.at(tensor), storage, name, key));
+    const PickledTensor& first = program.tensors.at(tensors[0].second);
+    if (tensors.size() == 1 && storage.type == "FloatStorage" && first.offset == 0 && counts[0] == storage.numel &&
+        is_contiguous(first)) {
+      // The usual case: one float32 tensor filling its storage, read straight into place.
+      Tensor& out = result.tensors[tensors[0].first] = Tensor::uninitialized(first.sizes);
+      storages.read(storage, bytes, reinterpret_cast<uint8_t*>(out.data()));
+      continue;
+    }
+    const std::unique_ptr<uint8_t[]> data(new uint8_t[std::max<uint64_t>(bytes, 1)]);
+    storages.read(storage, bytes, data.get());
+    for (size_t i = 0; i < tensors.size(); ++i) {
+      result.tensors[tensors[i].first] = rebuild(program.tensors.at(tensors[i].second), storage, data.get(), counts[i]);
     }
   }
   return result;
