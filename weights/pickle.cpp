@@ -227,7 +227,7 @@ class Machine {
       fail("a storage view (legacy view_metadata), which prism does not read");
     }
     PickledStorage storage{type.text.substr(6), key.text, integer64_of(tuple.items[4], "a storage size")};
-    if (storage.numel < 0) fail("a storage of negative size");
+    if (storage.numel < 0 || storage.numel > (int64_t{1} << 48)) fail("a storage of impossible size");
     const int index = add_kind(PickleValue::Kind::integer);
     value(index).integer = static_cast<int64_t>(program_.storages.size());
     value(index).text = "storage";

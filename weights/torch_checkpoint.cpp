@@ -27,6 +27,8 @@ class StorageBytes {
   // Copies the storage's bytes, exactly `bytes` of them, to `destination`, or throws an Error
   // naming the record.
   virtual void read(const PickledStorage& storage, uint64_t bytes, uint8_t* destination) = 0;
+  // Throws unless the storage is there and holds exactly `bytes` bytes (before memory is set aside).
+  virtual void check(const PickledStorage& storage, uint64_t bytes) = 0;
 };
 
 // --- the zip format (PyTorch 1.6 and later) ---
@@ -62,15 +64,19 @@ class ZipCheckpoint : public StorageBytes {
 
   std::vector<uint8_t> pickle() { return record(prefix_ + "data.pkl", largest_pickle_bytes); }
 
-  void read(const PickledStorage& storage, uint64_t bytes, uint8_t* destination) override {
+  void check(const PickledStorage& storage, uint64_t bytes) override {
     const std::string path = prefix_ + "data/" + storage.key;
     if (!has(path)) throw Error(name_ + ": the storage record " + path + " is missing");
-    const uint64_t size = record_size(path, bytes);
+    const uint64_t size = record_size(path, UINT64_MAX);
     if (size != bytes) {
       throw Error(name_ + ": the storage record " + path + " holds " + std::to_string(size) +
                   " bytes; its tensors need " + std::to_string(bytes));
     }
-    read_record(path, destination, size);
+  }
+
+  void read(const PickledStorage& storage, uint64_t bytes, uint8_t* destination) override {
+    check(storage, bytes);
+    read_record(prefix_ + "data/" + storage.key, destination, bytes);
   }
 
  private:
@@ -182,15 +188,19 @@ class LegacyCheckpoint : public StorageBytes {
     return object;
   }
 
-  void read(const PickledStorage& storage, uint64_t bytes, uint8_t* destination) override {
+  void check(const PickledStorage& storage, uint64_t bytes) override {
     const auto found = located_.find(storage.key);
     if (found == located_.end()) throw Error(name_ + ": storage " + storage.key + " is missing");
-    const auto [offset, numel] = found->second;
+    const uint64_t numel = found->second.second;
     if (numel != static_cast<uint64_t>(storage.numel) || numel * storage_element_bytes(storage.type) != bytes) {
       throw Error(name_ + ": storage " + storage.key + " holds " + std::to_string(numel) + " elements, its tensors say " +
                   std::to_string(storage.numel));
     }
-    std::memcpy(destination, data_ + offset, bytes);
+  }
+
+  void read(const PickledStorage& storage, uint64_t bytes, uint8_t* destination) override {
+    check(storage, bytes);
+    std::memcpy(destination, data_ + located_.at(storage.key).first, bytes);
   }
 
  private:
@@ -367,6 +377,7 @@ TorchStateDict collect(const PickleProgram& program, StorageBytes& storages, con
     const uint64_t bytes = static_cast<uint64_t>(storage.numel) * storage_element_bytes(storage.type);
     std::vector<int64_t> counts;
     for (const auto& [key, tensor] : tensors) counts.push_back(checked_numel(program.tensors.at(tensor), storage, name, key));
+    storages.check(storage, bytes);  // before any memory is set aside for it
     const PickledTensor& first = program.tensors.at(tensors[0].second);
     if (tensors.size() == 1 && storage.type == "FloatStorage" && first.offset == 0 && counts[0] == storage.numel &&
         is_contiguous(first)) {
