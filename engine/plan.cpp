@@ -5,6 +5,7 @@
 #include <omp.h>
 
 #include <algorithm>
+#include <cstdio>
 #include <cstring>
 
 #include "engine/dispatch.hpp"
@@ -55,7 +56,7 @@ Plan::Plan(const Model& model, const Shape& input_shape, const PlanOptions& opti
   output_value_ = node_value.back();
   // Weights in the backend's own layout, once (after folding, which changes them).
   for (Step& step : steps_) prepare_step(backend_, step, values_[step.inputs[0]].shape, options);
-  assign_buffers();
+  assign_buffers(options.memory_limit_bytes);
 }
 
 std::vector<int> Plan::make_steps(const Model& model, const std::vector<Shape>& shapes, const std::vector<bool>& kept) {
@@ -162,7 +163,7 @@ std::vector<int> Plan::make_steps(const Model& model, const std::vector<Shape>& 
   return node_value;
 }
 
-void Plan::assign_buffers() {
+void Plan::assign_buffers(int64_t memory_limit_bytes) {
   // The last step that reads each root value; the network's output is never released.
   std::vector<int> last_reader(values_.size(), -1);
   for (size_t s = 0; s < steps_.size(); ++s) {
@@ -220,6 +221,18 @@ void Plan::assign_buffers() {
     }
   }
   for (Value& value : values_) value.buffer = values_[value.root].buffer;
+  int64_t floats = workspace_floats;
+  for (int64_t buffer_floats : capacity) floats += buffer_floats;
+  if (memory_limit_bytes > 0 && floats * 4 > memory_limit_bytes) {
+    constexpr double gib = 1024.0 * 1024.0 * 1024.0;
+    char message[256];
+    std::snprintf(message, sizeof(message),
+                  "a batch of %lld images of %lldx%lld needs %.2f GiB for activations, more than the %.2f GiB allowed: "
+                  "use a smaller --batch (or raise --max-memory)",
+                  static_cast<long long>(input_shape_[0]), static_cast<long long>(input_shape_[2]),
+                  static_cast<long long>(input_shape_[3]), floats * 4 / gib, memory_limit_bytes / gib);
+    throw Error(message);
+  }
   // Every buffer is written by its step before anything reads it: no need to zero them.
   const Device device = backend_ == Backend::cuda ? Device::cuda : Device::cpu;
   for (int64_t floats : capacity) buffers_.push_back(Tensor::uninitialized({floats}, device));

@@ -29,6 +29,9 @@ struct PlanOptions {
   // cuda: taps and channel means stay in GPU memory (Device::cuda tensors), for PRISM on the GPU;
   // otherwise they are copied to the host. The logits always come to the host.
   bool outputs_on_device = false;
+  // Activation buffers and workspace beyond this many bytes: an Error before anything is
+  // allocated, saying to use a smaller batch (0: no limit).
+  int64_t memory_limit_bytes = 0;
 };
 
 // One kernel call. A step may stand for several graph nodes: a convolution with its batch norm
@@ -85,7 +88,7 @@ class Plan {
     Shape shape;
   };
   std::vector<int> make_steps(const Model& model, const std::vector<Shape>& shapes, const std::vector<bool>& kept);
-  void assign_buffers();
+  void assign_buffers(int64_t memory_limit_bytes);
   ConstTensorView value_view(int value, ConstTensorView input) const;
 
   Backend backend_;

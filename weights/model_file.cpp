@@ -4,6 +4,7 @@
 
 #include <hdf5.h>
 
+#include <cmath>
 #include <cstdio>
 #include <functional>
 #include <vector>
@@ -219,7 +220,16 @@ Model read_model_file(const std::string& path) {
   }
   check_parameters(model.graph, shapes, path);
   for (const auto& entry : shapes) {
-    model.parameters.emplace(entry.first, reader.read_float_dataset("state_dict/" + entry.first));
+    Tensor tensor = reader.read_float_dataset("state_dict/" + entry.first);
+    // A NaN or an infinity would spread through every later layer and come out as black maps
+    // and meaningless classes; a damaged file is the likely cause, so say so here.
+    for (int64_t i = 0; i < tensor.numel(); ++i) {
+      if (!std::isfinite(tensor.data()[i])) {
+        reader.fail("state_dict/" + entry.first + " holds " + (std::isnan(tensor.data()[i]) ? "NaN" : "an infinity") +
+                    " (element " + std::to_string(i) + "): the weights are damaged");
+      }
+    }
+    model.parameters.emplace(entry.first, std::move(tensor));
   }
 
   const std::vector<int64_t> input_size = reader.numeric_attribute<int64_t>("input_size", H5T_NATIVE_INT64);

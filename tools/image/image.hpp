@@ -19,9 +19,21 @@ struct Image {
   std::vector<uint8_t> rgb;
 };
 
-// Decodes a JPEG, PNG, BMP, GIF (first frame), TGA or PNM file with stb_image into RGB: grey is
-// copied to all three channels, alpha is dropped (PIL's convert("RGB")). Throws naming the file.
-Image read_image(const std::string& path);
+// The largest image read_image decodes by default, in pixels: PIL's own decompression-bomb
+// error threshold (2 x Image.MAX_IMAGE_PIXELS). A header may claim any size; decoding it would
+// take width * height * 3 bytes.
+constexpr int64_t default_max_image_pixels = 178956970;
+
+// Decodes a JPEG (baseline, progressive, CMYK), PNG (8 or 16 bits, grey, alpha), BMP, GIF (first
+// frame), TGA or PNM file with stb_image into 8-bit RGB: grey is copied to all three channels,
+// alpha is dropped (PIL's convert("RGB")). Throws an Error naming the file: missing, a folder,
+// unreadable, empty, not an image, damaged or truncated, or larger than max_pixels (checked from
+// the header, before anything is decoded).
+Image read_image(const std::string& path, int64_t max_pixels = default_max_image_pixels);
+
+// The same from bytes in memory (the fuzzing target); `name` stands for the file in messages.
+Image read_image_bytes(const uint8_t* data, size_t size, const std::string& name,
+                       int64_t max_pixels = default_max_image_pixels);
 
 // PIL's Image.resize(size, Image.BILINEAR): a triangle filter widened by the scale factor when
 // shrinking (antialiasing), applied horizontally then vertically in PIL's 8-bit fixed point,

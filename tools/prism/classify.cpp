@@ -4,6 +4,7 @@
 #include <chrono>
 #include <nlohmann/json.hpp>
 
+#include "engine/error.hpp"
 #include "engine/plan.hpp"
 #include "tools/image/image.hpp"
 #include "tools/prism/common.hpp"
@@ -21,6 +22,7 @@ struct ClassifyOptions {
   std::string resize = "stretch";
   bool timing = false;
   DeviceOptions device;
+  ImageReadOptions reading;
 };
 
 double seconds_since(std::chrono::steady_clock::time_point start) {
@@ -32,7 +34,7 @@ void run_classify(const ClassifyOptions& options) {
   const int threads = use_threads(options.threads);
   PlanOptions plan_options;
   const std::string runs_on = apply_device_options(options.device, plan_options);
-  const std::vector<std::string> files = expand_image_arguments(options.images);
+  std::vector<std::string> files = expand_image_arguments(options.images);
   const Model model = load_model_for_cli(options.model_path);
   const double load_seconds = seconds_since(start);
   const ResizeMode mode = options.resize == "center-crop" ? ResizeMode::center_crop : ResizeMode::stretch;
@@ -43,10 +45,16 @@ void run_classify(const ClassifyOptions& options) {
   for (size_t first = 0; first < files.size(); first += options.batch) {
     const size_t count = std::min<size_t>(options.batch, files.size() - first);
     auto decode_start = std::chrono::steady_clock::now();
+    std::vector<std::string> batch_files(files.begin() + first, files.begin() + first + count);
+    std::vector<std::pair<std::string, std::string>> skipped;
     std::vector<Image> batch_images;
-    for (size_t i = first; i < first + count; ++i) {
-      batch_images.push_back(resize_for_model(read_image(files[i]), model.preprocessing, mode));
+    try {
+      batch_images = read_images(batch_files, options.reading.skip_bad, options.reading.max_pixels, skipped);
+    } catch (const Error&) {
+      if (!options.reading.skip_bad) throw;
+      continue;  // every image of this batch was bad, and each was named
     }
+    for (Image& image : batch_images) image = resize_for_model(image, model.preprocessing, mode);
     const Tensor input = images_to_batch(batch_images, model.preprocessing);
     decode_seconds += seconds_since(decode_start);
 
@@ -57,10 +65,10 @@ void run_classify(const ClassifyOptions& options) {
     forward_seconds += seconds_since(forward_start);
 
     const auto ranked = top_classes(result.output, model.labels, 5);
-    for (size_t i = 0; i < count; ++i) {
-      images.push_back({{"file", files[first + i]}, {"top5", top_classes_json(ranked[i])}});
+    for (size_t i = 0; i < batch_files.size(); ++i) {
+      images.push_back({{"file", batch_files[i]}, {"top5", top_classes_json(ranked[i])}});
       if (!options.json) {
-        fmt::print("{}\n", files[first + i]);
+        fmt::print("{}\n", batch_files[i]);
         for (const RankedClass& entry : ranked[i]) {
           fmt::print("  {:7.4f}  {:4}  {}\n", entry.probability, entry.index, entry.label);
         }
@@ -99,6 +107,7 @@ void add_classify_command(CLI::App& app) {
       ->check(CLI::IsMember({"stretch", "center-crop"}));
   command->add_flag("--timing", options->timing, "Print load, decode and forward times on stderr");
   add_device_options(command, options->device);
+  add_image_read_options(command, options->reading);
   command->callback([options] { run_classify(*options); });
 }
 

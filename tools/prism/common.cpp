@@ -1,10 +1,10 @@
 // tools/prism/common.cpp: helpers shared by the subcommands.
 #include "tools/prism/common.hpp"
-#include "tools/prism/subcommands.hpp"
 
 #include <fmt/core.h>
 #include <glob.h>
 #include <omp.h>
+#include <unistd.h>
 
 #include <algorithm>
 #include <cmath>
@@ -13,6 +13,8 @@
 
 #include "engine/cuda/runtime.hpp"
 #include "engine/error.hpp"
+#include "tools/image/image.hpp"
+#include "tools/prism/subcommands.hpp"
 #include "weights/model_file.hpp"
 
 namespace prism {
@@ -63,21 +65,57 @@ Model load_model_for_cli(const std::string& path) {
   return model;
 }
 
+void add_image_read_options(CLI::App* command, ImageReadOptions& options) {
+  command->add_flag("--skip-bad", options.skip_bad,
+                    "Leave out images that cannot be read (and say which) instead of stopping");
+  command->add_option("--max-image-pixels", options.max_pixels,
+                      "Refuse images larger than this many pixels, from their header (decompression bombs)")
+      ->check(CLI::PositiveNumber);
+}
+
+std::vector<Image> read_images(std::vector<std::string>& files, bool skip_bad, int64_t max_pixels,
+                               std::vector<std::pair<std::string, std::string>>& skipped) {
+  std::vector<Image> images;
+  std::vector<std::string> kept;
+  for (const std::string& file : files) {
+    try {
+      images.push_back(read_image(file, max_pixels));
+      kept.push_back(file);
+    } catch (const Error& error) {
+      if (!skip_bad) throw;
+      fmt::print(stderr, "skipped {}\n", error.what());
+      skipped.emplace_back(file, error.what());
+    }
+  }
+  if (images.empty()) throw Error("none of the " + std::to_string(files.size()) + " images could be read");
+  files = std::move(kept);
+  return images;
+}
+
 void add_device_options(CLI::App* command, DeviceOptions& options) {
   command->add_option("--device", options.device, "cpu (default) or cuda")->check(CLI::IsMember({"cpu", "cuda"}));
   command->add_flag("--tf32", options.tf32,
                     "cuda: let matrix products use TF32 tensor cores (faster; about 1e-3 relative error)");
+  command->add_option("--max-memory", options.max_memory_gib,
+                      "GiB a batch's activations may take (default: 90% of the memory there is)")
+      ->check(CLI::PositiveNumber);
 }
 
 std::string apply_device_options(const DeviceOptions& options, PlanOptions& plan_options) {
+  constexpr double gib = 1024.0 * 1024.0 * 1024.0;
   if (options.device != "cuda") {
     if (options.tf32) throw Error("--tf32 applies to --device cuda only");
     plan_options.backend = Backend::cpu;
+    const double physical = static_cast<double>(sysconf(_SC_PHYS_PAGES)) * static_cast<double>(sysconf(_SC_PAGE_SIZE));
+    plan_options.memory_limit_bytes =
+        static_cast<int64_t>(options.max_memory_gib > 0 ? options.max_memory_gib * gib : 0.9 * physical);
     return "cpu";
   }
   const std::string gpu = require_cuda();
   plan_options.backend = Backend::cuda;
   plan_options.tf32 = options.tf32;
+  plan_options.memory_limit_bytes = static_cast<int64_t>(
+      options.max_memory_gib > 0 ? options.max_memory_gib * gib : 0.9 * static_cast<double>(cuda_free_bytes()));
   return gpu;
 }
 

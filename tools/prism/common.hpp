@@ -8,6 +8,7 @@
 
 #include "engine/model.hpp"
 #include "engine/tensor.hpp"
+#include "tools/image/image.hpp"
 
 namespace prism {
 
@@ -15,6 +16,12 @@ namespace prism {
 // as their matches (sorted); throws naming a missing path, an empty folder or glob, or an
 // empty list.
 std::vector<std::string> expand_image_arguments(const std::vector<std::string>& arguments);
+
+// Reads each file with read_image. Without skip_bad the first file that cannot be read stops
+// everything (its Error); with it, such a file is reported on stderr ("skipped FILE: why"), left
+// out of `files` and listed in `skipped` as (file, reason). Throws when no image is left.
+std::vector<Image> read_images(std::vector<std::string>& files, bool skip_bad, int64_t max_pixels,
+                               std::vector<std::pair<std::string, std::string>>& skipped);
 
 // Reads a model file; says on stderr when its weights are random, so no one mistakes the output.
 Model load_model_for_cli(const std::string& path);

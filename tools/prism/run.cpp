@@ -38,6 +38,7 @@ struct RunOptions {
   int64_t batch = 8;
   int threads = 0;
   DeviceOptions device;
+  ImageReadOptions reading;
 };
 
 std::vector<int> parse_components(const std::string& text) {
@@ -90,7 +91,7 @@ void run_prism(const RunOptions& options) {
   prism_options.inclusive = options.inclusive;
   prism_options.exclusive = options.exclusive;
   prism_options.components = parse_components(options.components);
-  const std::vector<std::string> files = expand_image_arguments(options.images);
+  std::vector<std::string> files = expand_image_arguments(options.images);
   prepare_output_folder(options.out_dir);
   const Model model = load_model_for_cli(options.model_path);
   const ResizeMode mode = options.resize == "center-crop" ? ResizeMode::center_crop : ResizeMode::stretch;
@@ -100,11 +101,12 @@ void run_prism(const RunOptions& options) {
                                                 ? capture_points(model.graph, capture_set)
                                                 : capture_points_ending_at(model.graph, capture_set, options.layer);
   request_captures(plan_options, captures);
+  // Decode everything first: a bad image stops the run before any work or any output (or, with
+  // --skip-bad, is left out and named).
+  std::vector<std::pair<std::string, std::string>> skipped;
+  std::vector<Image> inputs = read_images(files, options.reading.skip_bad, options.reading.max_pixels, skipped);
+  for (Image& image : inputs) image = resize_for_model(image, model.preprocessing, mode);
   PrismCollector collector(captures, static_cast<int64_t>(files.size()));
-
-  // Decode everything first: a bad image stops the run before any work or any output.
-  std::vector<Image> inputs;
-  for (const std::string& file : files) inputs.push_back(resize_for_model(read_image(file), model.preprocessing, mode));
 
   const bool progress = ::isatty(STDERR_FILENO);
   std::vector<std::vector<RankedClass>> classes;
@@ -178,6 +180,8 @@ void run_prism(const RunOptions& options) {
   for (int64_t i = 0; i < n; ++i) {
     images.push_back({{"file", files[i]}, {"map", stems[i] + ".prism.png"}, {"top5", top_classes_json(classes[i])}});
   }
+  nlohmann::json skipped_list = nlohmann::json::array();
+  for (const auto& [file, reason] : skipped) skipped_list.push_back({{"file", file}, {"reason", reason}});
   nlohmann::json capture_list = nlohmann::json::array();
   for (size_t i = 0; i < captures.size(); ++i)
     capture_list.push_back({{"name", captures[i]}, {"shape", capture_shapes[i]}});
@@ -203,6 +207,7 @@ void run_prism(const RunOptions& options) {
       {"capture_points", capture_list},
       {"explained_variance_ratio", result.explained_variance_ratio},
       {"images", images},
+      {"skipped", skipped_list},
       {"seconds",
        {{"forward", forward_seconds},
         {"prism", prism_seconds},
@@ -247,6 +252,7 @@ void add_run_command(CLI::App& app) {
       ->check(CLI::PositiveNumber);
   command->add_option("--threads", options->threads, "CPU threads (default: all cores)")->check(CLI::PositiveNumber);
   add_device_options(command, options->device);
+  add_image_read_options(command, options->reading);
   command->callback([options] { run_prism(*options); });
 }
 

@@ -9,16 +9,24 @@
 
 namespace prism {
 
+// `--skip-bad` and `--max-image-pixels`, shared by run and classify.
+struct ImageReadOptions {
+  bool skip_bad = false;
+  int64_t max_pixels = 178956970;  // tools/image/image.hpp's default_max_image_pixels
+};
+void add_image_read_options(CLI::App* command, ImageReadOptions& options);
+
 // `--device cpu|cuda` and `--tf32`, shared by run, classify and bench.
 struct DeviceOptions {
   std::string device = "cpu";
   bool tf32 = false;
+  double max_memory_gib = 0.0;  // 0: 90% of the machine's memory (or of the GPU's free memory)
 };
 void add_device_options(CLI::App* command, DeviceOptions& options);
 
-// Puts the choice into plan options. cuda is checked at once (built in, a GPU present) so that a
-// run stops before any work with a message saying what to do; returns what runs it ("cpu", or
-// the GPU's name).
+// Puts the choice into plan options, memory limit included. cuda is checked at once (built in, a
+// GPU present) so that a run stops before any work with a message saying what to do; returns what
+// runs it ("cpu", or the GPU's name).
 std::string apply_device_options(const DeviceOptions& options, PlanOptions& plan_options);
 
 void add_info_command(CLI::App& app);
