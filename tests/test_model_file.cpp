@@ -3,6 +3,7 @@
 #include <unistd.h>
 
 #include <catch2/catch.hpp>
+#include <limits>
 #include <filesystem>
 #include <fstream>
 
@@ -95,6 +96,15 @@ TEST_CASE("bad model files get one clear message naming the file", "[model_file]
   SECTION("a newer format version") {
     write_model_file(small_model(), scratch.file("future.h5"), model_format_version + 1);
     CHECK_THROWS_WITH(read_model_file(scratch.file("future.h5")), Catch::Contains("newer than this build reads"));
+  }
+  SECTION("NaN or infinite weights") {
+    for (const float bad : {std::numeric_limits<float>::quiet_NaN(), std::numeric_limits<float>::infinity()}) {
+      Model model = small_model();
+      model.parameters.at("fc.bias").data()[1] = bad;
+      write_model_file(model, scratch.file("nan.h5"));
+      CHECK_THROWS_WITH(read_model_file(scratch.file("nan.h5")),
+                        Catch::Contains("nan.h5: state_dict/fc.bias holds") && Catch::Contains("(element 1)"));
+    }
   }
   SECTION("labels that do not match the classes") {
     Model model = small_model();

@@ -325,6 +325,130 @@ def run_options_are_checked_and_nothing_is_written_on_failure():
     assert result.returncode != 0 and "is a file, not a folder" in result.stderr, result.stderr
 
 
+def bad_images():
+    """Every kind of image file a folder from the internet may hold, and what prism must say."""
+    import struct
+    import zlib
+    source = Image.open(os.path.join(ARGS.samples, "wolf_01.jpg")).convert("RGB")
+    folder = path("bad_images")
+    os.makedirs(folder, exist_ok=True)
+    good = os.path.join(folder, "good.jpg")
+    source.save(good)
+    data = open(good, "rb").read()
+
+    def write(name, content):
+        with open(os.path.join(folder, name), "wb") as f:
+            f.write(content)
+        return os.path.join(folder, name)
+
+    def png_claiming(width, height):
+        def chunk(kind, body):
+            return struct.pack(">I", len(body)) + kind + body + struct.pack(">I", zlib.crc32(kind + body) & 0xFFFFFFFF)
+        return (b"\x89PNG\r\n\x1a\n" + chunk(b"IHDR", struct.pack(">IIBBBBB", width, height, 8, 2, 0, 0, 0)) +
+                chunk(b"IDAT", zlib.compress(b"\x00" * 1000)) + chunk(b"IEND", b""))
+
+    bad = {
+        write("empty.jpg", b""): "an empty file, not an image",
+        write("truncated.jpg", data[: len(data) // 2]): "cannot read the image",
+        write("corrupt.jpg", data[:300] + bytes(range(256)) * 8 + data[2348:]): "cannot read the image",
+        write("bomb.png", png_claiming(15000, 15000)): "more than the limit of 178956970 (a decompression bomb?)",
+        write("notes.jpg", b"plain text, not an image\n"): "cannot read the image",
+    }
+    readable = {}
+    source.convert("CMYK").save(os.path.join(folder, "cmyk.jpg"))
+    source.save(os.path.join(folder, "progressive.jpg"), progressive=True)
+    Image.fromarray(np.asarray(source.convert("L")).astype(np.uint16) * 257).save(os.path.join(folder, "grey16.png"))
+    source.convert("RGBA").save(os.path.join(folder, "alpha.png"))
+    source.convert("L").save(os.path.join(folder, "grey.png"))
+    frames = [source.resize((64, 48)), source.resize((64, 48)).transpose(Image.FLIP_LEFT_RIGHT)]
+    frames[0].save(os.path.join(folder, "animated.gif"), save_all=True, append_images=frames[1:], loop=0)
+    for name in ("cmyk.jpg", "progressive.jpg", "grey16.png", "alpha.png", "grey.png", "animated.gif"):
+        readable[os.path.join(folder, name)] = name
+    return good, bad, readable
+
+
+@test
+def every_bad_image_gets_a_clear_error_and_no_output():
+    good, bad, readable = bad_images()
+    for image, message in bad.items():
+        out = path("bad_out")
+        result = run([ARGS.prism, "run", "--model", small_vgg_file(), "--out", out, good, image])
+        assert result.returncode == 1, (image, result.returncode, result.stderr)
+        assert image in result.stderr and message in result.stderr, (image, message, result.stderr)
+        assert not os.path.exists(out) or not os.listdir(out), os.listdir(out)
+    empty_folder = path("empty_folder")  # a folder argument stands for its image files: none is an error
+    os.makedirs(empty_folder, exist_ok=True)
+    result = run([ARGS.prism, "run", "--model", small_vgg_file(), "--out", path("bad_out"), good, empty_folder])
+    assert result.returncode == 1 and "empty_folder: the folder holds no image files" in result.stderr, result.stderr
+    # What PIL reads (CMYK and progressive JPEG, 16-bit, grey and RGBA PNG, an animated GIF), prism reads.
+    result = run([ARGS.prism, "classify", "--model", small_vgg_file(), "--json", *readable])
+    assert result.returncode == 0, result.stderr
+    assert len(json.loads(result.stdout)["images"]) == len(readable)
+
+
+@test
+def skip_bad_goes_on_without_the_bad_images_and_names_them():
+    good, bad, readable = bad_images()
+    out = path("skip_out")
+    images = [good, *bad, *readable]
+    result = run([ARGS.prism, "run", "--skip-bad", "--model", small_vgg_file(), "--out", out, *images])
+    assert result.returncode == 0, result.stderr
+    summary = json.load(open(os.path.join(out, "summary.json")))
+    assert sorted(s["file"] for s in summary["skipped"]) == sorted(bad), summary["skipped"]
+    assert len(summary["images"]) == 1 + len(readable)
+    for image in bad:
+        assert f"skipped {image}" in result.stderr, result.stderr
+    maps = [name for name in os.listdir(out) if name.endswith(".prism.png")]
+    assert len(maps) == 1 + len(readable) and np.load(os.path.join(out, "maps.npy")).shape[0] == 1 + len(readable)
+    result = run([ARGS.prism, "run", "--skip-bad", "--model", small_vgg_file(), "--out", path("none_out"), *bad])
+    assert result.returncode == 1 and f"none of the {len(bad)} images could be read" in result.stderr, result.stderr
+    result = run([ARGS.prism, "classify", "--skip-bad", "--json", "--model", small_vgg_file(), *images])
+    assert result.returncode == 0 and len(json.loads(result.stdout)["images"]) == 1 + len(readable), result.stderr
+
+
+@test
+def bad_weights_and_command_lines_get_clear_errors():
+    good, _, _ = bad_images()
+    with h5py.File(small_vgg_file(), "r") as f, h5py.File(path("nan.h5"), "w") as g:
+        for name, value in f.attrs.items():
+            g.attrs[name] = value
+        f.copy("labels", g) if "labels" in f else None
+        group = g.create_group("state_dict")
+        for key, dataset in f["state_dict"].items():
+            values = dataset[()]
+            if key == "features.0.bias":
+                values[2] = np.inf
+            group.create_dataset(key, data=values)
+    with open(small_vgg_file(), "rb") as f:
+        head = f.read(4096)
+    with open(path("cut.h5"), "wb") as f:
+        f.write(head)
+    with open(path("a_file"), "w") as f:
+        f.write("x")
+    model = small_vgg_file()
+    cases = [
+        (["run", "--model", path("nan.h5"), "--out", path("o1"), good], "nan.h5: state_dict/features.0.bias holds an infinity"),
+        (["run", "--model", path("cut.h5"), "--out", path("o2"), good], "cut.h5"),
+        (["run", "--model", good, "--out", path("o3"), good], "good.jpg: not an HDF5 model file"),
+        (["run", "--model", path("absent.h5"), "--out", path("o4"), good], "absent.h5: cannot open"),
+        (["run", "--model", model, "--out", path("o5"), "--frobnicate", good], "--frobnicate"),
+        (["run", "--model", model, "--out", path("o6"), path("nothing*.jpg")], "nothing*.jpg: no files match"),
+        (["run", "--model", model, "--out", path("o7"), path("absent.jpg")], "absent.jpg: no such file"),
+        (["run", "--model", model, "--out", path("a_file"), good], "is a file, not a folder"),
+        (["run", "--model", model, "--out", "/proc/prism_out", good], "/proc/prism_out: cannot create the output folder"),
+        (["run", "--model", model, "--out", path("o8"), "--batch", "8", "--max-memory", "0.01", good, good],
+         "use a smaller --batch"),
+        (["run", "--model", model, "--out", path("o9"), "--max-image-pixels", "1000", good], "more than the limit of 1000"),
+        (["classify", "--model", model, "--batch", "-3", good], "--batch"),
+    ]
+    for command, message in cases:
+        result = run([ARGS.prism, *command])
+        assert result.returncode != 0 and result.returncode < 128, (command, result.returncode)
+        assert message in result.stderr, (command, message, result.stderr)
+        for out in ("o1", "o2", "o3", "o4", "o5", "o6", "o7", "o8", "o9"):
+            assert not os.path.exists(path(out)) or not os.listdir(path(out)), out
+
+
 @test
 def run_layer_and_components_choose_what_is_shown():
     out = path("layer_out")
@@ -343,10 +467,13 @@ def main():
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     parser.add_argument("--prism", required=True)
     parser.add_argument("--samples", required=True)
+    parser.add_argument("--only", nargs="+", help="run only the tests of these names")
     ARGS = parser.parse_args()
     passed = failed = 0
     with tempfile.TemporaryDirectory(prefix="prism_tools_") as WORK:
         for function in TESTS:
+            if ARGS.only and function.__name__ not in ARGS.only:
+                continue
             try:
                 function()
                 passed += 1
