@@ -431,12 +431,12 @@ def main():
     parser.add_argument("--prism", required=True)
     parser.add_argument("--samples", default="")
     parser.add_argument("--archs", nargs="+", default=converter.ARCHITECTURES)
-    parser.add_argument("--only", help="run only the test of this name")
+    parser.add_argument("--only", nargs="+", help="run only the tests of these names")
     ARGS = parser.parse_args()
     passed = failed = 0
     with tempfile.TemporaryDirectory(prefix="prism_convert_") as WORK:
         for function in TESTS:
-            if ARGS.only and function.__name__ != ARGS.only:
+            if ARGS.only and function.__name__ not in ARGS.only:
                 continue
             try:
                 function()

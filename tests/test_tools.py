@@ -347,8 +347,15 @@ def bad_images():
         return (b"\x89PNG\r\n\x1a\n" + chunk(b"IHDR", struct.pack(">IIBBBBB", width, height, 8, 2, 0, 0, 0)) +
                 chunk(b"IDAT", zlib.compress(b"\x00" * 1000)) + chunk(b"IEND", b""))
 
+    def overfull_huffman_table(jpeg):
+        """A Huffman table declaring more than 256 codes: Debian's stb_image wrote past an array on
+        it (found by the image fuzzer); prism refuses it before stb sees it."""
+        table = jpeg.index(b"\xff\xc4") + 5  # marker, length, class and id, then the 16 counts
+        return jpeg[:table] + bytes([200, 200]) + jpeg[table + 2:]
+
     bad = {
         write("empty.jpg", b""): "an empty file, not an image",
+        write("huffman.jpg", overfull_huffman_table(data)): "a corrupt JPEG Huffman table",
         write("truncated.jpg", data[: len(data) // 2]): "cannot read the image",
         write("corrupt.jpg", data[:300] + bytes(range(256)) * 8 + data[2348:]): "cannot read the image",
         write("bomb.png", png_claiming(15000, 15000)): "more than the limit of 178956970 (a decompression bomb?)",

@@ -1,5 +1,5 @@
 #!/usr/bin/env bash
-# tools/fuzz.sh [SECONDS]: builds the libFuzzer targets (tests/fuzz/, with clang) and runs each for
+# tools/fuzz.sh [SECONDS [model]]: builds the libFuzzer targets (tests/fuzz/, with clang) and runs each for
 # SECONDS (default 60) from a seed corpus that Debian's torch writes. A crash, a sanitizer report or
 # a leak stops with the input saved in build-fuzz/ and a non-zero exit. The test command runs this
 # briefly; run it longer by hand: tools/fuzz.sh 3600.
@@ -10,12 +10,23 @@ cmake -S tests/fuzz -B build-fuzz -G Ninja -DCMAKE_BUILD_TYPE=RelWithDebInfo -DC
   -DCMAKE_CXX_COMPILER=clang++ > /dev/null
 cmake --build build-fuzz
 /usr/bin/python3 tests/fuzz/make_corpus.py build-fuzz/seeds
-for target in fuzz_pickle fuzz_checkpoint; do
+for target in fuzz_pickle fuzz_checkpoint fuzz_image fuzz_model_file; do
   mkdir -p "build-fuzz/corpus/$target"
-  echo "fuzzing $target for $seconds s"
-  (cd build-fuzz && "./$target" -max_total_time="$seconds" -rss_limit_mb=2048 -max_len=65536 -print_final_stats=1 \
+  echo "fuzzing $target"
+  # Debian's HDF5 1.10.8 is not ours and not instrumented, and on damaged files it has memory
+  # errors of its own (a use-after-free in H5O__attr_exists, found by this target within two
+  # minutes), which fuzzing finds again and again and which no change in prism can fix. So the
+  # model-file target only replays its seeds here (our code's paths through HDF5, under the
+  # sanitizers); `tools/fuzz.sh SECONDS model` fuzzes it for real. Huge mallocs fail as they would
+  # outside the fuzzer, and HDF5's leaks on its error paths are not ours.
+  mode=(-max_total_time="$seconds")
+  options=""
+  if [[ $target == fuzz_model_file ]]; then
+    options="allocator_may_return_null=1:detect_leaks=0"
+    [[ ${2:-} == model ]] || mode=(-runs=0)
+  fi
+  (cd build-fuzz && ASAN_OPTIONS="$options" "./$target" "${mode[@]}" -rss_limit_mb=2048 -max_len=65536 -print_final_stats=1 \
      "corpus/$target" "seeds/$target" 2>&1 | grep -E "^(stat::number_of_executed_units|stat::peak_rss_mb|#[0-9]+ +DONE)|ERROR|SUMMARY" || true)
-  # libFuzzer exits non-zero on any finding; the pipe above hides it, so check for the crash file.
   if compgen -G "build-fuzz/crash-*" > /dev/null || compgen -G "build-fuzz/leak-*" > /dev/null; then
     echo "fuzzing found a problem: $(ls build-fuzz/crash-* build-fuzz/leak-* 2>/dev/null)" >&2
     exit 1

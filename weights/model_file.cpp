@@ -48,8 +48,14 @@ class Reader {
     if (!attribute.valid()) fail(std::string("missing attribute ") + name);
     Handle type(H5Aget_type(attribute.get()), H5Tclose);
     if (H5Tget_class(type.get()) != H5T_STRING) fail(std::string("attribute ") + name + " is not a string");
+    // One string, not an array of them: H5Aread writes every element (found by fuzz_model_file).
+    Handle space(H5Aget_space(attribute.get()), H5Sclose);
+    if (H5Sget_simple_extent_npoints(space.get()) != 1) fail(std::string("attribute ") + name + " is not one string");
+    // Read through a memory type of our own making, so that what HDF5 writes is the size we set
+    // aside whatever the file's type claims (the file's own type could say more).
+    Handle memory_type(H5Tcopy(H5T_C_S1), H5Tclose);
     if (H5Tis_variable_str(type.get()) > 0) {
-      Handle memory_type(H5Tget_native_type(type.get(), H5T_DIR_ASCEND), H5Tclose);
+      H5Tset_size(memory_type.get(), H5T_VARIABLE);
       char* text = nullptr;
       if (H5Aread(attribute.get(), memory_type.get(), &text) < 0 || text == nullptr) {
         fail(std::string("cannot read attribute ") + name);
@@ -58,8 +64,11 @@ class Reader {
       H5free_memory(text);
       return value;
     }
-    std::string value(H5Tget_size(type.get()), '\0');
-    if (H5Aread(attribute.get(), type.get(), value.data()) < 0) fail(std::string("cannot read attribute ") + name);
+    const size_t size = H5Tget_size(type.get());
+    if (size == 0 || size > (size_t{1} << 16)) fail(std::string("attribute ") + name + " is not a short string");
+    H5Tset_size(memory_type.get(), size);
+    std::string value(size, '\0');
+    if (H5Aread(attribute.get(), memory_type.get(), value.data()) < 0) fail(std::string("cannot read attribute ") + name);
     return value.substr(0, value.find('\0'));
   }
 
@@ -127,6 +136,7 @@ class Reader {
     }
     const Shape shape = dataset_shape(name);
     if (shape.size() != 1) fail("dataset " + name + " must be one-dimensional");
+    if (shape[0] > (int64_t{1} << 24)) fail("dataset " + name + " claims " + std::to_string(shape[0]) + " strings");
     std::vector<char*> texts(shape[0], nullptr);
     Handle memory_type(H5Tcopy(H5T_C_S1), H5Tclose);
     H5Tset_size(memory_type.get(), H5T_VARIABLE);

@@ -12,6 +12,61 @@
 
 namespace prism {
 
+namespace {
+
+// Debian 12's stb_image writes past a 257-entry array when a JPEG Huffman table declares more
+// than 256 codes (found by tests/fuzz/fuzz_image; stb_image 2.28 refuses such tables itself).
+// So every DHT segment is checked before stb sees the file: walk the markers, skipping each
+// segment and each scan's entropy-coded data, and refuse a table whose 16 counts add up to more
+// than 256 or that runs past its segment. The walk follows stb's own: bytes between segments
+// that are not markers are skipped one by one.
+void check_jpeg_huffman_tables(const uint8_t* data, size_t size, const std::string& name) {
+  if (size < 4 || data[0] != 0xFF || data[1] != 0xD8) return;  // not a JPEG
+  auto damaged = [&] { return Error(name + ": cannot read the image (a corrupt JPEG Huffman table)"); };
+  size_t at = 2;
+  while (at + 4 <= size) {
+    if (data[at] != 0xFF) {  // between segments stb skips anything that is not a marker; so do we
+      ++at;
+      continue;
+    }
+    const uint8_t marker = data[at + 1];
+    if (marker == 0xFF) {  // fill byte
+      ++at;
+      continue;
+    }
+    if (marker == 0xD9) return;                                                // EOI
+    if (marker == 0x01 || (marker >= 0xD0 && marker <= 0xD7)) {  // no length
+      at += 2;
+      continue;
+    }
+    const size_t length = static_cast<size_t>(data[at + 2]) << 8 | data[at + 3];
+    if (length < 2) return;
+    if (at + 2 + length > size) {  // stb reads zeros past the end: a table there is no better
+      if (marker == 0xC4) throw damaged();
+      return;
+    }
+    if (marker == 0xC4) {  // DHT: tables of (class and id, 16 counts, the symbols)
+      size_t table = at + 4;
+      const size_t end = at + 2 + length;
+      while (table < end) {
+        if (table + 17 > end) throw damaged();
+        size_t codes = 0;
+        for (int i = 1; i <= 16; ++i) codes += data[table + i];
+        if (codes > 256 || table + 17 + codes > end) throw damaged();
+        table += 17 + codes;
+      }
+    }
+    at += 2 + length;
+    if (marker == 0xDA) {  // SOS: entropy-coded data up to the next marker other than a stuffed 0 or RST
+      while (at + 1 < size && !(data[at] == 0xFF && data[at + 1] != 0x00 && !(data[at + 1] >= 0xD0 && data[at + 1] <= 0xD7))) {
+        ++at;
+      }
+    }
+  }
+}
+
+}  // namespace
+
 Image read_image_bytes(const uint8_t* data, size_t size, const std::string& name, int64_t max_pixels) {
   if (size == 0) throw Error(name + ": an empty file, not an image");
   if (size > static_cast<size_t>(INT32_MAX)) throw Error(name + ": larger than 2 GiB, too large for an image file");
@@ -22,6 +77,7 @@ Image read_image_bytes(const uint8_t* data, size_t size, const std::string& name
   };
   // The header first: a file may claim 100000 x 100000 pixels in a few bytes.
   int width = 0, height = 0, channels = 0;
+  check_jpeg_huffman_tables(data, size, name);  // before stb reads any of it, its header included
   if (!stbi_info_from_memory(data, length, &width, &height, &channels)) throw unreadable(stbi_failure_reason());
   if (width <= 0 || height <= 0) throw Error(name + ": an image without pixels");
   if (static_cast<int64_t>(width) * height > max_pixels) {
