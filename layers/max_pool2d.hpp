@@ -19,6 +19,25 @@ struct MaxPool2dParams {
 // its left padding, otherwise it is dropped.
 Shape max_pool2d_output_shape(const MaxPool2dParams& params, const Shape& input_shape);
 
+// One output value: the maximum over the window at (oy, ox) of one (height, width) plane, padding
+// never picked. PyTorch propagates NaN through max pooling; so does this comparison order. The
+// reference and the CUDA kernel share it.
+PRISM_HOST_DEVICE inline float max_pool2d_window(const MaxPool2dParams& p, const float* plane, int64_t height,
+                                                 int64_t width, int64_t oy, int64_t ox) {
+  float best = -__builtin_huge_valf();
+  for (int64_t ky = 0; ky < p.kernel_h; ++ky) {
+    const int64_t iy = oy * p.stride_h - p.padding_h + ky * p.dilation_h;
+    if (iy < 0 || iy >= height) continue;
+    for (int64_t kx = 0; kx < p.kernel_w; ++kx) {
+      const int64_t ix = ox * p.stride_w - p.padding_w + kx * p.dilation_w;
+      if (ix < 0 || ix >= width) continue;
+      const float value = plane[iy * width + ix];
+      if (value > best || value != value) best = value;
+    }
+  }
+  return best;
+}
+
 void max_pool2d_forward_ref(const MaxPool2dParams& params, ConstTensorView input, TensorView output);
 void max_pool2d_forward_cpu(const MaxPool2dParams& params, ConstTensorView input, TensorView output);
 void max_pool2d_forward_cuda(const MaxPool2dParams& params, ConstTensorView input, TensorView output,

@@ -10,10 +10,7 @@ import argparse
 import json
 import os
 import shutil
-import subprocess
 import sys
-import tempfile
-import traceback
 
 import h5py
 import numpy as np
@@ -24,20 +21,13 @@ from torchvision import transforms
 HERE = os.path.dirname(os.path.abspath(__file__))
 CONVERTER = os.path.join(HERE, "..", "tools", "torchvision_to_h5.py")
 sys.path.insert(0, os.path.join(HERE, "..", "tools"))
+sys.path.insert(0, HERE)
 import torchvision_to_h5 as converter  # noqa: E402
+import script_harness as harness  # noqa: E402
+from script_harness import run, test  # noqa: E402
 
 ARGS = None
 WORK = None
-TESTS = []
-
-
-def test(function):
-    TESTS.append(function)
-    return function
-
-
-def run(command, **kwargs):
-    return subprocess.run(command, capture_output=True, text=True, timeout=600, **kwargs)
 
 
 def convert(*arguments, env=None):
@@ -470,26 +460,10 @@ def run_layer_and_components_choose_what_is_shown():
 
 
 def main():
-    global ARGS, WORK
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     parser.add_argument("--prism", required=True)
     parser.add_argument("--samples", required=True)
-    parser.add_argument("--only", nargs="+", help="run only the tests of these names")
-    ARGS = parser.parse_args()
-    passed = failed = 0
-    with tempfile.TemporaryDirectory(prefix="prism_tools_") as WORK:
-        for function in TESTS:
-            if ARGS.only and function.__name__ not in ARGS.only:
-                continue
-            try:
-                function()
-                passed += 1
-                print(f"ok   {function.__name__}")
-            except Exception:  # report every failure, then go on
-                failed += 1
-                print(f"FAIL {function.__name__}\n{traceback.format_exc()}")
-    print(f"{passed} passed, {failed} failed")
-    return 1 if failed else 0
+    return harness.main(globals(), parser, "prism_tools_")
 
 
 if __name__ == "__main__":

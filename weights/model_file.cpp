@@ -43,6 +43,14 @@ class Reader {
 
   bool has_attribute(const char* name) const { return H5Aexists(file_.get(), name) > 0; }
 
+  // HDF5 1.10 copies an attribute's value out of the file without checking that the file holds
+  // as many bytes as its type and size say (found by fuzz_model_file): check first.
+  void check_attribute_storage(hid_t attribute, hid_t type, hssize_t count, const char* name) const {
+    if (count < 0 || H5Aget_storage_size(attribute) < H5Tget_size(type) * static_cast<hsize_t>(count)) {
+      fail(std::string("attribute ") + name + " is damaged");
+    }
+  }
+
   std::string string_attribute(const char* name) const {
     Handle attribute(H5Aopen(file_.get(), name, H5P_DEFAULT), H5Aclose);
     if (!attribute.valid()) fail(std::string("missing attribute ") + name);
@@ -51,9 +59,11 @@ class Reader {
     // One string, not an array of them: H5Aread writes every element (found by fuzz_model_file).
     Handle space(H5Aget_space(attribute.get()), H5Sclose);
     if (H5Sget_simple_extent_npoints(space.get()) != 1) fail(std::string("attribute ") + name + " is not one string");
+    check_attribute_storage(attribute.get(), type.get(), 1, name);
     // Read through a memory type of our own making, so that what HDF5 writes is the size we set
     // aside whatever the file's type claims (the file's own type could say more).
     Handle memory_type(H5Tcopy(H5T_C_S1), H5Tclose);
+    H5Tset_cset(memory_type.get(), H5Tget_cset(type.get()));  // HDF5 does not convert ASCII and UTF-8
     if (H5Tis_variable_str(type.get()) > 0) {
       H5Tset_size(memory_type.get(), H5T_VARIABLE);
       char* text = nullptr;
@@ -77,7 +87,14 @@ class Reader {
     Handle attribute(H5Aopen(file_.get(), name, H5P_DEFAULT), H5Aclose);
     if (!attribute.valid()) fail(std::string("missing attribute ") + name);
     Handle space(H5Aget_space(attribute.get()), H5Sclose);
-    std::vector<T> values(std::max<hssize_t>(1, H5Sget_simple_extent_npoints(space.get())));
+    const hssize_t count = H5Sget_simple_extent_npoints(space.get());
+    if (count < 1 || count > 16) fail(std::string("attribute ") + name + " holds " + std::to_string(count) + " values");
+    Handle type(H5Aget_type(attribute.get()), H5Tclose);
+    if (H5Tget_class(type.get()) != H5T_INTEGER && H5Tget_class(type.get()) != H5T_FLOAT) {
+      fail(std::string("attribute ") + name + " is not numeric");
+    }
+    check_attribute_storage(attribute.get(), type.get(), count, name);
+    std::vector<T> values(count);
     if (H5Aread(attribute.get(), memory_type, values.data()) < 0) {
       fail(std::string("attribute ") + name + " is not numeric");
     }

@@ -1,7 +1,5 @@
-// layers/cuda/max_pool2d.cu: one thread per output value, visiting its window as the reference
-// does (padding is never picked; NaN propagates).
-#include <cfloat>
-
+// layers/cuda/max_pool2d.cu: one thread per output value, visiting its window with the same
+// function as the reference (layers/max_pool2d.hpp).
 #include "engine/cuda/check.cuh"
 #include "layers/max_pool2d.hpp"
 
@@ -11,19 +9,7 @@ __global__ void max_pool2d_kernel(MaxPool2dParams p, const float* input, int64_t
                                   int64_t out_h, int64_t out_w, float* output, int64_t count) {
   for (int64_t i = blockIdx.x * int64_t{blockDim.x} + threadIdx.x; i < count; i += int64_t{gridDim.x} * blockDim.x) {
     const int64_t ox = i % out_w, oy = i / out_w % out_h, plane = i / (out_w * out_h);
-    const float* source = input + plane * height * width;
-    float best = -INFINITY;
-    for (int64_t ky = 0; ky < p.kernel_h; ++ky) {
-      const int64_t iy = oy * p.stride_h - p.padding_h + ky * p.dilation_h;
-      if (iy < 0 || iy >= height) continue;
-      for (int64_t kx = 0; kx < p.kernel_w; ++kx) {
-        const int64_t ix = ox * p.stride_w - p.padding_w + kx * p.dilation_w;
-        if (ix < 0 || ix >= width) continue;
-        const float value = source[iy * width + ix];
-        if (value > best || value != value) best = value;
-      }
-    }
-    output[i] = best;
+    output[i] = max_pool2d_window(p, input + plane * height * width, height, width, oy, ox);
   }
 }
 }  // namespace

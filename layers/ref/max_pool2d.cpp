@@ -29,18 +29,7 @@ void max_pool2d_forward_ref(const MaxPool2dParams& p, ConstTensorView input, Ten
   for (int64_t plane = 0; plane < planes; ++plane) {
     for (int64_t oy = 0; oy < out_h; ++oy) {
       for (int64_t ox = 0; ox < out_w; ++ox) {
-        float best = -std::numeric_limits<float>::infinity();
-        for (int64_t ky = 0; ky < p.kernel_h; ++ky) {
-          const int64_t iy = oy * p.stride_h - p.padding_h + ky * p.dilation_h;
-          if (iy < 0 || iy >= height) continue;
-          for (int64_t kx = 0; kx < p.kernel_w; ++kx) {
-            const int64_t ix = ox * p.stride_w - p.padding_w + kx * p.dilation_w;
-            if (ix < 0 || ix >= width) continue;
-            const float value = input.data[(plane * height + iy) * width + ix];
-            // PyTorch propagates NaN through max pooling; so does this comparison order.
-            if (value > best || value != value) best = value;
-          }
-        }
+        const float best = max_pool2d_window(p, input.data + plane * height * width, height, width, oy, ox);
         output.data[(plane * out_h + oy) * out_w + ox] = best;
       }
     }
