@@ -346,6 +346,7 @@ def bad_images():
     bad = {
         write("empty.jpg", b""): "an empty file, not an image",
         write("huffman.jpg", overfull_huffman_table(data)): "a corrupt JPEG Huffman table",
+        write("huffman_fill.jpg", b"\xff" + overfull_huffman_table(data)): "a corrupt JPEG Huffman table",
         write("truncated.jpg", data[: len(data) // 2]): "cannot read the image",
         write("corrupt.jpg", data[:300] + bytes(range(256)) * 8 + data[2348:]): "cannot read the image",
         write("bomb.png", png_claiming(15000, 15000)): "more than the limit of 178956970 (a decompression bomb?)",

@@ -15,52 +15,33 @@ namespace prism {
 namespace {
 
 // Debian 12's stb_image writes past a 257-entry array when a JPEG Huffman table declares more
-// than 256 codes (found by tests/fuzz/fuzz_image; stb_image 2.28 refuses such tables itself).
-// So every DHT segment is checked before stb sees the file: walk the markers, skipping each
-// segment and each scan's entropy-coded data, and refuse a table whose 16 counts add up to more
-// than 256 or that runs past its segment. The walk follows stb's own: bytes between segments
-// that are not markers are skipped one by one.
+// than 256 codes (found by tests/fuzz/fuzz_image; stb_image 2.28 refuses such tables itself). So
+// every table stb could read is checked before stb sees the file. Wherever stb meets a DHT
+// segment, in the headers, between scans or after garbage it skips, the file holds the bytes
+// FF C4 there (entropy-coded data never does: an FF in it is followed by 00 or a marker), so each
+// FF C4 in the file is read as stb would read a DHT segment (zeros past the end, as stb's reader
+// gives) and refused if a table's 16 counts add up to more than 256. A table stb itself rejects
+// (a bad class or id) ends that segment, as in stb. A valid JPEG has a few dozen DHT segments at
+// most; more than 1000 FF C4 pairs is refused too, which bounds the work.
 void check_jpeg_huffman_tables(const uint8_t* data, size_t size, const std::string& name) {
-  if (size < 4 || data[0] != 0xFF || data[1] != 0xD8) return;  // not a JPEG
+  if (size < 2 || data[0] != 0xFF) return;  // not a JPEG to stb (which skips FF fill before SOI, too)
+  auto byte = [&](size_t at) -> int { return at < size ? data[at] : 0; };
   auto damaged = [&] { return Error(name + ": cannot read the image (a corrupt JPEG Huffman table)"); };
-  size_t at = 2;
-  while (at + 4 <= size) {
-    if (data[at] != 0xFF) {  // between segments stb skips anything that is not a marker; so do we
-      ++at;
-      continue;
-    }
-    const uint8_t marker = data[at + 1];
-    if (marker == 0xFF) {  // fill byte
-      ++at;
-      continue;
-    }
-    if (marker == 0xD9) return;                                                // EOI
-    if (marker == 0x01 || (marker >= 0xD0 && marker <= 0xD7)) {  // no length
-      at += 2;
-      continue;
-    }
-    const size_t length = static_cast<size_t>(data[at + 2]) << 8 | data[at + 3];
-    if (length < 2) return;
-    if (at + 2 + length > size) {  // stb reads zeros past the end: a table there is no better
-      if (marker == 0xC4) throw damaged();
-      return;
-    }
-    if (marker == 0xC4) {  // DHT: tables of (class and id, 16 counts, the symbols)
-      size_t table = at + 4;
-      const size_t end = at + 2 + length;
-      while (table < end) {
-        if (table + 17 > end) throw damaged();
-        size_t codes = 0;
-        for (int i = 1; i <= 16; ++i) codes += data[table + i];
-        if (codes > 256 || table + 17 + codes > end) throw damaged();
-        table += 17 + codes;
-      }
-    }
-    at += 2 + length;
-    if (marker == 0xDA) {  // SOS: entropy-coded data up to the next marker other than a stuffed 0 or RST
-      while (at + 1 < size && !(data[at] == 0xFF && data[at + 1] != 0x00 && !(data[at + 1] >= 0xD0 && data[at + 1] <= 0xD7))) {
-        ++at;
-      }
+  int segments = 0;
+  for (size_t marker = 0; marker + 1 < size; ++marker) {
+    if (data[marker] != 0xFF || data[marker + 1] != 0xC4) continue;
+    if (++segments > 1000) throw damaged();
+    size_t at = marker + 2;
+    int64_t left = (byte(at) << 8 | byte(at + 1)) - 2;  // stb's L
+    at += 2;
+    while (left > 0) {
+      const int q = byte(at++);
+      if (q >> 4 > 1 || (q & 15) > 3) break;  // stb stops here with an error of its own
+      int64_t codes = 0;
+      for (int i = 0; i < 16; ++i) codes += byte(at++);
+      if (codes > 256) throw damaged();
+      at += static_cast<size_t>(codes);
+      left -= 17 + codes;
     }
   }
 }
