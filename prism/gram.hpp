@@ -30,6 +30,10 @@ struct GramEigen {
   bool usable(int component) const;
 };
 
+// How many leading components a request for `components` (0-based) needs solved; throws for a
+// negative one. Checked before any work, by the CPU and the GPU PCA alike.
+int components_needed(const std::vector<int>& components);
+
 // The eigen-decomposition of a (side x side) Gram matrix of centred data, for components
 // 0 .. wanted - 1.
 GramEigen solve_gram(const MatrixD& gram, int wanted);

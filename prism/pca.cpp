@@ -42,6 +42,15 @@ void dense_eigen(const MatrixD& gram, int count, Eigen::VectorXd& values, Matrix
 
 }  // namespace
 
+int components_needed(const std::vector<int>& components) {
+  int wanted = 0;
+  for (int c : components) {
+    if (c < 0) throw Error("principal components are numbered from 1");
+    wanted = std::max(wanted, c + 1);
+  }
+  return wanted;
+}
+
 GramEigen solve_gram(const MatrixD& gram, int wanted) {
   const int n = static_cast<int>(gram.rows());
   GramEigen result;
@@ -98,11 +107,7 @@ PrincipalComponents principal_components(ConstTensorView activations, const std:
   const int64_t batch = activations.dim(0), channels = activations.dim(1);
   const int64_t plane = activations.dim(2) * activations.dim(3);
   const int64_t rows = batch * plane;  // samples: every pixel of every image
-  int wanted = 0;
-  for (int c : components) {
-    if (c < 0) throw Error("principal components are numbered from 1");
-    wanted = std::max(wanted, c + 1);
-  }
+  const int wanted = components_needed(components);
 
   // X: (rows, C), row = (image, y, x) in that order, as TorchPRISM's permute(0, 2, 3, 1) makes it.
   MatrixD x(rows, channels);

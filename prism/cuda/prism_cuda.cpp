@@ -131,11 +131,7 @@ Tensor normalised(const Tensor& maps, const CudaContext& context) {
 PrismResult compute_prism_cuda(const PrismCollector& collected, const PrismOptions& options, int64_t height,
                                int64_t width, const CudaContext& context) {
   const Tensor& analysed = collected.analysed();
-  int wanted = 0;
-  for (int c : options.components) {
-    if (c < 0) throw Error("principal components are numbered from 1");
-    wanted = std::max(wanted, c + 1);
-  }
+  const int wanted = components_needed(options.components);
   const int64_t side = std::min(analysed.dim(1), analysed.dim(0) * analysed.dim(2) * analysed.dim(3));
   DeviceComponents pca = side < smallest_single_precision_gram
                              ? principal_components_on<double>(analysed, options.components, wanted, context)
