@@ -61,6 +61,12 @@ void request_captures(PlanOptions& options, const std::vector<std::string>& capt
   options.mean_taps.insert(options.mean_taps.end(), captures.begin(), captures.end() - 1);
 }
 
+ColourFilter colour_filter(const PrismOptions& options) {
+  return options.inclusive && options.exclusive ? ColourFilter::all
+         : options.inclusive                    ? ColourFilter::common
+                                                : ColourFilter::unique;
+}
+
 PrismResult compute_prism(const PrismCollector& collected, const PrismOptions& options, int64_t height, int64_t width,
                           const CudaContext* cuda) {
   if (collected.images_added() == 0) throw Error("PRISM needs at least one image");
@@ -73,10 +79,7 @@ PrismResult compute_prism(const PrismCollector& collected, const PrismOptions& o
 
   // TorchPRISM quantises the analysed capture's maps, before extrapolation.
   const bool quantise = options.inclusive || options.exclusive;
-  const ColourFilter filter = options.inclusive && options.exclusive ? ColourFilter::all
-                              : options.inclusive                    ? ColourFilter::common
-                                                                     : ColourFilter::unique;
-  Tensor maps = quantise ? quantise_colours(pca.scores.view(), filter) : std::move(pca.scores);
+  Tensor maps = quantise ? quantise_colours(pca.scores.view(), colour_filter(options)) : std::move(pca.scores);
   if (options.gradual_extrapolation) {
     maps = normalise_to_colours(gradual_extrapolation(maps.view(), collected.channel_means()).view());
   } else if (!quantise) {

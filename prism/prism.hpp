@@ -8,6 +8,7 @@
 
 #include "engine/plan.hpp"
 #include "engine/tensor.hpp"
+#include "prism/colours.hpp"
 
 namespace prism {
 
@@ -47,6 +48,9 @@ class PrismCollector {
 // analysed capture in full, of the earlier ones only their channel means, computed by the plan
 // as soon as each is written, so no full copy of a large early activation is ever made.
 void request_captures(PlanOptions& options, const std::vector<std::string>& captures);
+
+// The quantised colours the options keep (both flags: all of them), for either backend.
+ColourFilter colour_filter(const PrismOptions& options);
 
 struct PrismResult {
   Tensor maps;                                   // (N, 3, height, width), colours in [0, 1]

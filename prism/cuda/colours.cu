@@ -121,7 +121,7 @@ void normalise_to_colours_cuda(const float* maps, int64_t count, float* colours,
   cuda_check_launch("colours");
 }
 
-void quantise_colours_cuda(const float* maps, int64_t batch, int64_t plane, int filter, float* colours,
+void quantise_colours_cuda(const float* maps, int64_t batch, int64_t plane, ColourFilter filter, float* colours,
                            const CudaContext& context) {
   normalise_to_colours_cuda(maps, batch * 3 * plane, colours, context);
   DeviceBuffer present(batch * static_cast<int64_t>(sizeof(unsigned)));
@@ -132,11 +132,11 @@ void quantise_colours_cuda(const float* maps, int64_t batch, int64_t plane, int 
   cuda_check_launch("quantisation");
   std::vector<unsigned> masks(batch);
   cuda_download_bytes(masks.data(), present.as<unsigned>(), batch * static_cast<int64_t>(sizeof(unsigned)));
-  if (filter == 0) return;
+  if (filter == ColourFilter::all) return;
   unsigned common = (1u << 27) - 1;
   for (unsigned mask : masks) common &= mask;
   filter_kernel<<<cuda_blocks_for(batch * plane), cuda_block_threads, 0, stream_of(context)>>>(colours, batch, plane,
-                                                                                               common, filter == 1);
+                                                                                               common, filter == ColourFilter::common);
   cuda_check_launch("quantisation");
   context.synchronize();  // `present` goes when this returns
 }

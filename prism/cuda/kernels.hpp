@@ -6,6 +6,7 @@
 #include <cstdint>
 
 #include "engine/cuda/runtime.hpp"
+#include "prism/colours.hpp"
 
 namespace prism {
 
@@ -56,9 +57,8 @@ void resize_bilinear_cuda(const float* maps, int64_t images, int64_t k, int64_t 
 // normalise_to_colours (prism/colours.hpp) of `count` values; colours may be maps.
 void normalise_to_colours_cuda(const float* maps, int64_t count, float* colours, const CudaContext& context);
 
-// quantise_colours (prism/colours.hpp): filter 0 keeps every colour, 1 the common ones, 2 the
-// unique ones (ColourFilter's order).
-void quantise_colours_cuda(const float* maps, int64_t batch, int64_t plane, int filter, float* colours,
+// quantise_colours (prism/colours.hpp), with the same filter.
+void quantise_colours_cuda(const float* maps, int64_t batch, int64_t plane, ColourFilter filter, float* colours,
                            const CudaContext& context);
 
 }  // namespace prism

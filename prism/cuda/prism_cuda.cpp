@@ -138,11 +138,11 @@ PrismResult compute_prism_cuda(const PrismCollector& collected, const PrismOptio
                              : principal_components_on<float>(analysed, options.components, wanted, context);
 
   const bool quantise = options.inclusive || options.exclusive;
-  const int filter = options.inclusive && options.exclusive ? 0 : options.inclusive ? 1 : 2;  // ColourFilter's order
   Tensor maps = std::move(pca.scores);
   if (quantise) {
     Tensor colours = Tensor::uninitialized(maps.shape(), Device::cuda);
-    quantise_colours_cuda(maps.data(), maps.dim(0), maps.dim(2) * maps.dim(3), filter, colours.data(), context);
+    quantise_colours_cuda(maps.data(), maps.dim(0), maps.dim(2) * maps.dim(3), colour_filter(options), colours.data(),
+                          context);
     maps = std::move(colours);
   }
   if (options.gradual_extrapolation) {
