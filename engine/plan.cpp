@@ -55,7 +55,7 @@ Plan::Plan(const Model& model, const Shape& input_shape, const PlanOptions& opti
   }
   output_value_ = node_value.back();
   // Weights in the backend's own layout, once (after folding, which changes them).
-  for (Step& step : steps_) prepare_step(backend_, step, values_[step.inputs[0]].shape, options);
+  for (Step& step : steps_) prepare_step(backend_, step, values_[step.inputs[0]].shape, options, num_threads_);
   assign_buffers(options.memory_limit_bytes);
 }
 
@@ -261,6 +261,7 @@ int64_t Plan::prepared_weight_bytes() const {
     floats += step.folded_weight.numel() + step.folded_bias.numel() + step.device_weight.numel() +
               step.device_bias.numel();
     for (const PackedMatrix& matrix : step.conv2d_cpu.matrices) floats += matrix.data.numel();
+    floats += step.conv2d_cpu.direct.data.numel();
   }
   return floats * static_cast<int64_t>(sizeof(float));
 }

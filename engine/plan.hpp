@@ -68,6 +68,7 @@ class Plan {
   // step_seconds, when given, receives each step's wall time (one entry per step), for profiles.
   RunResult run(ConstTensorView input, std::vector<double>* step_seconds = nullptr);
 
+  Backend backend() const { return backend_; }
   const std::vector<Step>& steps() const { return steps_; }
   const Shape& input_shape() const { return input_shape_; }
   const Shape& step_input_shape(size_t step) const { return values_.at(steps_.at(step).inputs.at(0)).shape; }

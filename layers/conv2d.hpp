@@ -41,16 +41,34 @@ void conv2d_forward_cuda(const Conv2dParams& params, ConstTensorView input, Cons
                          const CudaContext& context);
 
 #ifndef __CUDACC__
-// The fast CPU version prepares its weights once per plan: packed for the GEMM after im2col (one
-// matrix per group), or, for 3x3 stride-1 convolutions with enough channels and pixels, transformed
-// for Winograd's F(4x4, 3x3) (36 matrices). It needs scratch memory for its column matrices or
-// transformed tiles; the plan asks how much once and hands the same block to every call.
-struct Conv2dPreparedCpu {
-  bool winograd = false;
-  std::vector<PackedMatrix> matrices;
+// The fast CPU version prepares its weights once per plan, for one of three algorithms that the
+// plan chooses by shape (conv2d_choose_algorithm_cpu):
+// - im2col_gemm: im2col, then the packed GEMM (weights packed as one matrix per group);
+// - winograd: 3x3 stride-1 convolutions with enough channels and pixels, by Winograd's
+//   F(4x4, 3x3) (weights transformed into 36 packed matrices);
+// - direct: small images (few output pixels), read in place (weights packed per channel block).
+// It needs scratch memory for column matrices, transformed tiles or padded images; the plan asks
+// how much once and hands the same block to every call.
+enum class Conv2dAlgorithm { im2col_gemm, winograd, direct };
+const char* conv2d_algorithm_name(Conv2dAlgorithm algorithm);
+
+struct Conv2dDirectWeights {
+  Tensor data;                        // (groups, channel blocks, depth, block channels)
+  std::vector<int64_t> tap_offsets;   // depth: where tap (ic, ky, kx) reads in the padded input
 };
+
+struct Conv2dPreparedCpu {
+  Conv2dAlgorithm algorithm = Conv2dAlgorithm::im2col_gemm;
+  std::vector<PackedMatrix> matrices;  // im2col_gemm: one per group; winograd: 36
+  Conv2dDirectWeights direct;
+};
+// What the fast path runs for this shape on num_threads threads (allow_winograd: whether the plan
+// permits Winograd's slightly larger rounding error).
+Conv2dAlgorithm conv2d_choose_algorithm_cpu(const Conv2dParams& params, const Shape& input_shape, bool allow_winograd,
+                                            int num_threads);
+// algorithm winograd needs conv2d_winograd_applies(params, input_shape); the others take any shape.
 Conv2dPreparedCpu conv2d_prepare_cpu(const Conv2dParams& params, ConstTensorView weight, const Shape& input_shape,
-                                     bool allow_winograd);
+                                     Conv2dAlgorithm algorithm);
 int64_t conv2d_workspace_floats_cpu(const Conv2dParams& params, const Conv2dPreparedCpu& prepared,
                                     const Shape& input_shape, int num_threads);
 // residual: a tensor shaped like the output added before the ReLU (a ResNet block's shortcut,
@@ -58,6 +76,14 @@ int64_t conv2d_workspace_floats_cpu(const Conv2dParams& params, const Conv2dPrep
 void conv2d_forward_cpu(const Conv2dParams& params, ConstTensorView input, const Conv2dPreparedCpu& prepared,
                         const float* bias, const float* residual, bool relu, TensorView output, float* workspace,
                         int num_threads);
+
+// The direct path on its own (layers/cpu/conv2d_direct.cpp), for conv2d_forward_cpu.
+Conv2dDirectWeights conv2d_direct_pack_weights(const Conv2dParams& params, const float* weight,
+                                               const Shape& input_shape);
+int64_t conv2d_direct_workspace_floats(const Conv2dParams& params, const Shape& input_shape, int num_threads);
+void conv2d_direct_forward_cpu(const Conv2dParams& params, ConstTensorView input, const Conv2dDirectWeights& weights,
+                               const float* bias, const float* residual, bool relu, TensorView output,
+                               float* workspace, int num_threads);
 
 // The Winograd path on its own (layers/cpu/conv2d_winograd.cpp), for conv2d_forward_cpu and tests.
 bool conv2d_winograd_applies(const Conv2dParams& params, const Shape& input_shape);

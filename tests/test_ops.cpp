@@ -26,9 +26,9 @@ constexpr double fast_tolerance = 1e-5;  // fp32 sums in another order than the 
 constexpr double winograd_tolerance = 2e-5;
 
 Tensor run_conv_cpu(const Conv2dParams& p, const Tensor& x, const Tensor& w, const float* bias, bool relu, int threads,
-                    bool winograd = false, const float* residual = nullptr) {
+                    Conv2dAlgorithm algorithm = Conv2dAlgorithm::im2col_gemm, const float* residual = nullptr) {
   Tensor out(conv2d_output_shape(p, x.shape()));
-  const Conv2dPreparedCpu prepared = conv2d_prepare_cpu(p, w.view(), x.shape(), winograd);
+  const Conv2dPreparedCpu prepared = conv2d_prepare_cpu(p, w.view(), x.shape(), algorithm);
   Tensor workspace({std::max<int64_t>(1, conv2d_workspace_floats_cpu(p, prepared, x.shape(), threads))});
   conv2d_forward_cpu(p, x.view(), prepared, bias, residual, relu, out.view(), workspace.data(), threads);
   return out;
@@ -91,6 +91,14 @@ TEST_CASE("conv2d: fast CPU equals the reference on awkward shapes", "[ops][conv
       {1, 64, 20, 30, 26, 3, 3, 1, 0, 1, 1, false, false},  // no padding: 28x24 outputs
       {3, 16, 50, 13, 11, 3, 3, 1, 1, 1, 1, true, false},   // several images per chunk
       {1, 300, 16, 56, 56, 3, 3, 1, 1, 1, 1, true, true},   // two depth blocks in the GEMM
+      // Shapes for the direct kernel (every case above runs it too): channel blocks of 1 to 4
+      // vectors with a partial last block, several depth blocks, a partial last tile of pixels,
+      // stride 2 with padding, images bigger than one padded chunk.
+      {2, 40, 100, 7, 7, 3, 3, 1, 1, 1, 1, true, true},     // 100 channels: blocks of 64 and 36
+      {1, 520, 48, 5, 6, 3, 3, 1, 1, 1, 1, false, false},   // depth 4680: 14 blocks of 341 taps
+      {3, 24, 33, 9, 11, 3, 3, 2, 1, 1, 1, true, false},    // strided, 33 channels: 3 vectors
+      {1, 6, 70, 13, 13, 5, 5, 1, 2, 2, 2, true, true},     // dilation 2, groups of 35 channels
+      {2, 300, 32, 58, 58, 3, 3, 1, 1, 1, 1, true, true},   // padded images of over 4 MiB: a chunk each
   };
   uint32_t seed = 100;
   for (const Case& c : cases) {
@@ -116,20 +124,21 @@ TEST_CASE("conv2d: fast CPU equals the reference on awkward shapes", "[ops][conv
       const float sum = expected_with_residual.data()[i] + residual.data()[i];
       expected_with_residual.data()[i] = c.relu ? std::max(sum, 0.0f) : sum;
     }
-    const bool winograd_applies = conv2d_winograd_applies(p, x.shape());
-    for (bool winograd : {false, true}) {
-      if (winograd && !winograd_applies) continue;
+    std::vector<Conv2dAlgorithm> algorithms = {Conv2dAlgorithm::im2col_gemm, Conv2dAlgorithm::direct};
+    if (conv2d_winograd_applies(p, x.shape())) algorithms.push_back(Conv2dAlgorithm::winograd);
+    for (Conv2dAlgorithm algorithm : algorithms) {
       for (bool with_residual : {false, true}) {
         for (int threads : {1, 2, 3}) {
           const Tensor actual =
-              run_conv_cpu(p, x, w, bias, c.relu, threads, winograd, with_residual ? residual.data() : nullptr);
+              run_conv_cpu(p, x, w, bias, c.relu, threads, algorithm, with_residual ? residual.data() : nullptr);
           const test::Difference d =
               test::compare(actual.view(), with_residual ? expected_with_residual.view() : expected.view());
           INFO("case in " << c.in << " out " << c.out << " " << c.height << "x" << c.width << " kernel " << c.kernel_h
                           << "x" << c.kernel_w << " stride " << c.stride << " groups " << c.groups << " threads "
-                          << threads << (winograd ? " winograd" : " im2col") << (with_residual ? " residual" : "")
-                          << ": " << d.describe());
-          CHECK(test::close_enough(d, winograd ? winograd_tolerance : fast_tolerance));
+                          << threads << " " << conv2d_algorithm_name(algorithm)
+                          << (with_residual ? " residual" : "") << ": " << d.describe());
+          CHECK(test::close_enough(
+              d, algorithm == Conv2dAlgorithm::winograd ? winograd_tolerance : fast_tolerance));
         }
       }
     }

@@ -14,6 +14,11 @@ namespace prism {
 namespace {
 
 constexpr int64_t column_tile_budget_floats = int64_t{1} << 19;  // 2 MiB: about an L2 cache
+// Thresholds of conv2d_choose_algorithm_cpu, measured on ResNet-50's and VGG-16's layers at batch 1
+// and 8 (bench/cpu_vs_peers.py's machine, 2 threads).
+constexpr int64_t gemm_fewest_columns_to_choose = 128;
+constexpr int64_t direct_most_channels_windowed = 128;
+constexpr int64_t direct_fewest_depth = 64;
 
 bool is_pointwise(const Conv2dParams& p) {
   return p.kernel_h == 1 && p.kernel_w == 1 && p.stride_h == 1 && p.stride_w == 1 && p.padding_h == 0 &&
@@ -108,15 +113,64 @@ int64_t task_workspace_floats(const Conv2dParams& p, const TaskShape& shape, int
 
 }  // namespace
 
+const char* conv2d_algorithm_name(Conv2dAlgorithm algorithm) {
+  switch (algorithm) {
+    case Conv2dAlgorithm::im2col_gemm: return "im2col_gemm";
+    case Conv2dAlgorithm::winograd: return "winograd";
+    case Conv2dAlgorithm::direct: return "direct";
+  }
+  return "?";
+}
+
+Conv2dAlgorithm conv2d_choose_algorithm_cpu(const Conv2dParams& p, const Shape& input_shape, bool allow_winograd,
+                                            int num_threads) {
+  const bool windowed = p.kernel_h > 1 || p.kernel_w > 1;
+  const bool strided = p.stride_h > 1 || p.stride_w > 1;
+  // The direct kernel's tile is a block of 16 channels or more (AVX-512) by a few pixels, and its
+  // results cross over to the output's planes one by one: it wastes lanes on groups of few
+  // channels (ResNeXt's first stages) and loses to that crossing on shallow products (an RGB 3x3).
+  const bool direct_suits = p.out_channels / p.groups >= 2 * simd_floats &&
+                            p.in_channels / p.groups * p.kernel_h * p.kernel_w >= direct_fewest_depth;
+  // im2col of strided windows (the stem, ResNet's strided 3x3s) copies more than the GEMM then
+  // saves over the direct kernel.
+  if (direct_suits && windowed && strided) return Conv2dAlgorithm::direct;
+  // Winograd wherever it applies: a third of the arithmetic beat the direct kernel on every
+  // ResNet-50 and VGG-16 shape with 32 tiles or more, even 7x7 images at batch 8 (4.1 ms against
+  // 6.3 for layer4's 3x3).
+  if (allow_winograd && conv2d_winograd_applies(p, input_shape)) return Conv2dAlgorithm::winograd;
+  // Windowed convolutions with few output channels: the column matrix (nine times the input for
+  // 3x3) is copied for too little arithmetic per element.
+  if (direct_suits && windowed && p.out_channels / p.groups <= direct_most_channels_windowed) {
+    return Conv2dAlgorithm::direct;
+  }
+  // The GEMM needs wide products, and one per thread at least: otherwise each thread builds the
+  // whole column matrix again for its share of the channels.
+  const Shape out = conv2d_output_shape(p, input_shape);
+  const TaskShape shape = task_shape(p, input_shape[0], out[2], out[3], num_threads);
+  const int64_t tasks = (input_shape[0] + shape.images - 1) / shape.images * p.groups *
+                        ((out[2] + shape.rows - 1) / shape.rows);
+  const int64_t columns = shape.images * shape.rows * out[3];
+  if (direct_suits && (tasks < num_threads || columns < gemm_fewest_columns_to_choose)) return Conv2dAlgorithm::direct;
+  return Conv2dAlgorithm::im2col_gemm;
+}
+
 Conv2dPreparedCpu conv2d_prepare_cpu(const Conv2dParams& p, ConstTensorView weight, const Shape& input_shape,
-                                     bool allow_winograd) {
-  if (allow_winograd && conv2d_winograd_applies(p, input_shape)) {
-    return {true, conv2d_winograd_pack_weights(p, weight.data)};
+                                     Conv2dAlgorithm algorithm) {
+  Conv2dPreparedCpu prepared;
+  prepared.algorithm = algorithm;
+  switch (algorithm) {
+    case Conv2dAlgorithm::winograd:
+      prepared.matrices = conv2d_winograd_pack_weights(p, weight.data);
+      return prepared;
+    case Conv2dAlgorithm::direct:
+      prepared.direct = conv2d_direct_pack_weights(p, weight.data, input_shape);
+      return prepared;
+    case Conv2dAlgorithm::im2col_gemm:
+      break;
   }
   // weight (C_out, C_in / groups * kh * kw) row-major: one matrix of C_out / groups rows per group.
   const int64_t out_per_group = p.out_channels / p.groups;
   const int64_t k = p.in_channels / p.groups * p.kernel_h * p.kernel_w;
-  Conv2dPreparedCpu prepared;
   for (int64_t group = 0; group < p.groups; ++group) {
     prepared.matrices.push_back(gemm_pack_a(weight.data + group * out_per_group * k, out_per_group, k, k));
   }
@@ -125,7 +179,11 @@ Conv2dPreparedCpu conv2d_prepare_cpu(const Conv2dParams& p, ConstTensorView weig
 
 int64_t conv2d_workspace_floats_cpu(const Conv2dParams& p, const Conv2dPreparedCpu& prepared, const Shape& input_shape,
                                     int num_threads) {
-  if (prepared.winograd) return conv2d_winograd_workspace_floats(p, input_shape, num_threads);
+  switch (prepared.algorithm) {
+    case Conv2dAlgorithm::winograd: return conv2d_winograd_workspace_floats(p, input_shape, num_threads);
+    case Conv2dAlgorithm::direct: return conv2d_direct_workspace_floats(p, input_shape, num_threads);
+    case Conv2dAlgorithm::im2col_gemm: break;
+  }
   const Shape out = conv2d_output_shape(p, input_shape);
   return int64_t{num_threads} *
          task_workspace_floats(p, task_shape(p, input_shape[0], out[2], out[3], num_threads), out[3]);
@@ -134,9 +192,15 @@ int64_t conv2d_workspace_floats_cpu(const Conv2dParams& p, const Conv2dPreparedC
 void conv2d_forward_cpu(const Conv2dParams& p, ConstTensorView input, const Conv2dPreparedCpu& prepared,
                         const float* bias, const float* residual, bool relu, TensorView output, float* workspace,
                         int num_threads) {
-  if (prepared.winograd) {
-    conv2d_winograd_forward_cpu(p, input, prepared.matrices, bias, residual, relu, output, workspace, num_threads);
-    return;
+  switch (prepared.algorithm) {
+    case Conv2dAlgorithm::winograd:
+      conv2d_winograd_forward_cpu(p, input, prepared.matrices, bias, residual, relu, output, workspace, num_threads);
+      return;
+    case Conv2dAlgorithm::direct:
+      conv2d_direct_forward_cpu(p, input, prepared.direct, bias, residual, relu, output, workspace, num_threads);
+      return;
+    case Conv2dAlgorithm::im2col_gemm:
+      break;
   }
   const int64_t batch = input.dim(0), height = input.dim(2), width = input.dim(3);
   const int64_t out_h = output.dim(2), out_w = output.dim(3), out_pixels = out_h * out_w;

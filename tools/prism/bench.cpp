@@ -131,7 +131,8 @@ void run_bench(const BenchOptions& options) {
   std::sort(order.begin(), order.end(), [&](size_t a, size_t b) { return total_steps[a] > total_steps[b]; });
   double all_steps = 0.0;
   for (double t : total_steps) all_steps += t;
-  fmt::print("\n{:<36} {:<22} {:>9} {:>9} {:>7}\n", "step (fused nodes)", "output", "ms", "GFLOP/s", "share");
+  fmt::print("\n{:<36} {:<22} {:<11} {:>9} {:>9} {:>7}\n", "step (fused nodes)", "output", "algorithm", "ms",
+             "GFLOP/s", "share");
   for (size_t i = 0; i < order.size() && static_cast<int>(i) < options.profile_rows; ++i) {
     const size_t s = order[i];
     const Step& step = plan.steps()[s];
@@ -139,9 +140,12 @@ void run_bench(const BenchOptions& options) {
     for (const std::string& part : step.fused_names) name += (name.empty() ? "" : "+") + part;
     const double ms = total_steps[s] / options.runs * 1e3;
     const double flops = 2.0 * node_multiply_adds(*step.node, plan.step_input_shape(s), plan.step_output_shape(s));
-    fmt::print("{:<36} {:<22} {:>9.2f} {:>9.1f} {:>6.1f}%\n", name.substr(0, 36),
-               shape_to_string(plan.step_output_shape(s)), ms, ms > 0 ? flops / (ms * 1e-3) / 1e9 : 0.0,
-               100.0 * total_steps[s] / all_steps);
+    // Which of the CPU convolution's algorithms the plan chose for this shape.
+    const bool cpu_convolution = plan.backend() == Backend::cpu && step.node->kind == OpKind::conv2d;
+    fmt::print("{:<36} {:<22} {:<11} {:>9.2f} {:>9.1f} {:>6.1f}%\n", name.substr(0, 36),
+               shape_to_string(plan.step_output_shape(s)),
+               cpu_convolution ? conv2d_algorithm_name(step.conv2d_cpu.algorithm) : "", ms,
+               ms > 0 ? flops / (ms * 1e-3) / 1e9 : 0.0, 100.0 * total_steps[s] / all_steps);
   }
   if (static_cast<int>(order.size()) > options.profile_rows) {
     fmt::print("... {} more steps (--profile-rows to see them)\n", order.size() - options.profile_rows);

@@ -1,0 +1,266 @@
+// layers/cpu/conv2d_direct.cpp: direct convolution for small images (ResNet's 28x28 to 7x7 stages,
+// batch 1), where im2col + GEMM loses to its own copying: the column matrix of one 14x14 layer is
+// nine times its input, and with one image each thread packed all of it again. Here nothing is
+// gathered. The weights are packed once, per block of output channels, into (depth, channels)
+// rows whose channels fill whole vectors; the micro-kernel keeps a tile of a few consecutive output
+// pixels by one block of channels in registers, broadcasts each input value a pixel sees through a
+// tap, and multiplies it with the vector of weights of that tap. Padding is a zero border copied
+// around each image once per call, so no tap needs a bounds check. Any kernel, stride, dilation
+// and groups; the plan chooses it by shape (conv2d_choose_algorithm_cpu).
+#include <omp.h>
+
+#include <algorithm>
+#include <cstring>
+#include <vector>
+
+#include "layers/conv2d.hpp"
+
+namespace prism {
+namespace {
+
+// Vector registers the accumulators may take: the rest hold the weights of one tap. With AVX-512's
+// 32 registers a tile of 6 pixels by 4 vectors (64 channels); with 16, half of that.
+#if defined(__AVX512F__)
+constexpr int64_t accumulator_registers = 24;
+#else
+constexpr int64_t accumulator_registers = 12;
+#endif
+constexpr int64_t most_pixels_per_tile = 8;      // pointers the kernel keeps in general registers
+constexpr int64_t weight_block_floats = 16384;   // 64 KiB of weights per depth block (measured: 16-128 KiB
+                                                 // were alike; 8-32 KiB, sized for L1, up to 1.3x slower)
+constexpr int64_t tile_buffer_floats = 16384;    // 64 KiB of results per task: stays in L2
+constexpr int64_t padded_chunk_floats = 1 << 20;  // padded images copied at a time: 4 MiB
+
+int64_t ceil_div(int64_t a, int64_t b) {
+  return (a + b - 1) / b;
+}
+
+struct Geometry {
+  int64_t vectors;            // per channel block: its channels are vectors * simd_floats
+  int64_t pixels_per_tile;    // consecutive output pixels (in raster order) one kernel call covers
+  int64_t block_channels;     // vectors * simd_floats
+  int64_t blocks;             // channel blocks per group
+  int64_t depth;              // C_in / groups * kernel_h * kernel_w
+  int64_t depth_per_block;    // taps of one pass over the tiles
+  int64_t padded_h, padded_w;  // input with its zero border
+};
+
+Geometry geometry(const Conv2dParams& p, const Shape& input_shape) {
+  Geometry g;
+  const int64_t out_per_group = p.out_channels / p.groups;
+  g.vectors = std::clamp<int64_t>(ceil_div(out_per_group, simd_floats), 1, 4);
+  g.pixels_per_tile = std::min(most_pixels_per_tile, accumulator_registers / g.vectors);
+  g.block_channels = g.vectors * simd_floats;
+  g.blocks = ceil_div(out_per_group, g.block_channels);
+  g.depth = p.in_channels / p.groups * p.kernel_h * p.kernel_w;
+  g.depth_per_block = std::max<int64_t>(1, weight_block_floats / g.block_channels);
+  g.padded_h = input_shape[2] + 2 * p.padding_h;
+  g.padded_w = input_shape[3] + 2 * p.padding_w;
+  return g;
+}
+
+bool has_padding(const Conv2dParams& p) {
+  return p.padding_h > 0 || p.padding_w > 0;
+}
+
+// sum (pixels, vectors) of one tile = or += the input each pixel sees through taps [0, depth) times
+// those taps' weights: pixel[r][offset[k]] is what pixel r sees through tap k, weights (depth,
+// vectors * simd_floats). The sums go to tile (pixels, vectors * simd_floats).
+template <int64_t pixels, int64_t vectors>
+void direct_kernel(const float* const* pixel_inputs, const int64_t* offsets, int64_t depth, const float* weights,
+                   float* tile, bool accumulate) {
+  const float* pixel[pixels];
+  for (int64_t r = 0; r < pixels; ++r) pixel[r] = pixel_inputs[r];
+  SimdVector sum[pixels][vectors];
+  for (int64_t r = 0; r < pixels; ++r) {
+    for (int64_t v = 0; v < vectors; ++v) {
+      sum[r][v] = accumulate ? simd_load(tile + (r * vectors + v) * simd_floats) : SimdVector{};
+    }
+  }
+  for (int64_t k = 0; k < depth; ++k, weights += vectors * simd_floats) {
+    const int64_t offset = offsets[k];
+    SimdVector w[vectors];
+#pragma GCC unroll 4
+    for (int64_t v = 0; v < vectors; ++v) w[v] = simd_load(weights + v * simd_floats);
+#pragma GCC unroll 8
+    for (int64_t r = 0; r < pixels; ++r) {
+      const SimdVector x = pixel[r][offset] - SimdVector{};  // broadcast
+#pragma GCC unroll 4
+      for (int64_t v = 0; v < vectors; ++v) sum[r][v] += x * w[v];
+    }
+  }
+  for (int64_t r = 0; r < pixels; ++r) {
+    for (int64_t v = 0; v < vectors; ++v) simd_store(tile + (r * vectors + v) * simd_floats, sum[r][v]);
+  }
+}
+
+using DirectKernel = void (*)(const float* const*, const int64_t*, int64_t, const float*, float*, bool);
+
+DirectKernel direct_kernel_for(const Geometry& g) {
+  // pixels_per_tile is min(8, accumulator_registers / vectors): the pairs geometry() can choose.
+  switch (g.vectors) {
+    case 1: return direct_kernel<std::min(most_pixels_per_tile, accumulator_registers / 1), 1>;
+    case 2: return direct_kernel<std::min(most_pixels_per_tile, accumulator_registers / 2), 2>;
+    case 3: return direct_kernel<std::min(most_pixels_per_tile, accumulator_registers / 3), 3>;
+    default: return direct_kernel<std::min(most_pixels_per_tile, accumulator_registers / 4), 4>;
+  }
+}
+
+// Tiles per task: the task's results fit the tile buffer, and there are enough tasks for every
+// thread (at least four each where the layer is big enough), so that batch 1 uses every core.
+int64_t tiles_per_task(const Geometry& g, int64_t out_pixels, int64_t images_times_blocks, int num_threads) {
+  const int64_t tiles = ceil_div(out_pixels, g.pixels_per_tile);
+  const int64_t by_buffer = std::max<int64_t>(1, tile_buffer_floats / (g.pixels_per_tile * g.block_channels));
+  const int64_t wanted_ranges = ceil_div(4 * num_threads, images_times_blocks);
+  return std::clamp<int64_t>(ceil_div(tiles, wanted_ranges), 1, by_buffer);
+}
+
+int64_t images_per_chunk(const Conv2dParams& p, const Geometry& g, int64_t batch) {
+  if (!has_padding(p)) return batch;
+  return std::clamp<int64_t>(padded_chunk_floats / (p.in_channels * g.padded_h * g.padded_w), 1, batch);
+}
+
+// Copies images [first, first + count) into padded (count, C_in, padded_h, padded_w) with a zero
+// border of the convolution's padding.
+void pad_images(const Conv2dParams& p, const Geometry& g, ConstTensorView input, int64_t first, int64_t count,
+                float* padded, int num_threads) {
+  const int64_t height = input.dim(2), width = input.dim(3);
+  const int64_t planes = count * p.in_channels;
+#pragma omp parallel for schedule(static) num_threads(num_threads)
+  for (int64_t plane = 0; plane < planes; ++plane) {
+    const float* from = input.data + (first * p.in_channels + plane) * height * width;
+    float* to = padded + plane * g.padded_h * g.padded_w;
+    std::fill(to, to + p.padding_h * g.padded_w, 0.0f);
+    for (int64_t y = 0; y < height; ++y) {
+      float* row = to + (p.padding_h + y) * g.padded_w;
+      std::fill(row, row + p.padding_w, 0.0f);
+      std::memcpy(row + p.padding_w, from + y * width, width * sizeof(float));
+      std::fill(row + p.padding_w + width, row + g.padded_w, 0.0f);
+    }
+    std::fill(to + (p.padding_h + height) * g.padded_w, to + g.padded_h * g.padded_w, 0.0f);
+  }
+}
+
+// A task's results (pixels, block channels) to the output's planes (channels, pixels) of one
+// image, with bias, residual and ReLU, 16 pixels at a time: their results stay in L1 while every
+// channel takes its 16 values from them.
+void write_results(const float* results, int64_t block_channels, int64_t channels, int64_t first_channel,
+                   int64_t pixel_begin, int64_t pixel_end, const float* bias, const float* residual, bool relu,
+                   float* image_output, int64_t out_pixels) {
+  constexpr int64_t pixels_at_a_time = 16;
+  for (int64_t from = pixel_begin; from < pixel_end; from += pixels_at_a_time) {
+    const int64_t to_pixel = std::min(pixel_end, from + pixels_at_a_time);
+    const float* source = results + (from - pixel_begin) * block_channels;
+    for (int64_t c = 0; c < channels; ++c) {
+      const float add = bias ? bias[first_channel + c] : 0.0f;
+      float* to = image_output + (first_channel + c) * out_pixels;
+      const float* shortcut = residual ? residual + (first_channel + c) * out_pixels : nullptr;
+      for (int64_t pixel = from; pixel < to_pixel; ++pixel) {
+        float value = source[(pixel - from) * block_channels + c] + add;
+        if (shortcut) value += shortcut[pixel];
+        to[pixel] = relu ? std::max(value, 0.0f) : value;
+      }
+    }
+  }
+}
+
+}  // namespace
+
+Conv2dDirectWeights conv2d_direct_pack_weights(const Conv2dParams& p, const float* weight, const Shape& input_shape) {
+  const Geometry g = geometry(p, input_shape);
+  const int64_t out_per_group = p.out_channels / p.groups;
+  const int64_t in_per_group = p.in_channels / p.groups;
+  Conv2dDirectWeights packed;
+  // (groups, blocks, depth, block_channels); channels past the group's end are zero.
+  packed.data = Tensor({p.groups * g.blocks * g.depth * g.block_channels});
+  for (int64_t oc = 0; oc < p.out_channels; ++oc) {
+    const int64_t group = oc / out_per_group, block = oc % out_per_group / g.block_channels;
+    const int64_t lane = oc % out_per_group % g.block_channels;
+    float* to = packed.data.data() + (group * g.blocks + block) * g.depth * g.block_channels + lane;
+    for (int64_t k = 0; k < g.depth; ++k) to[k * g.block_channels] = weight[oc * g.depth + k];
+  }
+  // Tap k = (ic, ky, kx), in torch's order, reads the padded input this far from where the
+  // output pixel's window starts.
+  for (int64_t ic = 0; ic < in_per_group; ++ic) {
+    for (int64_t ky = 0; ky < p.kernel_h; ++ky) {
+      for (int64_t kx = 0; kx < p.kernel_w; ++kx) {
+        packed.tap_offsets.push_back((ic * g.padded_h + ky * p.dilation_h) * g.padded_w + kx * p.dilation_w);
+      }
+    }
+  }
+  return packed;
+}
+
+int64_t conv2d_direct_workspace_floats(const Conv2dParams& p, const Shape& input_shape, int num_threads) {
+  const Geometry g = geometry(p, input_shape);
+  const int64_t padded = has_padding(p) ? images_per_chunk(p, g, input_shape[0]) * p.in_channels * g.padded_h *
+                                               g.padded_w
+                                         : 0;
+  const Shape out = conv2d_output_shape(p, input_shape);
+  // The most tiles a task takes: all of them, or what the tile buffer holds.
+  const int64_t tiles = tiles_per_task(g, out[2] * out[3], 4 * int64_t{num_threads}, num_threads);
+  return padded + int64_t{num_threads} * tiles * g.pixels_per_tile * g.block_channels;
+}
+
+void conv2d_direct_forward_cpu(const Conv2dParams& p, ConstTensorView input, const Conv2dDirectWeights& weights,
+                               const float* bias, const float* residual, bool relu, TensorView output,
+                               float* workspace, int num_threads) {
+  const Geometry g = geometry(p, input.shape);
+  const int64_t batch = input.dim(0);
+  const int64_t out_w = output.dim(3), out_pixels = output.dim(2) * out_w;
+  const int64_t in_per_group = p.in_channels / p.groups, out_per_group = p.out_channels / p.groups;
+  const int64_t chunk = images_per_chunk(p, g, batch);
+  const int64_t image_floats = p.in_channels * g.padded_h * g.padded_w;  // one (padded) image
+  float* padded = workspace;
+  float* tile_buffers = workspace + (has_padding(p) ? chunk * image_floats : 0);
+  const DirectKernel kernel = direct_kernel_for(g);
+  const int64_t tiles = ceil_div(out_pixels, g.pixels_per_tile);
+
+  for (int64_t first = 0; first < batch; first += chunk) {
+    const int64_t count = std::min(chunk, batch - first);
+    if (has_padding(p)) pad_images(p, g, input, first, count, padded, num_threads);
+    const float* images = has_padding(p) ? padded : input.data + first * image_floats;
+    const int64_t per_task = tiles_per_task(g, out_pixels, count * p.groups * g.blocks, num_threads);
+    const int64_t ranges = ceil_div(tiles, per_task);
+    const int64_t tasks = count * p.groups * g.blocks * ranges;
+    // Task order (image, group, block, range): neighbouring tasks share a block's weights.
+#pragma omp parallel num_threads(num_threads)
+    {
+      // Where each pixel of a task's tiles starts reading its window (the last tile repeats the
+      // last pixel to fill up).
+      std::vector<const float*> pixel_inputs(per_task * g.pixels_per_tile);
+#pragma omp for schedule(dynamic)
+      for (int64_t task = 0; task < tasks; ++task) {
+        const int64_t n = task / (p.groups * g.blocks * ranges);
+        const int64_t group = task / (g.blocks * ranges) % p.groups;
+        const int64_t block = task / ranges % g.blocks;
+        const int64_t tile_begin = task % ranges * per_task, tile_end = std::min(tiles, tile_begin + per_task);
+        const float* image = images + (n * p.in_channels + group * in_per_group) * g.padded_h * g.padded_w;
+        const float* block_weights = weights.data.data() + (group * g.blocks + block) * g.depth * g.block_channels;
+        float* results = tile_buffers + omp_get_thread_num() * per_task * g.pixels_per_tile * g.block_channels;
+        const int64_t pixel_begin = tile_begin * g.pixels_per_tile;
+        for (int64_t i = 0; i < (tile_end - tile_begin) * g.pixels_per_tile; ++i) {
+          const int64_t pixel = std::min(pixel_begin + i, out_pixels - 1);
+          pixel_inputs[i] = image + pixel / out_w * p.stride_h * g.padded_w + pixel % out_w * p.stride_w;
+        }
+        // Depth blocks outermost: one block's weights stay in cache while every tile of the range
+        // uses them.
+        for (int64_t k = 0; k < g.depth; k += g.depth_per_block) {
+          const int64_t depth = std::min(g.depth_per_block, g.depth - k);
+          for (int64_t t = 0; t < tile_end - tile_begin; ++t) {
+            kernel(pixel_inputs.data() + t * g.pixels_per_tile, weights.tap_offsets.data() + k, depth,
+                   block_weights + k * g.block_channels, results + t * g.pixels_per_tile * g.block_channels, k > 0);
+          }
+        }
+        // The output and residual of image first + n; channels past the group's end are padding.
+        const int64_t image_offset = (first + n) * p.out_channels * out_pixels;
+        write_results(results, g.block_channels, std::min(g.block_channels, out_per_group - block * g.block_channels),
+                      group * out_per_group + block * g.block_channels, pixel_begin,
+                      std::min(out_pixels, tile_end * g.pixels_per_tile), bias,
+                      residual ? residual + image_offset : nullptr, relu, output.data + image_offset, out_pixels);
+      }
+    }
+  }
+}
+
+}  // namespace prism
