@@ -4,24 +4,45 @@
 #include <algorithm>
 #include <bitset>
 #include <cmath>
+#include <vector>
 
 #include "engine/error.hpp"
 
 namespace prism {
 
+namespace {
+
+// sum over i of term(i) for i in [0, count), in double, by blocks of a fixed size summed in order:
+// the same result on any number of threads.
+template <typename Term>
+double blocked_sum(int64_t count, Term term) {
+  constexpr int64_t block = 1 << 16;
+  const int64_t blocks = (count + block - 1) / block;
+  std::vector<double> partial(blocks, 0.0);
+#pragma omp parallel for schedule(static)
+  for (int64_t b = 0; b < blocks; ++b) {
+    double sum = 0.0;
+    for (int64_t i = b * block; i < std::min(count, (b + 1) * block); ++i) sum += term(i);
+    partial[b] = sum;
+  }
+  double sum = 0.0;
+  for (double p : partial) sum += p;
+  return sum;
+}
+
+}  // namespace
+
 Tensor normalise_to_colours(ConstTensorView maps) {
   const int64_t count = maps.numel();
   Tensor colours(maps.shape);
   if (count < 2) return colours;
-  double sum = 0.0;
-  for (int64_t i = 0; i < count; ++i) sum += maps.data[i];
-  const double mean = sum / count;
-  double squares = 0.0;
-  for (int64_t i = 0; i < count; ++i) squares += (maps.data[i] - mean) * (maps.data[i] - mean);
+  const double mean = blocked_sum(count, [&](int64_t i) { return static_cast<double>(maps.data[i]); }) / count;
+  const double squares = blocked_sum(count, [&](int64_t i) { return (maps.data[i] - mean) * (maps.data[i] - mean); });
   const double std = std::sqrt(squares / (count - 1));  // torch.std is unbiased
   if (!(std > 0.0) || !std::isfinite(std)) return colours;
 
   double low = 1.0, high = -1.0;
+#pragma omp parallel for schedule(static) reduction(min : low) reduction(max : high)
   for (int64_t i = 0; i < count; ++i) {
     const double z = std::clamp((maps.data[i] - mean) / std, -1.0, 1.0);
     colours.data()[i] = static_cast<float>(z);
@@ -29,6 +50,7 @@ Tensor normalise_to_colours(ConstTensorView maps) {
     high = std::max(high, z);
   }
   if (!(high > low)) return Tensor(maps.shape);
+#pragma omp parallel for schedule(static)
   for (int64_t i = 0; i < count; ++i) colours.data()[i] = static_cast<float>((colours.data()[i] - low) / (high - low));
   return colours;
 }

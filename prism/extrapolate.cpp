@@ -37,6 +37,7 @@ Tensor resize_bilinear(ConstTensorView maps, int64_t height, int64_t width) {
   const int64_t planes = maps.dim(0) * maps.dim(1), in_h = maps.dim(2), in_w = maps.dim(3);
   const Interpolation rows = interpolation(in_h, height), columns = interpolation(in_w, width);
   Tensor out({maps.dim(0), maps.dim(1), height, width});
+#pragma omp parallel for schedule(static)
   for (int64_t plane = 0; plane < planes; ++plane) {
     const float* in = maps.data + plane * in_h * in_w;
     float* target = out.data() + plane * height * width;
@@ -63,12 +64,11 @@ Tensor gradual_extrapolation(ConstTensorView maps, const std::vector<Tensor>& ch
     }
     current = resize_bilinear(current.view(), mean->dim(2), mean->dim(3));
     const int64_t components = current.dim(1), plane = current.dim(2) * current.dim(3);
-    for (int64_t n = 0; n < current.dim(0); ++n) {
-      const float* factor = mean->data() + n * plane;
-      for (int64_t k = 0; k < components; ++k) {
-        float* target = current.data() + (n * components + k) * plane;
-        for (int64_t p = 0; p < plane; ++p) target[p] *= factor[p];
-      }
+#pragma omp parallel for schedule(static)
+    for (int64_t map = 0; map < current.dim(0) * components; ++map) {
+      const float* factor = mean->data() + map / components * plane;
+      float* target = current.data() + map * plane;
+      for (int64_t p = 0; p < plane; ++p) target[p] *= factor[p];
     }
   }
   return current;

