@@ -87,6 +87,7 @@ void conv2d_direct_forward_cpu(const Conv2dParams& params, ConstTensorView input
 
 // The Winograd path on its own (layers/cpu/conv2d_winograd.cpp), for conv2d_forward_cpu and tests.
 bool conv2d_winograd_applies(const Conv2dParams& params, const Shape& input_shape);
+int64_t conv2d_winograd_tiles(const Conv2dParams& params, const Shape& input_shape);  // 4x4 output tiles
 std::vector<PackedMatrix> conv2d_winograd_pack_weights(const Conv2dParams& params, const float* weight);
 int64_t conv2d_winograd_workspace_floats(const Conv2dParams& params, const Shape& input_shape, int num_threads);
 void conv2d_winograd_forward_cpu(const Conv2dParams& params, ConstTensorView input,

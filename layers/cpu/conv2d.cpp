@@ -17,6 +17,7 @@ constexpr int64_t column_tile_budget_floats = int64_t{1} << 19;  // 2 MiB: about
 // Thresholds of conv2d_choose_algorithm_cpu, measured on ResNet-50's and VGG-16's layers at batch 1
 // and 8 (bench/cpu_vs_peers.py's machine, 2 threads).
 constexpr int64_t gemm_fewest_columns_to_choose = 128;
+constexpr int64_t winograd_fewest_tiles_few_channels = 384;
 constexpr int64_t direct_most_channels_windowed = 128;
 constexpr int64_t direct_fewest_depth = 64;
 
@@ -134,10 +135,16 @@ Conv2dAlgorithm conv2d_choose_algorithm_cpu(const Conv2dParams& p, const Shape& 
   // im2col of strided windows (the stem, ResNet's strided 3x3s) copies more than the GEMM then
   // saves over the direct kernel.
   if (direct_suits && windowed && strided) return Conv2dAlgorithm::direct;
-  // Winograd wherever it applies: a third of the arithmetic beat the direct kernel on every
-  // ResNet-50 and VGG-16 shape with 32 tiles or more, even 7x7 images at batch 8 (4.1 ms against
-  // 6.3 for layer4's 3x3).
-  if (allow_winograd && conv2d_winograd_applies(p, input_shape)) return Conv2dAlgorithm::winograd;
+  // Winograd saves two thirds of the GEMM's arithmetic and adds transforms that cost in
+  // proportion to the channels rather than their square, in chunks of 192 tiles. It beat the direct
+  // kernel on every ResNet-50 and VGG-16 shape but those with both few tiles and few channels:
+  // ResNet's 56x56 and 28x28 stages at batch 1 (196 and 49 tiles, 64 and 128 channels) ran
+  // faster direct, while 7x7 images at batch 8 (32 tiles, 512 channels) ran faster by Winograd.
+  if (allow_winograd && conv2d_winograd_applies(p, input_shape) &&
+      (conv2d_winograd_tiles(p, input_shape) >= winograd_fewest_tiles_few_channels ||
+       p.out_channels > direct_most_channels_windowed || !direct_suits)) {
+    return Conv2dAlgorithm::winograd;
+  }
   // Windowed convolutions with few output channels: the column matrix (nine times the input for
   // 3x3) is copied for too little arithmetic per element.
   if (direct_suits && windowed && p.out_channels / p.groups <= direct_most_channels_windowed) {

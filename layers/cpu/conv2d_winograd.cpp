@@ -300,8 +300,12 @@ bool conv2d_winograd_applies(const Conv2dParams& p, const Shape& input_shape) {
   const bool three_by_three = p.kernel_h == 3 && p.kernel_w == 3 && p.stride_h == 1 && p.stride_w == 1 &&
                               p.dilation_h == 1 && p.dilation_w == 1 && p.groups == 1;
   if (!three_by_three || p.in_channels < 16 || p.out_channels < 16) return false;
+  return conv2d_winograd_tiles(p, input_shape) >= smallest_tiles;
+}
+
+int64_t conv2d_winograd_tiles(const Conv2dParams& p, const Shape& input_shape) {
   const Shape out = conv2d_output_shape(p, input_shape);
-  return tile_geometry(out[0], out[2], out[3]).tiles >= smallest_tiles;
+  return tile_geometry(out[0], out[2], out[3]).tiles;
 }
 
 std::vector<PackedMatrix> conv2d_winograd_pack_weights(const Conv2dParams& p, const float* weight) {
