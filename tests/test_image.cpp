@@ -98,6 +98,30 @@ TEST_CASE("stb_image decodes the JPEG samples close to PIL", "[.images]") {
   }
 }
 
+TEST_CASE("other formats decode to PIL's pixels: CMYK, progressive and grey JPEG, palette, alpha and 16-bit PNG, GIF",
+          "[.images]") {
+  REQUIRE(!reference_dir().empty());
+  const auto expected_images = read_tensor_group(reference_dir() + "/images.reference.h5", "formats");
+  REQUIRE(expected_images.size() == 7);
+  for (const auto& [name, expected] : expected_images) {
+    const Image actual = read_image(reference_dir() + "/" + name);
+    const Image pil = image_from_tensor(expected);
+    REQUIRE(actual.width == pil.width);
+    REQUIRE(actual.height == pil.height);
+    double total = 0.0;
+    for (size_t i = 0; i < pil.rgb.size(); ++i) total += std::abs(actual.rgb[i] - pil.rgb[i]);
+    const double mean = total / pil.rgb.size();
+    const int worst = max_grey_level_difference(actual, pil);
+    std::printf("%s: mean |prism - PIL| %.3f grey levels, max %d\n", name.c_str(), mean, worst);
+    INFO(name << ": mean " << mean << ", max " << worst);
+    if (name.size() > 4 && name.substr(name.size() - 4) == ".jpg") {
+      CHECK(mean < 2.0);  // decoders may round their inverse DCT and upsampling differently
+    } else {
+      CHECK(worst == 0);  // lossless: the same pixels exactly
+    }
+  }
+}
+
 TEST_CASE("read_image names the file when it cannot decode it", "[images]") {
   const std::string path = "/nonexistent/folder/picture.png";
   CHECK_THROWS_WITH(read_image(path), Catch::Contains(path));

@@ -3,9 +3,11 @@
 #include <unistd.h>
 
 #include <catch2/catch.hpp>
-#include <limits>
+#include <csignal>
+#include <cstdlib>
 #include <filesystem>
 #include <fstream>
+#include <limits>
 
 #include "engine/error.hpp"
 #include "tests/helpers.hpp"
@@ -124,5 +126,69 @@ TEST_CASE("bad model files get one clear message naming the file", "[model_file]
     CHECK(fs::file_size(good) == before);
     CHECK_NOTHROW(read_model_file(good));
     CHECK_FALSE(fs::exists(good + ".partial"));
+  }
+}
+
+TEST_CASE("reading in a child process gives the same model, the same errors, and a clear one when it crashes",
+          "[model_file]") {
+  const ScratchFolder scratch;
+  Model written = small_model();
+  written.preprocessing.grey = true;
+  written.preprocessing.mean = {0.5f, 0.25f, 0.125f};
+  written.recorded_accuracy = 0.875;
+  write_model_file(written, scratch.file("model.h5"));
+
+  const Model direct = read_model_file(scratch.file("model.h5"));
+  const Model isolated = read_model_file_isolated(scratch.file("model.h5"));
+  CHECK(isolated.graph.architecture == direct.graph.architecture);
+  CHECK(isolated.graph.nodes.size() == direct.graph.nodes.size());
+  CHECK(isolated.num_classes() == 3);
+  CHECK(isolated.labels == direct.labels);
+  CHECK(isolated.weights_source == direct.weights_source);
+  CHECK(isolated.path == scratch.file("model.h5"));
+  CHECK(isolated.recorded_accuracy == 0.875);
+  CHECK(isolated.preprocessing.grey);
+  CHECK(isolated.preprocessing.input_height == 112);
+  CHECK(isolated.preprocessing.input_width == 96);
+  CHECK(isolated.preprocessing.mean == direct.preprocessing.mean);
+  CHECK(isolated.preprocessing.std == direct.preprocessing.std);
+  REQUIRE(isolated.parameters.size() == direct.parameters.size());
+  for (const auto& [key, tensor] : direct.parameters) {
+    CHECK(isolated.parameter(key).shape() == tensor.shape());
+    CHECK(test::compare(isolated.parameter(key).view(), tensor.view()).max_abs == 0.0);
+  }
+
+  SECTION("the child's errors come through unchanged") {
+    Model model = small_model();
+    model.parameters.at("fc.bias").data()[1] = std::numeric_limits<float>::quiet_NaN();
+    write_model_file(model, scratch.file("nan.h5"));
+    for (const std::string name : {"nan.h5", "absent.h5"}) {
+      std::string expected;
+      try {
+        read_model_file(scratch.file(name));
+      } catch (const Error& error) {
+        expected = error.what();
+      }
+      REQUIRE_FALSE(expected.empty());
+      CHECK_THROWS_WITH(read_model_file_isolated(scratch.file(name)), expected);
+    }
+  }
+  SECTION("a reader that crashes costs the child, and the message names the file") {
+    // The default actions, as in the command-line tool: Catch's (and a sanitizer's) handlers for
+    // these signals would report from inside the child.
+    const auto aborting = [](const std::string&) -> Model {
+      std::signal(SIGABRT, SIG_DFL);
+      std::abort();
+    };
+    CHECK_THROWS_WITH(read_model_file_isolated(scratch.file("model.h5"), aborting),
+                      Catch::Contains("model.h5: reading it crashed (signal 6") &&
+                          Catch::Contains("damaged or was made to attack it"));
+    const auto segfaulting = [](const std::string&) -> Model {
+      std::signal(SIGSEGV, SIG_DFL);
+      std::raise(SIGSEGV);
+      return Model{};
+    };
+    CHECK_THROWS_WITH(read_model_file_isolated(scratch.file("model.h5"), segfaulting),
+                      Catch::Contains("crashed (signal 11"));
   }
 }

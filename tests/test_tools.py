@@ -7,6 +7,7 @@ them: checkpoints in each form torch.save writes, conversion errors, `prism info
 Prints one line per test and "N passed, M failed" last; exits non-zero on any failure.
 """
 import argparse
+import glob
 import json
 import os
 import shutil
@@ -445,6 +446,64 @@ def bad_weights_and_command_lines_get_clear_errors():
         assert message in result.stderr, (command, message, result.stderr)
         for out in ("o1", "o2", "o3", "o4", "o5", "o6", "o7", "o8", "o9"):
             assert not os.path.exists(path(out)) or not os.listdir(path(out)), out
+
+
+@test
+def unreadable_files_and_unwritable_folders_get_a_clear_error():
+    """Permissions: an image and a model file nobody may read, and an output folder in a folder
+    nobody may write. These tests run as root in CI, for whom permissions do not apply, so there
+    prism runs as the user nobody (setpriv), from a copy of the binary in a folder nobody can reach."""
+    import tempfile
+    folder = tempfile.mkdtemp(prefix="prism_permissions_")
+    try:
+        os.chmod(folder, 0o755)
+        prism = shutil.copy(ARGS.prism, os.path.join(folder, "prism"))
+        good = shutil.copy(os.path.join(ARGS.samples, "coyote.jpg"), os.path.join(folder, "good.jpg"))
+        model = shutil.copy(small_vgg_file(), os.path.join(folder, "model.h5"))
+        locked_image = shutil.copy(good, os.path.join(folder, "locked.jpg"))
+        locked_model = shutil.copy(model, os.path.join(folder, "locked.h5"))
+        for file in (good, model):
+            os.chmod(file, 0o644)
+        for file in (locked_image, locked_model):
+            os.chmod(file, 0o000)
+        sealed = os.path.join(folder, "sealed")
+        os.makedirs(sealed)
+        os.chmod(sealed, 0o555)
+        as_nobody = ["setpriv", "--reuid=65534", "--regid=65534", "--clear-groups"] if os.geteuid() == 0 else []
+        cases = [
+            (["classify", "--model", model, good, locked_image], "locked.jpg: cannot open the file (Permission denied)"),
+            (["classify", "--model", locked_model, good], "locked.h5: cannot open the file"),
+            (["run", "--model", model, "--out", os.path.join(sealed, "out"), good],
+             "sealed/out: cannot create the output folder (Permission denied)"),
+        ]
+        for command, message in cases:
+            result = run([*as_nobody, prism, *command])
+            assert result.returncode == 1, (command, result.returncode, result.stderr)
+            assert message in result.stderr, (command, message, result.stderr)
+        assert os.listdir(sealed) == []
+        result = run([*as_nobody, prism, "classify", "--skip-bad", "--json", "--model", model, good, locked_image])
+        assert result.returncode == 0 and "skipped " + locked_image in result.stderr, result.stderr
+    finally:
+        os.chmod(os.path.join(folder, "sealed"), 0o755) if os.path.isdir(os.path.join(folder, "sealed")) else None
+        shutil.rmtree(folder)
+
+
+@test
+def model_files_that_break_the_hdf5_library_get_a_clear_error():
+    """Damaged model files found by fuzzing (tests/fuzz/regressions/) on which Debian's HDF5 1.10.8
+    overflows a heap buffer, uses freed memory or asks for 160 GB. prism reads model files in a child
+    process: under the sanitizers the child dies, outside them it may see garbage; either way the
+    command says which file, exits 1 and writes nothing."""
+    good, _, _ = bad_images()
+    folder = os.path.join(os.path.dirname(os.path.abspath(__file__)), "fuzz", "regressions")
+    crafted = sorted(glob.glob(os.path.join(folder, "hdf5_*.h5")))
+    assert len(crafted) == 3, crafted
+    for number, model in enumerate(crafted):
+        out = path(f"crafted{number}")
+        result = run([ARGS.prism, "run", "--model", model, "--out", out, good])
+        assert result.returncode == 1, (model, result.returncode, result.stderr)
+        assert f"error: {model}: " in result.stderr, (model, result.stderr)
+        assert not os.path.exists(out) or not os.listdir(out), out
 
 
 @test

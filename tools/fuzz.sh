@@ -15,10 +15,12 @@ for target in fuzz_pickle fuzz_checkpoint fuzz_image fuzz_model_file; do
   echo "fuzzing $target"
   # Debian's HDF5 1.10.8 is not ours and not instrumented, and on damaged files it has memory
   # errors of its own (a use-after-free in H5O__attr_exists, found by this target within two
-  # minutes), which fuzzing finds again and again and which no change in prism can fix. So the
-  # model-file target only replays its seeds here (our code's paths through HDF5, under the
-  # sanitizers); `tools/fuzz.sh SECONDS model` fuzzes it for real. Huge mallocs fail as they would
-  # outside the fuzzer, and HDF5's leaks on its error paths are not ours.
+  # minutes), which fuzzing finds again and again and which no change in prism can fix; the
+  # command line therefore reads model files in a child process (weights/model_file_isolated.cpp),
+  # and tests/fuzz/regressions/ holds three such files for tests/test_tools.py. This target fuzzes
+  # the reader in-process, so here it only replays its seeds (our code's paths through HDF5, under
+  # the sanitizers); `tools/fuzz.sh SECONDS model` fuzzes it for real. Huge mallocs fail as they
+  # would outside the fuzzer, and HDF5's leaks on its error paths are not ours.
   mode=(-max_total_time="$seconds")
   options=""
   if [[ $target == fuzz_model_file ]]; then

@@ -3,6 +3,7 @@
 // HDF5 is included here and nowhere else.
 #pragma once
 
+#include <functional>
 #include <map>
 #include <string>
 
@@ -19,6 +20,13 @@ constexpr int model_format_version = 2;
 // known architecture, and exactly its state_dict (names, shapes, float32). Throws prism::Error
 // naming the file and the problem.
 Model read_model_file(const std::string& path);
+
+// read_model_file in a forked child process (weights/model_file_isolated.cpp), for files from
+// anywhere: Debian 12's HDF5 library can crash or corrupt memory on damaged files, and then only
+// the child is lost. The same model or the same error as read_model_file, or an error naming
+// the file when the child dies. `read` is what the child runs (tests give one that crashes).
+Model read_model_file_isolated(const std::string& path,
+                               const std::function<Model(const std::string&)>& read = read_model_file);
 
 // Writes `model` (its graph's architecture, parameters, labels, preprocessing) to `path`, under a
 // temporary name first and renamed into place, so a failure never leaves a half-written file or

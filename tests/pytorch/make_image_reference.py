@@ -35,6 +35,29 @@ def synthetic_images(rng):
     return images
 
 
+def other_formats(source, rng, folder):
+    """Files in the other formats users meet, written into `folder`, with the RGB pixels each should
+    decode to: PIL's convert("RGB") of the file, except for 16-bit PNGs, where PIL (9.4) clamps
+    every value above 255 to white; there the expectation is the top byte (value >> 8), the
+    8-bit image the file shows, as stb_image makes it."""
+    expected = {}
+    source.convert("CMYK").save(os.path.join(folder, "cmyk.jpg"), quality=95)
+    source.save(os.path.join(folder, "progressive.jpg"), progressive=True, quality=95)
+    source.convert("L").save(os.path.join(folder, "grey.jpg"), quality=95)
+    source.convert("P", palette=Image.ADAPTIVE, colors=64).save(os.path.join(folder, "palette.png"))
+    source.convert("LA").save(os.path.join(folder, "grey_alpha.png"))
+    frames = [source.convert("P", palette=Image.ADAPTIVE, colors=32),
+              Image.fromarray(rng.integers(0, 256, (200, 300, 3), dtype=np.uint8)).convert("P")]
+    frames[0].save(os.path.join(folder, "animated.gif"), save_all=True, append_images=frames[1:], loop=0)
+    for name in ("cmyk.jpg", "progressive.jpg", "grey.jpg", "palette.png", "grey_alpha.png", "animated.gif"):
+        with Image.open(os.path.join(folder, name)) as image:  # a GIF opens at its first frame
+            expected[name] = np.asarray(image.convert("RGB"))
+    wide = rng.integers(0, 65536, (37, 53), dtype=np.uint16)
+    Image.fromarray(wide).save(os.path.join(folder, "grey16.png"))
+    expected["grey16.png"] = np.repeat((wide >> 8)[:, :, None], 3, axis=2)
+    return expected
+
+
 def main():
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     parser.add_argument("--samples", required=True, help="folder of JPEG photos (shared/data/samples)")
@@ -68,6 +91,8 @@ def main():
         for path in jpegs:
             name = os.path.basename(path)
             f.create_dataset(f"jpeg/{name}", data=np.asarray(Image.open(path).convert("RGB"), dtype=np.float32))
+        for name, expected in other_formats(images["gradient_300x200"], rng, args.out_dir).items():
+            f.create_dataset(f"formats/{name}", data=expected.astype(np.float32))
     print(f"{len(images)} images, {len(TARGETS)} sizes each, into {args.out_dir}")
 
 

@@ -56,7 +56,7 @@ std::vector<std::string> expand_image_arguments(const std::vector<std::string>& 
 }
 
 Model load_model_for_cli(const std::string& path) {
-  Model model = read_model_file(path);
+  Model model = read_model_file_isolated(path);
   if (model.has_random_weights()) {
     fmt::print(stderr,
                "note: {} holds RANDOM weights ({}); its classes and maps show the pipeline, not a trained network\n",

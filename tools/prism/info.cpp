@@ -17,7 +17,7 @@ struct InfoOptions {
 };
 
 void run_info(const InfoOptions& options) {
-  const Model model = read_model_file(options.model_path);
+  const Model model = read_model_file_isolated(options.model_path);
   const Graph& graph = model.graph;
   const int64_t height = options.input_size.empty() ? model.preprocessing.input_height : options.input_size[0];
   const int64_t width = options.input_size.empty() ? model.preprocessing.input_width : options.input_size[1];
