@@ -33,6 +33,16 @@ int max_grey_level_difference(const Image& a, const Image& b) {
   return worst;
 }
 
+// The mean absolute difference of a decoded image from PIL's decode of the same file, which must
+// have the same size.
+double mean_grey_level_difference(const Image& actual, const Image& pil) {
+  REQUIRE(actual.width == pil.width);
+  REQUIRE(actual.height == pil.height);
+  double total = 0.0;
+  for (size_t i = 0; i < pil.rgb.size(); ++i) total += std::abs(actual.rgb[i] - pil.rgb[i]);
+  return total / pil.rgb.size();
+}
+
 }  // namespace
 
 TEST_CASE("resize matches PIL's bilinear resize within one grey level", "[.images]") {
@@ -85,11 +95,7 @@ TEST_CASE("stb_image decodes the JPEG samples close to PIL", "[.images]") {
   for (const auto& [name, expected] : read_tensor_group(reference_dir() + "/images.reference.h5", "jpeg")) {
     const Image actual = read_image(std::string(samples) + "/" + name);
     const Image pil = image_from_tensor(expected);
-    REQUIRE(actual.width == pil.width);
-    REQUIRE(actual.height == pil.height);
-    double total = 0.0;
-    for (size_t i = 0; i < pil.rgb.size(); ++i) total += std::abs(actual.rgb[i] - pil.rgb[i]);
-    const double mean = total / pil.rgb.size();
+    const double mean = mean_grey_level_difference(actual, pil);
     // JPEG decoders may round their inverse DCT and chroma upsampling differently; a wrong colour
     // order or a missing upsampling step would be tens of levels off.
     std::printf("JPEG %s: mean |stb - PIL| %.3f grey levels, max %d\n", name.c_str(), mean,
@@ -106,11 +112,7 @@ TEST_CASE("other formats decode to PIL's pixels: CMYK, progressive and grey JPEG
   for (const auto& [name, expected] : expected_images) {
     const Image actual = read_image(reference_dir() + "/" + name);
     const Image pil = image_from_tensor(expected);
-    REQUIRE(actual.width == pil.width);
-    REQUIRE(actual.height == pil.height);
-    double total = 0.0;
-    for (size_t i = 0; i < pil.rgb.size(); ++i) total += std::abs(actual.rgb[i] - pil.rgb[i]);
-    const double mean = total / pil.rgb.size();
+    const double mean = mean_grey_level_difference(actual, pil);
     const int worst = max_grey_level_difference(actual, pil);
     std::printf("%s: mean |prism - PIL| %.3f grey levels, max %d\n", name.c_str(), mean, worst);
     INFO(name << ": mean " << mean << ", max " << worst);

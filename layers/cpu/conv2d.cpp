@@ -1,8 +1,8 @@
-// layers/cpu/conv2d.cpp: fast CPU convolution: im2col on a tile of output rows (or on several
-// small images side by side), then one packed GEMM per task with bias, residual and ReLU applied
-// in its epilogue while the results are still in registers. A 1x1 stride-1 convolution of one
-// image skips im2col entirely; 3x3 stride-1 ones go to Winograd (conv2d_winograd.cpp) when the
-// plan chose it. Leaves out direct kernels.
+// layers/cpu/conv2d.cpp: fast CPU convolution: which algorithm a shape gets, and the im2col one:
+// im2col on a tile of output rows (or on several small images side by side), then one packed
+// GEMM per task with bias, residual and ReLU applied in its epilogue while the results are still
+// in registers. A 1x1 stride-1 convolution of one image skips im2col entirely. Winograd
+// (conv2d_winograd.cpp) and the direct kernel (conv2d_direct.cpp) live in their own files.
 #include <omp.h>
 
 #include <algorithm>
