@@ -10,7 +10,7 @@ cmake -S tests/fuzz -B build-fuzz -G Ninja -DCMAKE_BUILD_TYPE=RelWithDebInfo -DC
   -DCMAKE_CXX_COMPILER=clang++ > /dev/null
 cmake --build build-fuzz
 /usr/bin/python3 tests/fuzz/make_corpus.py build-fuzz/seeds
-for target in fuzz_pickle fuzz_checkpoint fuzz_image fuzz_model_file; do
+for target in fuzz_pickle fuzz_checkpoint fuzz_image fuzz_model_file fuzz_model_file_isolated; do
   mkdir -p "build-fuzz/corpus/$target"
   echo "fuzzing $target"
   # Debian's HDF5 1.10.8 is not ours and not instrumented, and on damaged files it has memory
@@ -21,14 +21,22 @@ for target in fuzz_pickle fuzz_checkpoint fuzz_image fuzz_model_file; do
   # the reader in-process, so here it only replays its seeds (our code's paths through HDF5, under
   # the sanitizers); `tools/fuzz.sh SECONDS model` fuzzes it for real. Huge mallocs fail as they
   # would outside the fuzzer, and HDF5's leaks on its error paths are not ours.
+  # fuzz_model_file_isolated fuzzes the reader as the command line runs it, HDF5 in a child
+  # process: there the child's deaths (its sanitizer reports included) are expected, and only this
+  # process's own failures count; it starts from the same seeds and the regression files.
   mode=(-max_total_time="$seconds")
   options=""
+  seeds=("seeds/$target")
+  shown="^(stat::number_of_executed_units|stat::peak_rss_mb|#[0-9]+ +DONE)|ERROR|SUMMARY"
   if [[ $target == fuzz_model_file ]]; then
     options="allocator_may_return_null=1:detect_leaks=0"
     [[ ${2:-} == model ]] || mode=(-runs=0)
+  elif [[ $target == fuzz_model_file_isolated ]]; then
+    seeds=(seeds/fuzz_model_file ../tests/fuzz/regressions)
+    shown="^(stat::number_of_executed_units|stat::peak_rss_mb|#[0-9]+ +DONE)|ERROR: libFuzzer|SUMMARY: libFuzzer"
   fi
   (cd build-fuzz && ASAN_OPTIONS="$options" "./$target" "${mode[@]}" -rss_limit_mb=2048 -max_len=65536 -print_final_stats=1 \
-     "corpus/$target" "seeds/$target" 2>&1 | grep -E "^(stat::number_of_executed_units|stat::peak_rss_mb|#[0-9]+ +DONE)|ERROR|SUMMARY" || true)
+     "corpus/$target" "${seeds[@]}" 2>&1 | grep -E "$shown" || true)
   if compgen -G "build-fuzz/crash-*" > /dev/null || compgen -G "build-fuzz/leak-*" > /dev/null; then
     echo "fuzzing found a problem: $(ls build-fuzz/crash-* build-fuzz/leak-* 2>/dev/null)" >&2
     exit 1
