@@ -190,12 +190,18 @@ Model read_model_file_isolated(const std::string& path,
     // The child: read, send, and leave without running any of the parent's exit handlers.
     close(fds[0]);
     PipeWriter out(fds[1]);
+    std::string message;
     try {
       const Model model = read(path);
       send_model(out, model);
+    } catch (const Error& error) {
+      message = error.what();  // names the file already
     } catch (const std::exception& error) {
+      message = path + ": " + error.what();  // std::bad_alloc from an absurd size, say
+    }
+    if (!message.empty()) {
       out.value<uint8_t>(status_error);
-      out.text(error.what());
+      out.text(message);
     }
     close(fds[1]);
     _exit(0);
