@@ -98,8 +98,7 @@ void execute_step(Backend backend, const Step& step, const std::vector<ConstTens
   throw Error(std::string("no kernel for ") + op_kind_name(node.kind) + " at " + node.name);
 }
 
-void prepare_step(Backend backend, Step& step, const Shape& input_shape, const PlanOptions& options,
-                  int num_threads) {
+void prepare_step(Backend backend, Step& step, const Shape& input_shape, const PlanOptions& options, int num_threads) {
   if (backend == Backend::cuda) {
     const OpKind kind = step.node->kind;
     if (kind == OpKind::conv2d || kind == OpKind::linear) {
@@ -116,7 +115,8 @@ void prepare_step(Backend backend, Step& step, const Shape& input_shape, const P
     return;
   }
   if (backend == Backend::cpu && step.node->kind == OpKind::conv2d) {
-    const Conv2dAlgorithm algorithm = conv2d_choose_algorithm_cpu(step.node->conv2d, input_shape, options.winograd, num_threads);
+    const Conv2dAlgorithm algorithm =
+        conv2d_choose_algorithm_cpu(step.node->conv2d, input_shape, options.winograd, num_threads);
     step.conv2d_cpu =
         conv2d_prepare_cpu(step.node->conv2d, ConstTensorView(step.weight, step.weight_shape), input_shape, algorithm);
   }

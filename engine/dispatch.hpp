@@ -16,8 +16,7 @@ void execute_step(Backend backend, const Step& step, const std::vector<ConstTens
 // Puts the step's weights into the layout its op wants on this backend (the CPU convolution's
 // packed or Winograd-transformed matrices; on the cuda backend, copies in GPU memory); done once,
 // when the plan is made.
-void prepare_step(Backend backend, Step& step, const Shape& input_shape, const PlanOptions& options,
-                  int num_threads);
+void prepare_step(Backend backend, Step& step, const Shape& input_shape, const PlanOptions& options, int num_threads);
 
 // Scratch floats the step needs on this backend.
 int64_t step_workspace_floats(Backend backend, const Step& step, const Shape& input_shape, int num_threads);

@@ -53,8 +53,8 @@ enum class Conv2dAlgorithm { im2col_gemm, winograd, direct };
 const char* conv2d_algorithm_name(Conv2dAlgorithm algorithm);
 
 struct Conv2dDirectWeights {
-  Tensor data;                        // (groups, channel blocks, depth, block channels)
-  std::vector<int64_t> tap_offsets;   // depth: where tap (ic, ky, kx) reads in the padded input
+  Tensor data;                       // (groups, channel blocks, depth, block channels)
+  std::vector<int64_t> tap_offsets;  // depth: where tap (ic, ky, kx) reads in the padded input
 };
 
 struct Conv2dPreparedCpu {
@@ -82,8 +82,8 @@ Conv2dDirectWeights conv2d_direct_pack_weights(const Conv2dParams& params, const
                                                const Shape& input_shape);
 int64_t conv2d_direct_workspace_floats(const Conv2dParams& params, const Shape& input_shape, int num_threads);
 void conv2d_direct_forward_cpu(const Conv2dParams& params, ConstTensorView input, const Conv2dDirectWeights& weights,
-                               const float* bias, const float* residual, bool relu, TensorView output,
-                               float* workspace, int num_threads);
+                               const float* bias, const float* residual, bool relu, TensorView output, float* workspace,
+                               int num_threads);
 
 // The Winograd path on its own (layers/cpu/conv2d_winograd.cpp), for conv2d_forward_cpu and tests.
 bool conv2d_winograd_applies(const Conv2dParams& params, const Shape& input_shape);

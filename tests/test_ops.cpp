@@ -94,11 +94,11 @@ TEST_CASE("conv2d: fast CPU equals the reference on awkward shapes", "[ops][conv
       // Shapes for the direct kernel (every case above runs it too): channel blocks of 1 to 4
       // vectors with a partial last block, several depth blocks, a partial last tile of pixels,
       // stride 2 with padding, images bigger than one padded chunk.
-      {2, 40, 100, 7, 7, 3, 3, 1, 1, 1, 1, true, true},     // 100 channels: blocks of 64 and 36
-      {1, 520, 48, 5, 6, 3, 3, 1, 1, 1, 1, false, false},   // depth 4680: 14 blocks of 341 taps
-      {3, 24, 33, 9, 11, 3, 3, 2, 1, 1, 1, true, false},    // strided, 33 channels: 3 vectors
-      {1, 6, 70, 13, 13, 5, 5, 1, 2, 2, 2, true, true},     // dilation 2, groups of 35 channels
-      {2, 300, 32, 58, 58, 3, 3, 1, 1, 1, 1, true, true},   // padded images of over 4 MiB: a chunk each
+      {2, 40, 100, 7, 7, 3, 3, 1, 1, 1, 1, true, true},    // 100 channels: blocks of 64 and 36
+      {1, 520, 48, 5, 6, 3, 3, 1, 1, 1, 1, false, false},  // depth 4680: 14 blocks of 341 taps
+      {3, 24, 33, 9, 11, 3, 3, 2, 1, 1, 1, true, false},   // strided, 33 channels: 3 vectors
+      {1, 6, 70, 13, 13, 5, 5, 1, 2, 2, 2, true, true},    // dilation 2, groups of 35 channels
+      {2, 300, 32, 58, 58, 3, 3, 1, 1, 1, 1, true, true},  // padded images of over 4 MiB: a chunk each
   };
   uint32_t seed = 100;
   for (const Case& c : cases) {
@@ -135,10 +135,9 @@ TEST_CASE("conv2d: fast CPU equals the reference on awkward shapes", "[ops][conv
               test::compare(actual.view(), with_residual ? expected_with_residual.view() : expected.view());
           INFO("case in " << c.in << " out " << c.out << " " << c.height << "x" << c.width << " kernel " << c.kernel_h
                           << "x" << c.kernel_w << " stride " << c.stride << " groups " << c.groups << " threads "
-                          << threads << " " << conv2d_algorithm_name(algorithm)
-                          << (with_residual ? " residual" : "") << ": " << d.describe());
-          CHECK(test::close_enough(
-              d, algorithm == Conv2dAlgorithm::winograd ? winograd_tolerance : fast_tolerance));
+                          << threads << " " << conv2d_algorithm_name(algorithm) << (with_residual ? " residual" : "")
+                          << ": " << d.describe());
+          CHECK(test::close_enough(d, algorithm == Conv2dAlgorithm::winograd ? winograd_tolerance : fast_tolerance));
         }
       }
     }

@@ -53,7 +53,8 @@ TEST_CASE("ops equal PyTorch on awkward shapes", "[.ops_pytorch]") {
     const Tensor& x = c.at("input");
     REQUIRE(conv2d_output_shape(p, x.shape()) == c.at("output").shape());
     const float* bias = p.bias ? c.at("bias").data() : nullptr;
-    const Conv2dPreparedCpu prepared = conv2d_prepare_cpu(p, c.at("weight").view(), x.shape(), conv2d_choose_algorithm_cpu(p, x.shape(), true, 2));
+    const Conv2dPreparedCpu prepared =
+        conv2d_prepare_cpu(p, c.at("weight").view(), x.shape(), conv2d_choose_algorithm_cpu(p, x.shape(), true, 2));
     Tensor workspace({std::max<int64_t>(1, conv2d_workspace_floats_cpu(p, prepared, x.shape(), 2))});
     check_both("conv2d case " + std::to_string(k), c.at("output"), [&](bool fast, TensorView out) {
       fast ? conv2d_forward_cpu(p, x.view(), prepared, bias, nullptr, false, out, workspace.data(), 2)

@@ -277,8 +277,8 @@ Model read_model_file(const std::string& path) {
     const int64_t first_bad = first_non_finite(tensor.data(), tensor.numel());
     if (first_bad >= 0) {
       const float value = tensor.data()[first_bad];
-      reader.fail("state_dict/" + entry.first + " holds " + (std::isnan(value) ? "NaN" : "an infinity") +
-                  " (element " + std::to_string(first_bad) + "): the weights are damaged");
+      reader.fail("state_dict/" + entry.first + " holds " + (std::isnan(value) ? "NaN" : "an infinity") + " (element " +
+                  std::to_string(first_bad) + "): the weights are damaged");
     }
     model.parameters.emplace(entry.first, std::move(tensor));
   }

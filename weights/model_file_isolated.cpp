@@ -78,7 +78,8 @@ class PipeReader {
   }
   std::string text() {
     const uint64_t size = value<uint64_t>();
-    if (size > longest_string) throw Error(path_ + ": the reading process sent a string of " + std::to_string(size) + " bytes");
+    if (size > longest_string)
+      throw Error(path_ + ": the reading process sent a string of " + std::to_string(size) + " bytes");
     std::string s(size, '\0');
     if (!bytes(s.data(), size)) throw Truncated();
     return s;
@@ -139,7 +140,8 @@ Model receive_model(PipeReader& in, const std::string& path) {
   std::map<std::string, Shape> expected;
   for (const ParameterSpec& spec : model.graph.parameters()) expected[spec.key] = spec.shape;
   const uint64_t count = in.value<uint64_t>();
-  if (count != expected.size()) throw Error(path + ": the reading process sent " + std::to_string(count) + " parameters");
+  if (count != expected.size())
+    throw Error(path + ": the reading process sent " + std::to_string(count) + " parameters");
   for (uint64_t i = 0; i < count; ++i) {
     const std::string name = in.text();
     const uint64_t rank = in.value<uint64_t>();
@@ -170,8 +172,7 @@ std::string describe_death(int status) {
 
 }  // namespace
 
-Model read_model_file_isolated(const std::string& path,
-                               const std::function<Model(const std::string&)>& read) {
+Model read_model_file_isolated(const std::string& path, const std::function<Model(const std::string&)>& read) {
   int fds[2];
   if (pipe(fds) != 0) throw Error(path + ": cannot make a pipe to read it in a child process: " + std::strerror(errno));
   // 1 MiB (Linux's limit for unprivileged processes) instead of 64 KiB: a sixteenth of the

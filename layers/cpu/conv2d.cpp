@@ -154,8 +154,8 @@ Conv2dAlgorithm conv2d_choose_algorithm_cpu(const Conv2dParams& p, const Shape& 
   // whole column matrix again for its share of the channels.
   const Shape out = conv2d_output_shape(p, input_shape);
   const TaskShape shape = task_shape(p, input_shape[0], out[2], out[3], num_threads);
-  const int64_t tasks = (input_shape[0] + shape.images - 1) / shape.images * p.groups *
-                        ((out[2] + shape.rows - 1) / shape.rows);
+  const int64_t tasks =
+      (input_shape[0] + shape.images - 1) / shape.images * p.groups * ((out[2] + shape.rows - 1) / shape.rows);
   const int64_t columns = shape.images * shape.rows * out[3];
   if (direct_suits && (tasks < num_threads || columns < gemm_fewest_columns_to_choose)) return Conv2dAlgorithm::direct;
   return Conv2dAlgorithm::im2col_gemm;
@@ -166,14 +166,11 @@ Conv2dPreparedCpu conv2d_prepare_cpu(const Conv2dParams& p, ConstTensorView weig
   Conv2dPreparedCpu prepared;
   prepared.algorithm = algorithm;
   switch (algorithm) {
-    case Conv2dAlgorithm::winograd:
-      prepared.matrices = conv2d_winograd_pack_weights(p, weight.data);
-      return prepared;
+    case Conv2dAlgorithm::winograd: prepared.matrices = conv2d_winograd_pack_weights(p, weight.data); return prepared;
     case Conv2dAlgorithm::direct:
       prepared.direct = conv2d_direct_pack_weights(p, weight.data, input_shape);
       return prepared;
-    case Conv2dAlgorithm::im2col_gemm:
-      break;
+    case Conv2dAlgorithm::im2col_gemm: break;
   }
   // weight (C_out, C_in / groups * kh * kw) row-major: one matrix of C_out / groups rows per group.
   const int64_t out_per_group = p.out_channels / p.groups;
@@ -206,8 +203,7 @@ void conv2d_forward_cpu(const Conv2dParams& p, ConstTensorView input, const Conv
     case Conv2dAlgorithm::direct:
       conv2d_direct_forward_cpu(p, input, prepared.direct, bias, residual, relu, output, workspace, num_threads);
       return;
-    case Conv2dAlgorithm::im2col_gemm:
-      break;
+    case Conv2dAlgorithm::im2col_gemm: break;
   }
   const int64_t batch = input.dim(0), height = input.dim(2), width = input.dim(3);
   const int64_t out_h = output.dim(2), out_w = output.dim(3), out_pixels = out_h * out_w;

@@ -25,10 +25,10 @@ constexpr int64_t accumulator_registers = 24;
 #else
 constexpr int64_t accumulator_registers = 12;
 #endif
-constexpr int64_t most_pixels_per_tile = 8;      // pointers the kernel keeps in general registers
-constexpr int64_t weight_block_floats = 16384;   // 64 KiB of weights per depth block (measured: 16-128 KiB
-                                                 // were alike; 8-32 KiB, sized for L1, up to 1.3x slower)
-constexpr int64_t tile_buffer_floats = 16384;    // 64 KiB of results per task: stays in L2
+constexpr int64_t most_pixels_per_tile = 8;       // pointers the kernel keeps in general registers
+constexpr int64_t weight_block_floats = 16384;    // 64 KiB of weights per depth block (measured: 16-128 KiB
+                                                  // were alike; 8-32 KiB, sized for L1, up to 1.3x slower)
+constexpr int64_t tile_buffer_floats = 16384;     // 64 KiB of results per task: stays in L2
 constexpr int64_t padded_chunk_floats = 1 << 20;  // padded images copied at a time: 4 MiB
 
 int64_t ceil_div(int64_t a, int64_t b) {
@@ -36,12 +36,12 @@ int64_t ceil_div(int64_t a, int64_t b) {
 }
 
 struct Geometry {
-  int64_t vectors;            // per channel block: its channels are vectors * simd_floats
-  int64_t pixels_per_tile;    // consecutive output pixels (in raster order) one kernel call covers
-  int64_t block_channels;     // vectors * simd_floats
-  int64_t blocks;             // channel blocks per group
-  int64_t depth;              // C_in / groups * kernel_h * kernel_w
-  int64_t depth_per_block;    // taps of one pass over the tiles
+  int64_t vectors;             // per channel block: its channels are vectors * simd_floats
+  int64_t pixels_per_tile;     // consecutive output pixels (in raster order) one kernel call covers
+  int64_t block_channels;      // vectors * simd_floats
+  int64_t blocks;              // channel blocks per group
+  int64_t depth;               // C_in / groups * kernel_h * kernel_w
+  int64_t depth_per_block;     // taps of one pass over the tiles
   int64_t padded_h, padded_w;  // input with its zero border
 };
 
@@ -193,9 +193,8 @@ Conv2dDirectWeights conv2d_direct_pack_weights(const Conv2dParams& p, const floa
 
 int64_t conv2d_direct_workspace_floats(const Conv2dParams& p, const Shape& input_shape, int num_threads) {
   const Geometry g = geometry(p, input_shape);
-  const int64_t padded = has_padding(p) ? images_per_chunk(p, g, input_shape[0]) * p.in_channels * g.padded_h *
-                                               g.padded_w
-                                         : 0;
+  const int64_t padded =
+      has_padding(p) ? images_per_chunk(p, g, input_shape[0]) * p.in_channels * g.padded_h * g.padded_w : 0;
   const Shape out = conv2d_output_shape(p, input_shape);
   // The most tiles a task takes: all of them, or what the tile buffer holds.
   const int64_t tiles = tiles_per_task(g, out[2] * out[3], 4 * int64_t{num_threads}, num_threads);
@@ -203,8 +202,8 @@ int64_t conv2d_direct_workspace_floats(const Conv2dParams& p, const Shape& input
 }
 
 void conv2d_direct_forward_cpu(const Conv2dParams& p, ConstTensorView input, const Conv2dDirectWeights& weights,
-                               const float* bias, const float* residual, bool relu, TensorView output,
-                               float* workspace, int num_threads) {
+                               const float* bias, const float* residual, bool relu, TensorView output, float* workspace,
+                               int num_threads) {
   const Geometry g = geometry(p, input.shape);
   const int64_t batch = input.dim(0);
   const int64_t out_w = output.dim(3), out_pixels = output.dim(2) * out_w;

@@ -131,8 +131,8 @@ void run_bench(const BenchOptions& options) {
   std::sort(order.begin(), order.end(), [&](size_t a, size_t b) { return total_steps[a] > total_steps[b]; });
   double all_steps = 0.0;
   for (double t : total_steps) all_steps += t;
-  fmt::print("\n{:<36} {:<22} {:<11} {:>9} {:>9} {:>7}\n", "step (fused nodes)", "output", "algorithm", "ms",
-             "GFLOP/s", "share");
+  fmt::print("\n{:<36} {:<22} {:<11} {:>9} {:>9} {:>7}\n", "step (fused nodes)", "output", "algorithm", "ms", "GFLOP/s",
+             "share");
   for (size_t i = 0; i < order.size() && static_cast<int>(i) < options.profile_rows; ++i) {
     const size_t s = order[i];
     const Step& step = plan.steps()[s];
