@@ -5,13 +5,16 @@
 // when the child dies. Leaves out Windows (no fork) and sharing memory instead of the pipe (the
 // copy costs about 0.3 s for vgg16's 553 MB).
 #include <fcntl.h>
+#include <poll.h>
 #include <signal.h>
 #include <sys/wait.h>
 #include <unistd.h>
 
+#include <algorithm>
 #include <cerrno>
 #include <cstdio>
 #include <cstring>
+#include <filesystem>
 
 #include "engine/error.hpp"
 #include "engine/models/models.hpp"
@@ -57,11 +60,19 @@ class PipeWriter {
 
 class PipeReader {
  public:
-  PipeReader(int fd, const std::string& path) : fd_(fd), path_(path) {}
-  // False when the pipe ends before `size` bytes (the child died); true otherwise.
+  // first_wait_ms: how long the child may take before its first byte (its whole read);
+  // later waits (the transfer) get a fixed allowance.
+  PipeReader(int fd, const std::string& path, int first_wait_ms) : fd_(fd), path_(path), wait_ms_(first_wait_ms) {}
+  // False when the pipe ends before `size` bytes (the child died); true otherwise. Throws
+  // TimedOut when no byte comes for the allowed time (the child is stuck).
   bool bytes(void* data, size_t size) {
     char* p = static_cast<char*>(data);
     while (size > 0) {
+      pollfd ready{fd_, POLLIN, 0};
+      const int polled = ::poll(&ready, 1, wait_ms_);
+      if (polled < 0 && errno == EINTR) continue;
+      if (polled == 0) throw TimedOut();
+      wait_ms_ = transfer_wait_ms;
       const ssize_t got = ::read(fd_, p, size);
       if (got < 0 && errno == EINTR) continue;
       if (got <= 0) return false;
@@ -85,10 +96,13 @@ class PipeReader {
     return s;
   }
   struct Truncated {};
+  struct TimedOut {};
 
  private:
+  static constexpr int transfer_wait_ms = 30000;
   int fd_;
   const std::string& path_;
+  int wait_ms_;
 };
 
 void send_model(PipeWriter& out, const Model& model) {
@@ -209,7 +223,12 @@ Model read_model_file_isolated(const std::string& path, const std::function<Mode
   }
 
   close(fds[1]);
-  PipeReader in(fds[0], path);
+  // Fuzzing found a file on which HDF5 loops forever (tests/fuzz/regressions/): the child gets 10 s
+  // plus a second per 10 MB of file (a slow disk) to answer; a real model file takes well under that.
+  std::error_code size_error;
+  const auto file_bytes = std::filesystem::file_size(path, size_error);
+  const int64_t allowed_ms = 10000 + (size_error ? 0 : static_cast<int64_t>(file_bytes / 10000));
+  PipeReader in(fds[0], path, static_cast<int>(std::min<int64_t>(allowed_ms, 3600000)));
   Model model;
   std::string failure;  // the child's own error message, or what went wrong receiving
   bool complete = false;
@@ -225,6 +244,10 @@ Model read_model_file_isolated(const std::string& path, const std::function<Mode
     }
   } catch (const PipeReader::Truncated&) {
     // The child died mid-answer: its exit status says how.
+  } catch (const PipeReader::TimedOut&) {
+    failure = path + ": reading it took more than " + std::to_string(allowed_ms / 1000) +
+              " s inside the HDF5 library without an answer: the file is damaged or was made to attack it; "
+              "convert the checkpoint again (prism convert)";
   } catch (const Error& error) {
     failure = error.what();
   }
