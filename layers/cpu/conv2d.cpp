@@ -32,6 +32,9 @@ bool is_pointwise(const Conv2dParams& p) {
 struct TaskShape {
   int64_t images = 1;  // images per task (whole images when more than one)
   int64_t rows = 0;    // output rows per task (all of them when images > 1)
+
+  int64_t row_tiles(int64_t out_h) const { return (out_h + rows - 1) / rows; }          // per image
+  int64_t image_blocks(int64_t batch) const { return (batch + images - 1) / images; }  // of `images` each
 };
 
 // Tiles keep the column matrix within the cache budget, and when the batch is too small to give
@@ -154,8 +157,7 @@ Conv2dAlgorithm conv2d_choose_algorithm_cpu(const Conv2dParams& p, const Shape& 
   // whole column matrix again for its share of the channels.
   const Shape out = conv2d_output_shape(p, input_shape);
   const TaskShape shape = task_shape(p, input_shape[0], out[2], out[3], num_threads);
-  const int64_t tasks =
-      (input_shape[0] + shape.images - 1) / shape.images * p.groups * ((out[2] + shape.rows - 1) / shape.rows);
+  const int64_t tasks = shape.image_blocks(input_shape[0]) * p.groups * shape.row_tiles(out[2]);
   const int64_t columns = shape.images * shape.rows * out[3];
   if (direct_suits && (tasks < num_threads || columns < gemm_fewest_columns_to_choose)) return Conv2dAlgorithm::direct;
   return Conv2dAlgorithm::im2col_gemm;
@@ -211,9 +213,8 @@ void conv2d_forward_cpu(const Conv2dParams& p, ConstTensorView input, const Conv
   const int64_t out_per_group = p.out_channels / p.groups;
   const bool pointwise = is_pointwise(p);
   const TaskShape shape = task_shape(p, batch, out_h, out_w, num_threads);
-  const int64_t tiles = (out_h + shape.rows - 1) / shape.rows;             // row tiles per image
-  const int64_t image_blocks = (batch + shape.images - 1) / shape.images;  // of shape.images images each
-  const int64_t tasks = image_blocks * p.groups * tiles;
+  const int64_t tiles = shape.row_tiles(out_h);
+  const int64_t tasks = shape.image_blocks(batch) * p.groups * tiles;
   const int64_t per_task_floats = task_workspace_floats(p, shape, out_w);
 
   // One task, or the rows [row_first, row_last) of its output channels (one thread's share).
