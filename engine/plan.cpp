@@ -181,16 +181,24 @@ void Plan::assign_buffers(int64_t memory_limit_bytes) {
         std::max(workspace_floats, step_workspace_floats(backend_, step, values_[step.inputs[0]].shape, num_threads_));
     int buffer = -1;
     int handed_over = -1;
+    // Inputs the step may write its output over when nobody reads them afterwards: any input of
+    // an element-wise step; on the CPU, a fused residual (each sum lands where its shortcut value
+    // was read, which spares the memory traffic of a fresh buffer; the CUDA convolution writes its
+    // product before adding the residual, and no step may write over its own input).
+    std::vector<int> writable;
     const OpKind kind = step.node->kind;
     if (kind == OpKind::relu || kind == OpKind::batch_norm2d || kind == OpKind::add) {
-      // Element-wise: write over an input that nobody reads afterwards.
-      for (int input : step.inputs) {
-        const Value& root = values_[values_[input].root];
-        if (root.buffer >= 0 && last_reader[values_[input].root] == static_cast<int>(s)) {
-          buffer = root.buffer;
-          handed_over = values_[input].root;
-          break;
-        }
+      writable = step.inputs;
+    } else if (kind == OpKind::conv2d && step.residual && backend_ == Backend::cpu &&
+               values_[step.inputs[1]].root != values_[step.inputs[0]].root) {
+      writable = {step.inputs[1]};
+    }
+    for (int input : writable) {
+      const Value& root = values_[values_[input].root];
+      if (root.buffer >= 0 && last_reader[values_[input].root] == static_cast<int>(s)) {
+        buffer = root.buffer;
+        handed_over = values_[input].root;
+        break;
       }
     }
     if (buffer < 0 && !free_buffers.empty()) {

@@ -73,6 +73,11 @@ class Plan {
   const Shape& input_shape() const { return input_shape_; }
   const Shape& step_input_shape(size_t step) const { return values_.at(steps_.at(step).inputs.at(0)).shape; }
   const Shape& step_output_shape(size_t step) const { return values_.at(steps_.at(step).output).shape; }
+  // Whether a step writes its output over the buffer of its input `input` (an element-wise step,
+  // or on the CPU a residual added in place).
+  bool step_writes_over_input(size_t step, size_t input) const {
+    return values_.at(steps_.at(step).output).buffer == values_.at(steps_.at(step).inputs.at(input)).buffer;
+  }
   Shape tap_shape(const std::string& tap) const;  // the tapped activation's shape (mean taps too)
   int64_t activation_bytes() const;               // every buffer and the workspace, as allocated
   int64_t prepared_weight_bytes() const;          // weights the plan holds itself: folded, packed

@@ -35,6 +35,7 @@ void conv2d_forward_ref(const Conv2dParams& params, ConstTensorView input, Const
 // On the GPU (every pointer device memory): the weight as torch stores it (BN folded), im2col
 // over as many images at a time as the workspace holds, one cuBLAS product per image and group
 // (batched), then bias, residual and ReLU in one pass. 1x1 stride-1 convolutions need no im2col.
+// The product is written before the residual is added: the residual may not be the output.
 int64_t conv2d_workspace_floats_cuda(const Conv2dParams& params, const Shape& input_shape);
 void conv2d_forward_cuda(const Conv2dParams& params, ConstTensorView input, ConstTensorView weight, const float* bias,
                          const float* residual, bool relu, TensorView output, float* workspace,
@@ -72,7 +73,8 @@ Conv2dPreparedCpu conv2d_prepare_cpu(const Conv2dParams& params, ConstTensorView
 int64_t conv2d_workspace_floats_cpu(const Conv2dParams& params, const Conv2dPreparedCpu& prepared,
                                     const Shape& input_shape, int num_threads);
 // residual: a tensor shaped like the output added before the ReLU (a ResNet block's shortcut,
-// fused into the block's last convolution), or nullptr.
+// fused into the block's last convolution), or nullptr. It may be the output itself (the sum
+// written over the shortcut, which saves a stream of fresh memory; never the input).
 void conv2d_forward_cpu(const Conv2dParams& params, ConstTensorView input, const Conv2dPreparedCpu& prepared,
                         const float* bias, const float* residual, bool relu, TensorView output, float* workspace,
                         int num_threads);

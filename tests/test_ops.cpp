@@ -25,12 +25,18 @@ constexpr double fast_tolerance = 1e-5;  // fp32 sums in another order than the 
 // its fp32 error is a few times the direct convolution's (measured: about 2e-6 of the scale).
 constexpr double winograd_tolerance = 2e-5;
 
+// How a test passes the residual: none, its own tensor, or the output itself (the plan's in-place add).
+enum class Residual { none, separate, in_place };
+const char* const residual_names[] = {"", " residual", " in place"};
+
 Tensor run_conv_cpu(const Conv2dParams& p, const Tensor& x, const Tensor& w, const float* bias, bool relu, int threads,
-                    Conv2dAlgorithm algorithm = Conv2dAlgorithm::im2col_gemm, const float* residual = nullptr) {
-  Tensor out(conv2d_output_shape(p, x.shape()));
+                    Conv2dAlgorithm algorithm = Conv2dAlgorithm::im2col_gemm, const Tensor* residual = nullptr,
+                    Residual mode = Residual::none) {
+  Tensor out = mode == Residual::in_place ? residual->clone() : Tensor(conv2d_output_shape(p, x.shape()));
+  const float* add = mode == Residual::none ? nullptr : mode == Residual::in_place ? out.data() : residual->data();
   const Conv2dPreparedCpu prepared = conv2d_prepare_cpu(p, w.view(), x.shape(), algorithm);
   Tensor workspace({std::max<int64_t>(1, conv2d_workspace_floats_cpu(p, prepared, x.shape(), threads))});
-  conv2d_forward_cpu(p, x.view(), prepared, bias, residual, relu, out.view(), workspace.data(), threads);
+  conv2d_forward_cpu(p, x.view(), prepared, bias, add, relu, out.view(), workspace.data(), threads);
   return out;
 }
 
@@ -127,16 +133,15 @@ TEST_CASE("conv2d: fast CPU equals the reference on awkward shapes", "[ops][conv
     std::vector<Conv2dAlgorithm> algorithms = {Conv2dAlgorithm::im2col_gemm, Conv2dAlgorithm::direct};
     if (conv2d_winograd_applies(p, x.shape())) algorithms.push_back(Conv2dAlgorithm::winograd);
     for (Conv2dAlgorithm algorithm : algorithms) {
-      for (bool with_residual : {false, true}) {
+      for (Residual mode : {Residual::none, Residual::separate, Residual::in_place}) {
         for (int threads : {1, 2, 3}) {
-          const Tensor actual =
-              run_conv_cpu(p, x, w, bias, c.relu, threads, algorithm, with_residual ? residual.data() : nullptr);
+          const Tensor actual = run_conv_cpu(p, x, w, bias, c.relu, threads, algorithm, &residual, mode);
           const test::Difference d =
-              test::compare(actual.view(), with_residual ? expected_with_residual.view() : expected.view());
+              test::compare(actual.view(), mode == Residual::none ? expected.view() : expected_with_residual.view());
           INFO("case in " << c.in << " out " << c.out << " " << c.height << "x" << c.width << " kernel " << c.kernel_h
                           << "x" << c.kernel_w << " stride " << c.stride << " groups " << c.groups << " threads "
-                          << threads << " " << conv2d_algorithm_name(algorithm) << (with_residual ? " residual" : "")
-                          << ": " << d.describe());
+                          << threads << " " << conv2d_algorithm_name(algorithm)
+                          << residual_names[static_cast<int>(mode)] << ": " << d.describe());
           CHECK(test::close_enough(d, algorithm == Conv2dAlgorithm::winograd ? winograd_tolerance : fast_tolerance));
         }
       }

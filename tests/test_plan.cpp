@@ -65,6 +65,26 @@ TEST_CASE("buffers are reused: a deep network needs a few activations, not all",
   CHECK(plan.activation_bytes() * 5 < every_output);
 }
 
+TEST_CASE("on the CPU a residual is added in place, on the GPU into a buffer of its own", "[plan]") {
+  const Model model = test::random_model("resnet50", 10, 4);
+  for (Backend backend : {Backend::cpu, Backend::cuda}) {
+    PlanOptions options;
+    options.backend = backend;
+    options.taps = {"layer1.1"};  // a tapped shortcut is copied out before it is written over
+    if (backend == Backend::cuda && !cuda_device_available()) continue;
+    const Plan plan(model, {1, 3, 64, 64}, options);
+    int residual_steps = 0;
+    for (size_t s = 0; s < plan.steps().size(); ++s) {
+      if (!plan.steps()[s].residual) continue;
+      ++residual_steps;
+      INFO(plan.steps()[s].fused_names[0]);
+      CHECK(plan.step_writes_over_input(s, 1) == (backend == Backend::cpu));
+      CHECK_FALSE(plan.step_writes_over_input(s, 0));
+    }
+    CHECK(residual_steps == 16);
+  }
+}
+
 TEST_CASE("taps equal the same values computed with nothing tapped", "[plan]") {
   const Model model = test::random_model("resnet18", 10, 5);
   const Tensor x = test::random_tensor({2, 3, 40, 36}, 6);

@@ -129,9 +129,9 @@ void output_transform_6_interleaved(int64_t n, const float* __restrict m0, const
   }
 }
 
-// to[x] = max(from[x] + residual[x], floor), residual possibly null: a finished output row.
-void finish_row(int64_t n, const float* __restrict from, const float* __restrict residual, float floor,
-                float* __restrict to) {
+// to[x] = max(from[x] + residual[x], floor), residual possibly null: a finished output row. The
+// residual may be `to` itself (added in place).
+void finish_row(int64_t n, const float* __restrict from, const float* residual, float floor, float* to) {
   if (residual) {
     for (int64_t x = 0; x < n; ++x) to[x] = std::max(from[x] + residual[x], floor);
   } else {

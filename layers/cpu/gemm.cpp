@@ -44,10 +44,11 @@ void pack_b_panel(const float* b, int64_t b_row_stride, int64_t depth, int64_t c
 }
 
 // C block (rows <= 8, columns <= 16 nv) = or += a_panel (depth, 8) * the first nv vectors of each
-// row of b_panel (depth, 48); on the last depth block also the epilogue (its pointers already at
-// this block). The last panel of a product whose width is not a multiple of 48 runs with only the
-// vectors it needs (nv < 3): 49 columns cost 1 1/3 panels, not 2. Partial blocks go through a
-// small buffer so that the full-size path stays branch-free.
+// row of b_panel (depth, 48), then what the epilogue holds for this depth block (its pointers
+// already at this block of C): bias and addend on the first, the ReLU on the last. The last panel
+// of a product whose width is not a multiple of 48 runs with only the vectors it needs (nv < 3):
+// 49 columns cost 1 1/3 panels, not 2. Partial blocks go through a small buffer so that the
+// full-size path stays branch-free.
 template <int64_t nv>
 void micro_kernel(int64_t depth, const float* a_panel, const float* b_panel, float* c, int64_t c_row_stride,
                   int64_t rows, int64_t columns, bool accumulate, const GemmEpilogue* epilogue) {
@@ -143,11 +144,16 @@ void gemm_packed(const PackedMatrix& a, const float* b, int64_t b_row_stride, in
   const int64_t row_panels = panels(a.rows, mr), column_panels = panels(columns, nr);
   if (row_end < 0) row_end = a.rows;
   const int64_t first_panel = row_begin / mr, end_panel = panels(row_end, mr);
-  const bool has_epilogue = epilogue.bias || epilogue.addend || epilogue.relu;
   for (int64_t block = 0; block < a.depth; block += gemm_depth_per_block) {
     const int64_t block_depth = std::min(gemm_depth_per_block, a.depth - block);
     const float* a_block = a.data.data() + block * row_panels * mr;
     const bool first = block == 0, last = block + block_depth == a.depth;
+    // Bias and addend join the first depth block's sums, so that each element of the addend is
+    // read before that element of C is first written: the addend may be C itself. The ReLU waits
+    // for the last block.
+    GemmEpilogue block_part{first ? epilogue.bias : nullptr, first ? epilogue.addend : nullptr,
+                            epilogue.addend_row_stride, last && epilogue.relu};
+    const bool has_epilogue = block_part.bias || block_part.addend || block_part.relu;
 #pragma omp parallel num_threads(num_threads) if (num_threads > 1)
     {
 #pragma omp for schedule(static)
@@ -160,13 +166,13 @@ void gemm_packed(const PackedMatrix& a, const float* b, int64_t b_row_stride, in
       for (int64_t jr = 0; jr < column_panels; ++jr) {
         for (int64_t ir = first_panel; ir < end_panel; ++ir) {
           // The epilogue, moved to this block of C.
-          GemmEpilogue block_epilogue = epilogue;
-          if (epilogue.bias) block_epilogue.bias += ir * mr;
-          if (epilogue.addend) block_epilogue.addend += ir * mr * epilogue.addend_row_stride + jr * nr;
+          GemmEpilogue block_epilogue = block_part;
+          if (block_part.bias) block_epilogue.bias += ir * mr;
+          if (block_part.addend) block_epilogue.addend += ir * mr * block_part.addend_row_stride + jr * nr;
           const int64_t width = std::min(nr, columns - jr * nr);
           micro_kernel_for(width)(block_depth, a_block + ir * block_depth * mr, workspace + jr * block_depth * nr,
                                   c + ir * mr * c_row_stride + jr * nr, c_row_stride, std::min(mr, a.rows - ir * mr),
-                                  width, !first, last && has_epilogue ? &block_epilogue : nullptr);
+                                  width, !first, has_epilogue ? &block_epilogue : nullptr);
         }
       }
     }

@@ -57,7 +57,8 @@ inline int64_t gemm_packed_index(const PackedMatrix& a, int64_t row, int64_t k) 
 int64_t gemm_workspace_floats(int64_t depth, int64_t columns);
 
 // What happens to each result before it is stored, in this order: + bias[row], + addend (a matrix
-// shaped like c: a residual connection), max(0, .).
+// shaped like c: a residual connection), max(0, .). The addend may be c itself (a residual added
+// in place): each of its elements is read before that element of c is written.
 struct GemmEpilogue {
   const float* bias = nullptr;
   const float* addend = nullptr;
