@@ -25,8 +25,12 @@ Model read_model_file(const std::string& path);
 // anywhere: Debian 12's HDF5 library can crash or corrupt memory on damaged files, and then only
 // the child is lost. The same model or the same error as read_model_file, or an error naming
 // the file when the child dies. `read` is what the child runs (tests give one that crashes).
+// The parameters' values are copied out of the child's memory where the system allows it, else
+// they come through the pipe with the rest; tests ask for the pipe to check that way too.
+enum class IsolatedValues { from_child_memory, through_pipe };
 Model read_model_file_isolated(const std::string& path,
-                               const std::function<Model(const std::string&)>& read = read_model_file);
+                               const std::function<Model(const std::string&)>& read = read_model_file,
+                               IsolatedValues values = IsolatedValues::from_child_memory);
 
 // Writes `model` (its graph's architecture, parameters, labels, preprocessing) to `path`, under a
 // temporary name first and renamed into place, so a failure never leaves a half-written file or
