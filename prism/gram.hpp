@@ -35,8 +35,10 @@ struct GramEigen {
 int components_needed(const std::vector<int>& components);
 
 // The eigen-decomposition of a (side x side) Gram matrix of centred data, for components
-// 0 .. wanted - 1.
+// 0 .. wanted - 1. A single-precision one (formed so from side smallest_single_precision_gram on)
+// is solved as it is where only its leading components are needed, else in double.
 GramEigen solve_gram(const MatrixD& gram, int wanted);
+GramEigen solve_gram(const Eigen::MatrixXf& gram, int wanted);
 
 // The sign rule: negates `loading` (and returns true) unless its entry of largest absolute value
 // (the first on a tie) is positive; the caller negates the scores to match.

@@ -26,14 +26,18 @@ constexpr int leading_components = 32;
 // 46 ms for 32 images of ResNet-50's layer4 (1568 x 1568 over 2048 channels).
 Eigen::MatrixXf single_precision_gram(const Eigen::MatrixXf& x, bool channel_side) {
   const int64_t rows = x.rows(), channels = x.cols();
-  // x is column-major: its storage is X^T (C, rows) row-major. The product also needs X (rows, C)
-  // row-major; G = A A^T with A = X^T for the channel side and A = X for the pixel side.
-  Eigen::Matrix<float, Eigen::Dynamic, Eigen::Dynamic, Eigen::RowMajor> x_rows = x;  // X (rows, C)
+  // G = A A^T with A = X^T for the channel side and A = X for the pixel side; B = A^T row-major.
+  // x is column-major: its storage is X^T (C, rows) row-major, which is A on the channel side (B
+  // then needs a row-major copy of X) and B on the pixel side (A is packed from it by columns).
+  // Every buffer here is fresh memory, which on a virtual machine costs about as much as the
+  // product: the pixel side (up to 41 images of ResNet-50's layer4) needs no copy.
+  Eigen::Matrix<float, Eigen::Dynamic, Eigen::Dynamic, Eigen::RowMajor> x_rows;  // X (rows, C)
+  if (channel_side) x_rows = x;
   const float* planes = x.data();
-  const float* a = channel_side ? planes : x_rows.data();  // A (side, depth) row-major
-  const float* b = channel_side ? x_rows.data() : planes;  // A^T (depth, side) row-major
   const int64_t side = channel_side ? channels : rows, depth = channel_side ? rows : channels;
-  const PackedMatrix packed = gemm_pack_a(a, side, depth, depth);
+  const float* b = channel_side ? x_rows.data() : planes;  // A^T (depth, side) row-major
+  const PackedMatrix packed =
+      channel_side ? gemm_pack_a(planes, side, depth, depth) : gemm_pack_a(planes, side, depth, 1, rows);
   Eigen::MatrixXf gram(side, side);  // column-major; symmetric, so its storage reads row-major too
   constexpr int64_t band = 32 * gemm_rows_per_panel;
   Tensor workspace({gemm_workspace_floats(depth, side)});
@@ -58,7 +62,7 @@ Eigen::MatrixXf single_precision_gram(const Eigen::MatrixXf& x, bool channel_sid
 class SinglePrecisionGramProduct {
  public:
   using Scalar = double;
-  explicit SinglePrecisionGramProduct(const MatrixD& gram) : gram_(gram.cast<float>()) {}
+  explicit SinglePrecisionGramProduct(const Eigen::MatrixXf& gram) : gram_(gram) {}
   Eigen::Index rows() const { return gram_.rows(); }
   Eigen::Index cols() const { return gram_.cols(); }
   void perform_op(const double* x_in, double* y_out) const {
@@ -80,7 +84,7 @@ class SinglePrecisionGramProduct {
   }
 
  private:
-  Eigen::MatrixXf gram_;
+  const Eigen::MatrixXf& gram_;
 };
 
 // The top `count` eigenpairs of a large symmetric positive semi-definite matrix, largest first,
@@ -99,7 +103,8 @@ bool top_eigen_lanczos_with(Product product, int count, Eigen::VectorXd& values,
 
 bool top_eigen_lanczos(const MatrixD& gram, int count, Eigen::VectorXd& values, MatrixD& vectors) {
   if (gram.rows() >= smallest_single_precision_gram) {
-    return top_eigen_lanczos_with(SinglePrecisionGramProduct(gram), count, values, vectors);
+    const Eigen::MatrixXf single = gram.cast<float>();
+    return top_eigen_lanczos_with(SinglePrecisionGramProduct(single), count, values, vectors);
   }
   return top_eigen_lanczos_with(Spectra::DenseSymMatProd<double>(gram), count, values, vectors);
 }
@@ -109,6 +114,24 @@ void dense_eigen(const MatrixD& gram, int count, Eigen::VectorXd& values, Matrix
   Eigen::SelfAdjointEigenSolver<MatrixD> solver(gram);  // ascending order
   values = solver.eigenvalues().reverse();
   vectors = solver.eigenvectors().rowwise().reverse().leftCols(count);
+}
+
+// Whether a Gram matrix of side n gets only its leading eigenvalues (Lanczos, the trace for the
+// total), and how many.
+bool leading_only(int n, int solved) {
+  const bool dense = n <= 64 || solved >= n / 2;
+  return n > largest_fully_solved && !dense;
+}
+int leading_count(int n, int solved) {
+  return std::min(n - 1, std::max(leading_components, solved));
+}
+
+// The explained variance ratios of the first `reported` values, and the total.
+void set_ratios(GramEigen& result, double total, int64_t reported) {
+  result.total = std::max(0.0, total);
+  for (int64_t i = 0; i < reported; ++i) {
+    result.explained_variance_ratio.push_back(result.total > 0 ? std::max(0.0, result.values[i]) / result.total : 0.0);
+  }
 }
 
 }  // namespace
@@ -132,29 +155,41 @@ GramEigen solve_gram(const MatrixD& gram, int wanted) {
   // Lanczos for the vectors (the dense solver again only if Lanczos does not converge); a large
   // one gets Lanczos for its leading components, the total variance being the Gram's trace.
   const bool dense = n <= 64 || solved >= n / 2;
-  const bool leading_only = n > largest_fully_solved && !dense;
   Eigen::VectorXd& all_values = result.values;
   MatrixD& vectors = result.vectors;
-  int64_t reported = n;
-  if (leading_only) {
-    const int count = std::min(n - 1, std::max(leading_components, solved));
+  if (leading_only(n, solved)) {
+    const int count = leading_count(n, solved);
     if (!top_eigen_lanczos(gram, count, all_values, vectors)) dense_eigen(gram, solved, all_values, vectors);
-    result.total = std::max(0.0, gram.trace());
-    reported = std::min<int64_t>(count, all_values.size());
-  } else if (dense) {
+    set_ratios(result, gram.trace(), std::min<int64_t>(count, all_values.size()));
+    return result;
+  }
+  if (dense) {
     dense_eigen(gram, solved, all_values, vectors);
   } else {
     all_values = Eigen::SelfAdjointEigenSolver<MatrixD>(gram, Eigen::EigenvaluesOnly).eigenvalues().reverse();
   }
-  if (!leading_only) result.total = std::max(0.0, all_values.head(n).cwiseMax(0.0).sum());
-  for (int64_t i = 0; i < reported; ++i) {
-    result.explained_variance_ratio.push_back(result.total > 0 ? std::max(0.0, all_values[i]) / result.total : 0.0);
-  }
+  set_ratios(result, all_values.head(n).cwiseMax(0.0).sum(), n);
   if (solved == 0 || result.total <= 0.0) return result;
   Eigen::VectorXd leading_values;  // the eigenvalues already in all_values are kept
-  if (!dense && !leading_only && !top_eigen_lanczos(gram, solved, leading_values, vectors)) {
+  if (!dense && !top_eigen_lanczos(gram, solved, leading_values, vectors)) {
     dense_eigen(gram, solved, all_values, vectors);
   }
+  return result;
+}
+
+GramEigen solve_gram(const Eigen::MatrixXf& gram, int wanted) {
+  const int n = static_cast<int>(gram.rows());
+  const int solved = std::min(wanted, n);
+  if (!leading_only(n, solved)) return solve_gram(MatrixD(gram.cast<double>()), wanted);
+  // Lanczos on the matrix as it is: a double copy (20 MB for 32 images of ResNet-50's layer4) is
+  // fresh memory, which costs about as much as the product on a virtual machine.
+  GramEigen result;
+  result.solved = solved;
+  const int count = leading_count(n, solved);
+  if (!top_eigen_lanczos_with(SinglePrecisionGramProduct(gram), count, result.values, result.vectors)) {
+    return solve_gram(MatrixD(gram.cast<double>()), wanted);  // the dense solver
+  }
+  set_ratios(result, gram.diagonal().cast<double>().sum(), std::min<int64_t>(count, result.values.size()));
   return result;
 }
 
@@ -219,13 +254,9 @@ PrincipalComponents principal_components(ConstTensorView activations, const std:
   }
 
   // The Gram matrix on the smaller side has the same non-zero eigenvalues, S^2.
-  MatrixD gram;
-  if (!single_precision) {
-    gram = channel_side ? MatrixD(x.transpose() * x) : MatrixD(x * x.transpose());
-  } else {
-    gram = single_precision_gram(x_single, channel_side).cast<double>();
-  }
-  GramEigen eigen = solve_gram(gram, wanted);
+  GramEigen eigen = single_precision
+                        ? solve_gram(single_precision_gram(x_single, channel_side), wanted)
+                        : solve_gram(channel_side ? MatrixD(x.transpose() * x) : MatrixD(x * x.transpose()), wanted);
   PrincipalComponents result;
   result.explained_variance_ratio = std::move(eigen.explained_variance_ratio);
   const int64_t k = static_cast<int64_t>(components.size());

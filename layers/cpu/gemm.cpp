@@ -125,10 +125,18 @@ PackedMatrix gemm_packed_matrix(int64_t rows, int64_t depth) {
   return packed;
 }
 
-PackedMatrix gemm_pack_a(const float* a, int64_t rows, int64_t depth, int64_t row_stride) {
+PackedMatrix gemm_pack_a(const float* a, int64_t rows, int64_t depth, int64_t row_stride, int64_t k_stride) {
   PackedMatrix packed = gemm_packed_matrix(rows, depth);
-  for (int64_t row = 0; row < rows; ++row) {
-    for (int64_t k = 0; k < depth; ++k) packed.data.data()[gemm_packed_index(packed, row, k)] = a[row * row_stride + k];
+  float* to = packed.data.data();
+  if (k_stride == 1) {
+    for (int64_t row = 0; row < rows; ++row) {
+      for (int64_t k = 0; k < depth; ++k) to[gemm_packed_index(packed, row, k)] = a[row * row_stride + k];
+    }
+    return packed;
+  }
+  // A stored by columns: read along them.
+  for (int64_t k = 0; k < depth; ++k) {
+    for (int64_t row = 0; row < rows; ++row) to[gemm_packed_index(packed, row, k)] = a[row * row_stride + k * k_stride];
   }
   return packed;
 }

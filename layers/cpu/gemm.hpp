@@ -39,8 +39,9 @@ struct PackedMatrix {
   Tensor data;  // (depth blocks, row panels, block depth, gemm_rows_per_panel)
 };
 
-// a: (rows, depth) row-major, consecutive rows row_stride floats apart.
-PackedMatrix gemm_pack_a(const float* a, int64_t rows, int64_t depth, int64_t row_stride);
+// a: (rows, depth), element (row, k) at a[row * row_stride + k * k_stride]: row-major with
+// k_stride 1, column-major with row_stride 1.
+PackedMatrix gemm_pack_a(const float* a, int64_t rows, int64_t depth, int64_t row_stride, int64_t k_stride = 1);
 
 // For writing a packed matrix element by element (Winograd's transformed weights): an empty one
 // (rows past the end zero, the rest to be filled), and where element (row, k) lives in its data.
