@@ -140,7 +140,7 @@ TEST_CASE("reading in a child process gives the same model, the same errors, and
 
   const Model direct = read_model_file(scratch.file("model.h5"));
   const IsolatedValues way =
-      GENERATE(IsolatedValues::from_child_memory, IsolatedValues::through_pipe);  // both ways the values come
+      GENERATE(IsolatedValues::from_child_memory, IsolatedValues::through_socket);  // both ways the values come
   const Model isolated = read_model_file_isolated(scratch.file("model.h5"), read_model_file, way);
   CHECK(isolated.graph.architecture == direct.graph.architecture);
   CHECK(isolated.graph.nodes.size() == direct.graph.nodes.size());

@@ -26,8 +26,8 @@ Model read_model_file(const std::string& path);
 // the child is lost. The same model or the same error as read_model_file, or an error naming
 // the file when the child dies. `read` is what the child runs (tests give one that crashes).
 // The parameters' values are copied out of the child's memory where the system allows it, else
-// they come through the pipe with the rest; tests ask for the pipe to check that way too.
-enum class IsolatedValues { from_child_memory, through_pipe };
+// they come through the socket with the rest; tests ask for the socket to check that way too.
+enum class IsolatedValues { from_child_memory, through_socket };
 Model read_model_file_isolated(const std::string& path,
                                const std::function<Model(const std::string&)>& read = read_model_file,
                                IsolatedValues values = IsolatedValues::from_child_memory);

@@ -2,13 +2,12 @@
 // Debian 12's HDF5 (1.10.8) reads and writes out of bounds, and frees memory twice, on some
 // damaged files, below anything our checks can see. In a forked child that costs the child: the
 // parent gets the checked model, or the child's error message, or a clear error when the child
-// dies. The child sends everything but the values through a pipe, with the address of each
+// dies. The child sends everything but the values through a socket, with the address of each
 // tensor's values in its own memory, and waits; the parent copies the values straight out of the
 // child's memory (process_vm_readv: one copy, no switching between the processes) and lets it
 // go. Where the system refuses that (a container's seccomp policy, say) the values come through
-// the pipe instead: for vgg16's 553 MB that took 0.6 to 2.3 s on a busy 2-core machine, against
-// 0.2 s for the read itself. Leaves out Windows (no fork).
-#include <fcntl.h>
+// the socket instead. vgg16's 553 MB through a pipe took 0.6 to 2.3 s on a busy 2-core machine,
+// against 0.2 s for the read itself. Leaves out Windows (no fork).
 #include <poll.h>
 #include <signal.h>
 #include <sys/socket.h>
@@ -33,7 +32,7 @@ namespace {
 // (status ok): architecture, number of classes, preprocessing, labels, provenance, then every
 // parameter as name, rank, dimensions and the address of its float32 values in the child. Then
 // the child waits for the parent's word: the values are copied (it exits), or send them (every
-// parameter's values through the pipe in the same order, then it exits). Native byte order:
+// parameter's values through the socket in the same order, then it exits). Native byte order:
 // both ends are this program.
 enum Status : uint8_t { status_ok = 0, status_error = 1 };
 enum Word : uint8_t { word_copied = 0, word_send = 1 };
@@ -41,9 +40,9 @@ enum Word : uint8_t { word_copied = 0, word_send = 1 };
 constexpr uint64_t longest_string = uint64_t{1} << 24;  // a label or a message; the format's own limit is far lower
 constexpr uint64_t largest_rank = 8;
 
-class PipeWriter {
+class ChannelWriter {
  public:
-  explicit PipeWriter(int fd) : fd_(fd) {}
+  explicit ChannelWriter(int fd) : fd_(fd) {}
   void bytes(const void* data, size_t size) {
     const char* p = static_cast<const char*>(data);
     while (size > 0) {
@@ -67,12 +66,12 @@ class PipeWriter {
   int fd_;
 };
 
-class PipeReader {
+class ChannelReader {
  public:
   // first_wait_ms: how long the child may take before its first byte (its whole read);
   // later waits (the transfer) get a fixed allowance.
-  PipeReader(int fd, const std::string& path, int first_wait_ms) : fd_(fd), path_(path), wait_ms_(first_wait_ms) {}
-  // False when the pipe ends before `size` bytes (the child died); true otherwise. Throws
+  ChannelReader(int fd, const std::string& path, int first_wait_ms) : fd_(fd), path_(path), wait_ms_(first_wait_ms) {}
+  // False when the socket ends before `size` bytes (the child died); true otherwise. Throws
   // TimedOut when no byte comes for the allowed time (the child is stuck).
   bool bytes(void* data, size_t size) {
     char* p = static_cast<char*>(data);
@@ -114,7 +113,7 @@ class PipeReader {
   int wait_ms_;
 };
 
-void send_model(PipeWriter& out, const Model& model) {
+void send_model(ChannelWriter& out, const Model& model) {
   out.value<uint8_t>(status_ok);
   out.text(model.graph.architecture);
   out.value<int64_t>(model.num_classes());
@@ -139,7 +138,7 @@ void send_model(PipeWriter& out, const Model& model) {
 
 // The child, its model sent: waits for the parent's word and does what it says. A parent that
 // went away reads as "copied".
-void serve_values(PipeWriter& out, int word_fd, const Model& model) {
+void serve_values(ChannelWriter& out, int word_fd, const Model& model) {
   uint8_t word = word_copied;
   while (::read(word_fd, &word, 1) < 0 && errno == EINTR) {
   }
@@ -156,7 +155,7 @@ struct PendingValues {
   uint64_t bytes;
 };
 
-Model receive_model(PipeReader& in, const std::string& path, std::vector<PendingValues>& pending) {
+Model receive_model(ChannelReader& in, const std::string& path, std::vector<PendingValues>& pending) {
   Model model;
   model.path = path;
   const std::string architecture = in.text();
@@ -215,6 +214,7 @@ bool copy_from_child(pid_t child, const std::string& path, const std::vector<Pen
       const ssize_t got = process_vm_readv(child, &local, 1, &remote, 1, 0);
       if (got < 0 && errno == EINTR) continue;
       if (got < 0 && first && (errno == EPERM || errno == EACCES || errno == ENOSYS)) return false;
+      if (got < 0 && errno == ESRCH) throw ChannelReader::Truncated();  // the child died: its status says how
       if (got <= 0) {
         throw Error(path + ": the reading process sent the address of values it does not hold (" +
                     std::string(got < 0 ? std::strerror(errno) : "nothing read") + ")");
@@ -258,7 +258,7 @@ Model read_model_file_isolated(const std::string& path, const std::function<Mode
   if (child == 0) {
     // The child: read, send, and leave without running any of the parent's exit handlers.
     close(fds[0]);
-    PipeWriter out(fds[1]);
+    ChannelWriter out(fds[1]);
     std::string message;
     try {
       const Model model = read(path);
@@ -283,7 +283,7 @@ Model read_model_file_isolated(const std::string& path, const std::function<Mode
   std::error_code size_error;
   const auto file_bytes = std::filesystem::file_size(path, size_error);
   const int64_t allowed_ms = 10000 + (size_error ? 0 : static_cast<int64_t>(file_bytes / 10000));
-  PipeReader in(fds[0], path, static_cast<int>(std::min<int64_t>(allowed_ms, 3600000)));
+  ChannelReader in(fds[0], path, static_cast<int>(std::min<int64_t>(allowed_ms, 3600000)));
   Model model;
   std::string failure;  // the child's own error message, or what went wrong receiving
   bool complete = false;
@@ -296,17 +296,17 @@ Model read_model_file_isolated(const std::string& path, const std::function<Mode
       model = receive_model(in, path, pending);
       const bool copied = values == IsolatedValues::from_child_memory && copy_from_child(child, path, pending);
       const uint8_t word = copied ? word_copied : word_send;
-      if (send(fds[0], &word, 1, MSG_NOSIGNAL) != 1) throw PipeReader::Truncated();
+      if (send(fds[0], &word, 1, MSG_NOSIGNAL) != 1) throw ChannelReader::Truncated();
       for (size_t i = 0; !copied && i < pending.size(); ++i) {
-        if (!in.bytes(pending[i].to, pending[i].bytes)) throw PipeReader::Truncated();
+        if (!in.bytes(pending[i].to, pending[i].bytes)) throw ChannelReader::Truncated();
       }
       complete = true;
     } else {
       failure = path + ": the reading process sent status " + std::to_string(status);
     }
-  } catch (const PipeReader::Truncated&) {
+  } catch (const ChannelReader::Truncated&) {
     // The child died mid-answer: its exit status says how.
-  } catch (const PipeReader::TimedOut&) {
+  } catch (const ChannelReader::TimedOut&) {
     failure = path + ": reading it took more than " + std::to_string(allowed_ms / 1000) +
               " s inside the HDF5 library without an answer: the file is damaged or was made to attack it; "
               "convert the checkpoint again (prism convert)";
