@@ -187,7 +187,7 @@ GramEigen solve_gram(const Eigen::MatrixXf& gram, int wanted) {
   result.solved = solved;
   const int count = leading_count(n, solved);
   if (!top_eigen_lanczos_with(SinglePrecisionGramProduct(gram), count, result.values, result.vectors)) {
-    return solve_gram(MatrixD(gram.cast<double>()), wanted);  // the dense solver
+    return solve_gram(MatrixD(gram.cast<double>()), wanted);  // there the dense solver backs Lanczos up
   }
   set_ratios(result, gram.diagonal().cast<double>().sum(), std::min<int64_t>(count, result.values.size()));
   return result;
