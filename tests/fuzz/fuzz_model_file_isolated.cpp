@@ -1,8 +1,8 @@
 // tests/fuzz/fuzz_model_file_isolated.cpp: libFuzzer target for the model loader as the command
-// line runs it (read_model_file_isolated: HDF5 in a forked child, the model back through a pipe).
+// line runs it (read_model_file_isolated: HDF5 in a forked child, the model back through a socket).
 // Debian's HDF5 has memory errors of its own on damaged files (tests/fuzz/regressions/), which
 // fuzz_model_file finds in-process; here they must cost only the child. A crash, a sanitizer
-// report or a leak in this process (the parent: its pipe protocol, its checks, its error paths)
+// report or a leak in this process (the parent: its protocol, its checks, its error paths)
 // is a finding; the child's death is an expected outcome, not one.
 #include <sanitizer/common_interface_defs.h>
 #include <unistd.h>
