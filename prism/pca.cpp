@@ -116,11 +116,13 @@ void dense_eigen(const MatrixD& gram, int count, Eigen::VectorXd& values, Matrix
   vectors = solver.eigenvectors().rowwise().reverse().leftCols(count);
 }
 
-// Whether a Gram matrix of side n gets only its leading eigenvalues (Lanczos, the trace for the
-// total), and how many.
+// Whether a Gram matrix of side n is solved densely once (small, or most of it wanted), or gets
+// only its leading eigenvalues (Lanczos, the trace for the total), and how many.
+bool solved_densely(int n, int solved) {
+  return n <= 64 || solved >= n / 2;
+}
 bool leading_only(int n, int solved) {
-  const bool dense = n <= 64 || solved >= n / 2;
-  return n > largest_fully_solved && !dense;
+  return n > largest_fully_solved && !solved_densely(n, solved);
 }
 int leading_count(int n, int solved) {
   return std::min(n - 1, std::max(leading_components, solved));
@@ -154,7 +156,7 @@ GramEigen solve_gram(const MatrixD& gram, int wanted) {
   // maps: a small matrix is solved densely once; a middling one gets its eigenvalues alone, then
   // Lanczos for the vectors (the dense solver again only if Lanczos does not converge); a large
   // one gets Lanczos for its leading components, the total variance being the Gram's trace.
-  const bool dense = n <= 64 || solved >= n / 2;
+  const bool dense = solved_densely(n, solved);
   Eigen::VectorXd& all_values = result.values;
   MatrixD& vectors = result.vectors;
   if (leading_only(n, solved)) {
