@@ -10,11 +10,14 @@ cd "$(dirname "$0")/.."
 out=${OUT:-/tmp/gpu-check}
 mkdir -p "$out"
 source .bundle/env.sh
-{ date -u; nvidia-smi --query-gpu=name,driver_version,memory.total --format=csv; } > "$out/gpu.txt" 2>&1
-timeout 300 prism_cuda_tests --durations yes > "$out/cuda-tests.txt" 2>&1
+export PYTHONUNBUFFERED=1
+{ date -u; nvidia-smi --query-gpu=name,driver_version,memory.total --format=csv; grep -m1 "model name" /proc/cpuinfo
+  grep -o -w -E "avx512f|avx512_bf16|amx_tile" /proc/cpuinfo | sort -u | tr "\n" " "; echo; } > "$out/gpu.txt" 2>&1
+cat "$out/gpu.txt"
+timeout 180 prism_cuda_tests --durations yes > "$out/cuda-tests.txt" 2>&1
 echo "prism_cuda_tests exit code: $?" >> "$out/cuda-tests.txt"
 tail -4 "$out/cuda-tests.txt"
-timeout 240 python3 bench/gpu_vs_pytorch.py --prism "$(command -v prism)" --tf32 --json "$out/bench.json" \
+timeout 230 python3 bench/gpu_vs_pytorch.py --prism "$(command -v prism)" --tf32 --json "$out/bench.json" \
   > "$out/bench.txt" 2>&1
 echo "gpu_vs_pytorch exit code: $?" >> "$out/bench.txt"
 grep -E "^(GPU|vgg|resnet)|exit code" "$out/bench.txt"

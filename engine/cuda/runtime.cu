@@ -1,7 +1,27 @@
 // engine/cuda/runtime.cu: device memory, copies and the per-plan stream and cuBLAS handle.
+#include <algorithm>
+#include <mutex>
+#include <unordered_map>
+
 #include "engine/cuda/check.cuh"
 
 namespace prism {
+namespace {
+
+// Sizes of the blocks cuda_allocate_bytes handed out, for the peak that `prism bench` reports.
+// Process-wide like the GPU memory it counts; nothing in a forward pass reads it.
+struct AllocationLedger {
+  std::mutex mutex;
+  std::unordered_map<void*, int64_t> sizes;
+  int64_t held = 0, peak = 0;
+};
+
+AllocationLedger& ledger() {
+  static AllocationLedger instance;
+  return instance;
+}
+
+}  // namespace
 
 bool cuda_built() { return true; }
 
@@ -41,7 +61,24 @@ void* cuda_allocate_bytes(int64_t size) {
     }
     throw Error(std::string("cannot allocate GPU memory: ") + cudaGetErrorString(status) + " (use --device cpu)");
   }
+  AllocationLedger& book = ledger();
+  std::lock_guard<std::mutex> lock(book.mutex);
+  book.sizes[memory] = static_cast<int64_t>(bytes);
+  book.held += static_cast<int64_t>(bytes);
+  book.peak = std::max(book.peak, book.held);
   return memory;
+}
+
+int64_t cuda_peak_allocated_bytes() {
+  AllocationLedger& book = ledger();
+  std::lock_guard<std::mutex> lock(book.mutex);
+  return book.peak;
+}
+
+void cuda_reset_peak_allocated() {
+  AllocationLedger& book = ledger();
+  std::lock_guard<std::mutex> lock(book.mutex);
+  book.peak = book.held;
 }
 
 // Waits for the GPU first: a tensor may go out of scope on the host while kernels queued on a
@@ -50,6 +87,12 @@ void cuda_free(void* memory) noexcept {
   if (!memory) return;
   cudaDeviceSynchronize();
   cudaFree(memory);
+  AllocationLedger& book = ledger();
+  std::lock_guard<std::mutex> lock(book.mutex);
+  const auto block = book.sizes.find(memory);
+  if (block == book.sizes.end()) return;
+  book.held -= block->second;
+  book.sizes.erase(block);
 }
 
 void cuda_upload_bytes(void* device, const void* host, int64_t bytes) {

@@ -36,6 +36,12 @@ void* cuda_allocate_bytes(int64_t bytes);
 inline float* cuda_allocate(int64_t floats) { return static_cast<float*>(cuda_allocate_bytes(floats * 4)); }
 void cuda_free(void* memory) noexcept;
 
+// The most GPU memory this process held through cuda_allocate_bytes at once since the last reset
+// (what `prism bench` reports; like PyTorch's max_memory_allocated it leaves out the CUDA
+// context and cuBLAS's own workspace).
+int64_t cuda_peak_allocated_bytes();
+void cuda_reset_peak_allocated();
+
 // Copies that wait for the work queued before them (plans use blocking streams) and finish
 // before they return.
 void cuda_upload_bytes(void* device, const void* host, int64_t bytes);

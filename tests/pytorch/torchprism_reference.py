@@ -50,7 +50,7 @@ def principal_maps(final, components=(0, 1, 2)):
     columns = []
     for j in components:
         if j >= s.shape[0] or s[j] <= 1e-6 * s[0]:
-            columns.append(torch.zeros(x.shape[0], dtype=x.dtype))
+            columns.append(torch.zeros(x.shape[0], dtype=x.dtype, device=x.device))
             continue
         sign = 1.0 if v[v[:, j].abs().argmax(), j] >= 0 else -1.0
         columns.append(u[:, j] * s[j] * sign)

@@ -8,6 +8,7 @@
 #include <chrono>
 #include <random>
 
+#include "engine/cuda/runtime.hpp"
 #include "engine/error.hpp"
 #include "engine/plan.hpp"
 #include "prism/capture_points.hpp"
@@ -94,6 +95,7 @@ void run_bench(const BenchOptions& options) {
   }
 
   const Tensor input = seeded_input({options.batch, 3, height, width});
+  if (on_gpu) cuda_reset_peak_allocated();  // the validation's plans are gone
   const auto plan_start = std::chrono::steady_clock::now();
   Plan plan(model, input.shape(), plan_options);
   fmt::print("plan made in {:.2f} s (weights packed and transformed for this backend)\n",
@@ -163,6 +165,11 @@ void run_bench(const BenchOptions& options) {
              model.parameter_count() * 4.0 / 1048576, on_gpu ? "; on the GPU: every weight" : "",
              plan.prepared_weight_bytes() / 1048576.0, on_gpu ? " (on the GPU)" : "",
              plan.activation_bytes() / 1048576.0, peak_resident_mib());
+  if (on_gpu) {
+    fmt::print("GPU memory: peak allocated {:.1f} MiB (weights, activations, PRISM's scratch; not the CUDA "
+               "context or cuBLAS's workspace)\n",
+               cuda_peak_allocated_bytes() / 1048576.0);
+  }
 }
 
 }  // namespace
