@@ -11,7 +11,9 @@ torchvision and h5py); tools/gpu-check.sh calls it. Nothing here is a test.
   and the maps coming down.
 - PyTorch: fp32 with TF32 off, cudnn.benchmark on (the tuned figures a careful user gets), CUDA
   events around the forward pass with TorchPRISM's hooks and around its PRISM step, median of
-  warm runs; peak memory from torch.cuda.max_memory_allocated.
+  warm runs; peak memory from torch.cuda.max_memory_allocated. As for prism, the forward pass
+  starts from the images in host memory and PRISM ends with the maps there: the question is
+  images in, maps out.
 With --tf32 both sides also run with TF32 allowed.
 """
 import argparse
@@ -54,17 +56,18 @@ def pytorch_run(model, batch, runs, tf32):
     torch.backends.cudnn.benchmark = True
     device = torch.device("cuda")
     model = model.to(device)
-    images = torch.randn(batch, 3, 224, 224, generator=torch.Generator().manual_seed(1234)).to(device)
+    images = torch.randn(batch, 3, 224, 224, generator=torch.Generator().manual_seed(1234))  # in host memory
     modules = torchprism.torchprism_hook_modules(model)
     torch.cuda.reset_peak_memory_stats()
     forward, prism_step = [], []
     for run in range(runs + 3):
         start, middle, end = (torch.cuda.Event(enable_timing=True) for _ in range(3))
         start.record()
-        _, excitations = torchprism.capture(model, images, modules)
+        _, excitations = torchprism.capture(model, images.to(device), modules)
         middle.record()
         with torch.no_grad():
-            torchprism.prism_maps(excitations, (224, 224))
+            maps, _ = torchprism.prism_maps(excitations, (224, 224))
+            maps.cpu()
         end.record()
         torch.cuda.synchronize()
         if run >= 3:
@@ -72,6 +75,38 @@ def pytorch_run(model, batch, runs, tf32):
             prism_step.append(middle.elapsed_time(end))
     return {"forward_ms": statistics.median(forward), "prism_ms": statistics.median(prism_step),
             "peak_mib": torch.cuda.max_memory_allocated() / 2**20}
+
+
+def pytorch_conv_times(model, batch, runs=10):
+    """Milliseconds of each convolution (cuDNN, fp32, cudnn.benchmark), median of warm runs, timed by
+    CUDA events from module hooks: to set beside `prism bench`'s per-step profile."""
+    import torch
+    torch.backends.cuda.matmul.allow_tf32 = False
+    torch.backends.cudnn.allow_tf32 = False
+    torch.backends.cudnn.benchmark = True
+    device = torch.device("cuda")
+    model = model.to(device)
+    images = torch.randn(batch, 3, 224, 224, generator=torch.Generator().manual_seed(1234)).to(device)
+    events, times, handles = {}, {}, []
+    for name, module in model.named_modules():
+        if isinstance(module, torch.nn.Conv2d):
+            def before(module, inputs, name=name):
+                events[name] = [torch.cuda.Event(enable_timing=True), torch.cuda.Event(enable_timing=True)]
+                events[name][0].record()
+
+            def after(module, inputs, output, name=name):
+                events[name][1].record()
+            handles += [module.register_forward_pre_hook(before), module.register_forward_hook(after)]
+    with torch.no_grad():
+        for run in range(runs + 3):
+            model(images)
+            torch.cuda.synchronize()
+            if run >= 3:
+                for name, (start, end) in events.items():
+                    times.setdefault(name, []).append(start.elapsed_time(end))
+    for handle in handles:
+        handle.remove()
+    return {name: statistics.median(t) for name, t in times.items()}
 
 
 def main():
@@ -109,6 +144,11 @@ def main():
                           f"PyTorch {theirs['forward_ms']:.2f} + {theirs['prism_ms']:.2f} = {theirs_total:.2f} ms "
                           f"({batch / theirs_total * 1e3:.1f} images/s, peak {theirs['peak_mib']:.0f} MiB); "
                           f"ours {theirs_total / ours_total:.2f}x", flush=True)
+            conv_times = pytorch_conv_times(model, max(args.batches))
+            slowest = sorted(conv_times.items(), key=lambda item: -item[1])[:8]
+            print(f"{arch} batch {max(args.batches)}, PyTorch's convolutions (fp32, cuDNN): {sum(conv_times.values()):.2f} ms "
+                  f"in all; slowest: " + ", ".join(f"{name} {ms:.2f}" for name, ms in slowest), flush=True)
+            rows.append({"arch": arch, "batch": max(args.batches), "pytorch_conv_ms": conv_times})
             model.cpu()
     if args.json:
         with open(args.json, "w") as f:

@@ -7,6 +7,7 @@
 
 #include <Eigen/Dense>
 #include <cstdint>
+#include <functional>
 #include <vector>
 
 namespace prism {
@@ -39,6 +40,17 @@ int components_needed(const std::vector<int>& components);
 // is solved as it is where only its leading components are needed, else in double.
 GramEigen solve_gram(const MatrixD& gram, int wanted);
 GramEigen solve_gram(const Eigen::MatrixXf& gram, int wanted);
+
+// y = G x for a Gram matrix held elsewhere (left on the GPU where it was formed).
+using GramProduct = std::function<void(const double* x, double* y)>;
+
+// Whether solve_gram wants only the leading eigenpairs of a side-n Gram matrix for `wanted`
+// components (found by Lanczos); then solve_gram_leading can find them from products alone.
+bool gram_leading_only(int64_t side, int wanted);
+
+// solve_gram, where gram_leading_only, for a Gram matrix seen only through products and its trace
+// (the total variance); false if Lanczos does not converge (then solve the matrix itself).
+bool solve_gram_leading(int64_t side, const GramProduct& product, double trace, int wanted, GramEigen& result);
 
 // The sign rule: negates `loading` (and returns true) unless its entry of largest absolute value
 // (the first on a tie) is positive; the caller negates the scores to match.

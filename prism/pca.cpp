@@ -136,6 +136,31 @@ void set_ratios(GramEigen& result, double total, int64_t reported) {
   }
 }
 
+// y = G x through a function (a Gram matrix left on the GPU), for Spectra.
+class FunctionProduct {
+ public:
+  using Scalar = double;
+  FunctionProduct(int64_t side, const GramProduct& product) : side_(side), product_(product) {}
+  Eigen::Index rows() const { return side_; }
+  Eigen::Index cols() const { return side_; }
+  void perform_op(const double* x_in, double* y_out) const { product_(x_in, y_out); }
+
+ private:
+  int64_t side_;
+  const GramProduct& product_;
+};
+
+// The leading eigenpairs of a side-n Gram matrix (gram_leading_only) by Lanczos, the total
+// variance being its trace; false if Lanczos does not converge.
+template <typename Product>
+bool leading_eigen(Product product, int n, int wanted, double trace, GramEigen& result) {
+  result.solved = std::min(wanted, n);
+  const int count = leading_count(n, result.solved);
+  if (!top_eigen_lanczos_with(product, count, result.values, result.vectors)) return false;
+  set_ratios(result, trace, std::min<int64_t>(count, result.values.size()));
+  return true;
+}
+
 }  // namespace
 
 int components_needed(const std::vector<int>& components) {
@@ -181,18 +206,22 @@ GramEigen solve_gram(const MatrixD& gram, int wanted) {
 
 GramEigen solve_gram(const Eigen::MatrixXf& gram, int wanted) {
   const int n = static_cast<int>(gram.rows());
-  const int solved = std::min(wanted, n);
-  if (!leading_only(n, solved)) return solve_gram(MatrixD(gram.cast<double>()), wanted);
   // Lanczos on the matrix as it is: a double copy (20 MB for 32 images of ResNet-50's layer4) is
   // fresh memory, which costs about as much as the product on a virtual machine.
   GramEigen result;
-  result.solved = solved;
-  const int count = leading_count(n, solved);
-  if (!top_eigen_lanczos_with(SinglePrecisionGramProduct(gram), count, result.values, result.vectors)) {
+  if (!gram_leading_only(n, wanted) ||
+      !leading_eigen(SinglePrecisionGramProduct(gram), n, wanted, gram.diagonal().cast<double>().sum(), result)) {
     return solve_gram(MatrixD(gram.cast<double>()), wanted);  // there the dense solver backs Lanczos up
   }
-  set_ratios(result, gram.diagonal().cast<double>().sum(), std::min<int64_t>(count, result.values.size()));
   return result;
+}
+
+bool gram_leading_only(int64_t side, int wanted) {
+  return leading_only(static_cast<int>(side), std::min<int>(wanted, static_cast<int>(side)));
+}
+
+bool solve_gram_leading(int64_t side, const GramProduct& product, double trace, int wanted, GramEigen& result) {
+  return leading_eigen(FunctionProduct(side, product), static_cast<int>(side), wanted, trace, result);
 }
 
 bool GramEigen::usable(int component) const {

@@ -26,6 +26,13 @@ void pca_gram_cuda(const float* centred, int64_t channels, int64_t rows, bool ch
 void pca_gram_cuda(const double* centred, int64_t channels, int64_t rows, bool channel_side, double* gram,
                    const CudaContext& context);
 
+// y = gram x for Lanczos, with the (side, side) single-precision Gram matrix left on the GPU: x
+// and y in double, each row's sum in double, as the CPU's product (prism/pca.cpp) sums it.
+void pca_gram_product_cuda(const float* gram, int64_t side, const double* x, double* y, const CudaContext& context);
+
+// diagonal (side) = the Gram matrix's diagonal, for its trace (the total variance).
+void pca_gram_diagonal_cuda(const float* gram, int64_t side, float* diagonal, const CudaContext& context);
+
 // scores (k, rows) = loadings (k, C) * centred (C, rows): each pixel's score on each component.
 void pca_project_cuda(const float* centred, int64_t channels, int64_t rows, const float* loadings, int64_t k,
                       float* scores, const CudaContext& context);

@@ -75,6 +75,20 @@ void gram(const T* centred, int64_t channels, int64_t rows, bool channel_side, T
   }
 }
 
+// One warp per row of the symmetric Gram matrix (which is also its column): lanes read the row's
+// floats side by side, sum in double, and the warp adds its lanes' sums.
+__global__ void gram_product_kernel(const float* gram, int64_t side, const double* x, double* y) {
+  constexpr int warp = 32;
+  const int64_t row = blockIdx.x * int64_t{blockDim.x / warp} + threadIdx.x / warp;
+  if (row >= side) return;
+  const int lane = threadIdx.x % warp;
+  const float* values = gram + row * side;
+  double sum = 0.0;
+  for (int64_t j = lane; j < side; j += warp) sum += static_cast<double>(values[j]) * x[j];
+  for (int offset = warp / 2; offset > 0; offset /= 2) sum += __shfl_down_sync(0xffffffffu, sum, offset);
+  if (lane == 0) y[row] = sum;
+}
+
 template <typename T>
 __global__ void scores_to_maps_kernel(const T* scores, int64_t k, int64_t batch, int64_t plane, float* maps,
                                       int64_t count) {
@@ -111,6 +125,18 @@ void pca_gram_cuda(const float* centred, int64_t channels, int64_t rows, bool ch
 void pca_gram_cuda(const double* centred, int64_t channels, int64_t rows, bool channel_side, double* out,
                    const CudaContext& context) {
   gram(centred, channels, rows, channel_side, out, context);
+}
+
+void pca_gram_product_cuda(const float* gram, int64_t side, const double* x, double* y, const CudaContext& context) {
+  constexpr int64_t rows_per_block = cuda_block_threads / 32;
+  const auto blocks = static_cast<unsigned>((side + rows_per_block - 1) / rows_per_block);
+  gram_product_kernel<<<blocks, cuda_block_threads, 0, stream_of(context)>>>(gram, side, x, y);
+  cuda_check_launch("PCA Gram product");
+}
+
+void pca_gram_diagonal_cuda(const float* gram, int64_t side, float* diagonal, const CudaContext& context) {
+  cublas_check(cublasScopy(blas_of(context), static_cast<int>(side), gram, static_cast<int>(side + 1), diagonal, 1),
+               "PCA Gram diagonal");
 }
 
 // Row-major scores (k, rows) are column-major (rows, k) = M (rows, C) * loadings as a (C, k) matrix.
