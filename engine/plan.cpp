@@ -243,8 +243,8 @@ void Plan::assign_buffers(int64_t memory_limit_bytes) {
   }
   // Every buffer is written by its step before anything reads it: no need to zero them.
   const Device device = backend_ == Backend::cuda ? Device::cuda : Device::cpu;
-  for (int64_t floats : capacity) buffers_.push_back(Tensor::uninitialized({floats}, device));
-  if (workspace_floats > 0) workspace_ = Tensor::uninitialized({workspace_floats}, device);
+  for (int64_t floats : capacity) buffers_.push_back(Tensor::uninitialized({floats}, device, Lifetime::lasting));
+  if (workspace_floats > 0) workspace_ = Tensor::uninitialized({workspace_floats}, device, Lifetime::lasting);
   if (device == Device::cuda) device_input_ = Tensor::uninitialized(input_shape_, device);
 }
 

@@ -46,20 +46,26 @@ struct ConstTensorView {
 // Frees a tensor's storage the way it was allocated.
 struct TensorStorageDeleter {
   Device device = Device::cpu;
+  size_t mapped_bytes = 0;  // cpu: a mapping of its own (large tensors), else from malloc
   void operator()(float* p) const;
 };
 
+// How long a tensor's memory is kept, which decides where a large one comes from (tensor.cpp):
+// `lasting` for what lives as long as a model or a plan (weights, packed weights, activation
+// buffers), `transient` for the rest (results, captures, PRISM's matrices).
+enum class Lifetime { transient, lasting };
+
 // An owning tensor: 64-byte aligned storage (one AVX-512 register, one cache line), zero-filled
 // at creation unless made `uninitialized`, moved rather than copied (clone() and to() make copies
-// explicit). Tensors of 4 MiB and more sit on 2 MiB pages where the kernel allows it: a model's
-// weights then take a few hundred page faults to touch, not a hundred thousand. On Device::cuda
-// the storage is GPU memory (cudaMalloc), freed the same way when the tensor goes.
+// explicit). Large ones get a mapping of their own on 2 MiB pages where the kernel allows it (see
+// tensor.cpp). On Device::cuda the storage is GPU memory (cudaMalloc), freed the same way when
+// the tensor goes.
 class Tensor {
  public:
   Tensor() = default;
-  explicit Tensor(Shape shape);
+  explicit Tensor(Shape shape, Lifetime lifetime = Lifetime::transient);
   // For memory about to be overwritten in full (file reads, copies, packing): skips the zero fill.
-  static Tensor uninitialized(Shape shape, Device device = Device::cpu);
+  static Tensor uninitialized(Shape shape, Device device = Device::cpu, Lifetime lifetime = Lifetime::transient);
 
   Tensor(Tensor&&) noexcept = default;
   Tensor& operator=(Tensor&&) noexcept = default;
@@ -86,7 +92,7 @@ class Tensor {
   void reshape(Shape shape);
 
  private:
-  Tensor(Shape shape, bool zero_fill);
+  Tensor(Shape shape, bool zero_fill, Lifetime lifetime);
   Shape shape_;
   std::unique_ptr<float[], TensorStorageDeleter> storage_;
 };

@@ -36,8 +36,8 @@ Eigen::MatrixXf single_precision_gram(const Eigen::MatrixXf& x, bool channel_sid
   const float* planes = x.data();
   const int64_t side = channel_side ? channels : rows, depth = channel_side ? rows : channels;
   const float* b = channel_side ? x_rows.data() : planes;  // A^T (depth, side) row-major
-  const PackedMatrix packed =
-      channel_side ? gemm_pack_a(planes, side, depth, depth) : gemm_pack_a(planes, side, depth, 1, rows);
+  const PackedMatrix packed = channel_side ? gemm_pack_a(planes, side, depth, depth, 1, Lifetime::transient)
+                                           : gemm_pack_a(planes, side, depth, 1, rows, Lifetime::transient);
   Eigen::MatrixXf gram(side, side);  // column-major; symmetric, so its storage reads row-major too
   constexpr int64_t band = 32 * gemm_rows_per_panel;
   Tensor workspace({gemm_workspace_floats(depth, side)});

@@ -161,7 +161,7 @@ class Reader {
       fail("dataset " + name + " is not float32 or float16 (" + describe_type(type.get()) +
            "); convert the checkpoint again with tools/torchvision_to_h5.py");
     }
-    Tensor tensor = Tensor::uninitialized(dataset_shape(name));
+    Tensor tensor = Tensor::uninitialized(dataset_shape(name), Device::cpu, Lifetime::lasting);
     if (H5Dread(dataset.get(), H5T_NATIVE_FLOAT, H5S_ALL, H5S_ALL, H5P_DEFAULT, tensor.data()) < 0) {
       fail("cannot read dataset " + name + " (is the file truncated?)");
     }

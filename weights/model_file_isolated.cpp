@@ -195,7 +195,7 @@ Model receive_model(ChannelReader& in, const std::string& path, std::vector<Pend
                   ", which the architecture does not have");
     }
     const uint64_t from = in.value<uint64_t>();
-    Tensor tensor = Tensor::uninitialized(shape);
+    Tensor tensor = Tensor::uninitialized(shape, Device::cpu, Lifetime::lasting);
     pending.push_back({tensor.data(), from, static_cast<uint64_t>(tensor.numel()) * sizeof(float)});
     model.parameters.emplace(name, std::move(tensor));
   }

@@ -172,7 +172,7 @@ Conv2dDirectWeights conv2d_direct_pack_weights(const Conv2dParams& p, const floa
   const int64_t in_per_group = p.in_channels / p.groups;
   Conv2dDirectWeights packed;
   // (groups, blocks, depth, block_channels); channels past the group's end are zero.
-  packed.data = Tensor({p.groups * g.blocks * g.depth * g.block_channels});
+  packed.data = Tensor({p.groups * g.blocks * g.depth * g.block_channels}, Lifetime::lasting);
   for (int64_t oc = 0; oc < p.out_channels; ++oc) {
     const int64_t group = oc / out_per_group, block = oc % out_per_group / g.block_channels;
     const int64_t lane = oc % out_per_group % g.block_channels;

@@ -115,18 +115,19 @@ MicroKernel micro_kernel_for(int64_t width) {
 
 }  // namespace
 
-PackedMatrix gemm_packed_matrix(int64_t rows, int64_t depth) {
+PackedMatrix gemm_packed_matrix(int64_t rows, int64_t depth, Lifetime lifetime) {
   constexpr int64_t mr = gemm_rows_per_panel;
   const int64_t row_panels = panels(rows, mr);
-  PackedMatrix packed{rows, depth, Tensor::uninitialized({row_panels * mr * depth})};
+  PackedMatrix packed{rows, depth, Tensor::uninitialized({row_panels * mr * depth}, Device::cpu, lifetime)};
   for (int64_t row = rows; row < row_panels * mr; ++row) {
     for (int64_t k = 0; k < depth; ++k) packed.data.data()[gemm_packed_index(packed, row, k)] = 0.0f;
   }
   return packed;
 }
 
-PackedMatrix gemm_pack_a(const float* a, int64_t rows, int64_t depth, int64_t row_stride, int64_t k_stride) {
-  PackedMatrix packed = gemm_packed_matrix(rows, depth);
+PackedMatrix gemm_pack_a(const float* a, int64_t rows, int64_t depth, int64_t row_stride, int64_t k_stride,
+                         Lifetime lifetime) {
+  PackedMatrix packed = gemm_packed_matrix(rows, depth, lifetime);
   float* to = packed.data.data();
   if (k_stride == 1) {
     for (int64_t row = 0; row < rows; ++row) {

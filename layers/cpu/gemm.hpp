@@ -40,12 +40,14 @@ struct PackedMatrix {
 };
 
 // a: (rows, depth), element (row, k) at a[row * row_stride + k * k_stride]: row-major with
-// k_stride 1, column-major with row_stride 1.
-PackedMatrix gemm_pack_a(const float* a, int64_t rows, int64_t depth, int64_t row_stride, int64_t k_stride = 1);
+// k_stride 1, column-major with row_stride 1. Packed matrices are mostly weights, kept as long as
+// a plan; PRISM's PCA packs a transient one.
+PackedMatrix gemm_pack_a(const float* a, int64_t rows, int64_t depth, int64_t row_stride, int64_t k_stride = 1,
+                         Lifetime lifetime = Lifetime::lasting);
 
 // For writing a packed matrix element by element (Winograd's transformed weights): an empty one
 // (rows past the end zero, the rest to be filled), and where element (row, k) lives in its data.
-PackedMatrix gemm_packed_matrix(int64_t rows, int64_t depth);
+PackedMatrix gemm_packed_matrix(int64_t rows, int64_t depth, Lifetime lifetime = Lifetime::lasting);
 inline int64_t gemm_packed_index(const PackedMatrix& a, int64_t row, int64_t k) {
   const int64_t row_panels = (a.rows + gemm_rows_per_panel - 1) / gemm_rows_per_panel;
   const int64_t block = k / gemm_depth_per_block * gemm_depth_per_block;
