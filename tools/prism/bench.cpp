@@ -133,8 +133,10 @@ void run_bench(const BenchOptions& options) {
   std::sort(order.begin(), order.end(), [&](size_t a, size_t b) { return total_steps[a] > total_steps[b]; });
   double all_steps = 0.0;
   for (double t : total_steps) all_steps += t;
-  fmt::print("\n{:<36} {:<22} {:<11} {:>9} {:>9} {:>7}\n", "step (fused nodes)", "output", "algorithm", "ms", "GFLOP/s",
-             "share");
+  if (options.profile_rows > 0) {
+    fmt::print("\n{:<36} {:<22} {:<11} {:>9} {:>9} {:>7}\n", "step (fused nodes)", "output", "algorithm", "ms", "GFLOP/s",
+               "share");
+  }
   for (size_t i = 0; i < order.size() && static_cast<int>(i) < options.profile_rows; ++i) {
     const size_t s = order[i];
     const Step& step = plan.steps()[s];
@@ -187,8 +189,8 @@ void add_bench_command(CLI::App& app) {
       ->expected(2)
       ->check(CLI::PositiveNumber);
   command->add_flag("--skip-validation", options->skip_validation, "Do not check against the reference path first");
-  command->add_option("--profile-rows", options->profile_rows, "Steps shown in the profile")
-      ->check(CLI::PositiveNumber);
+  command->add_option("--profile-rows", options->profile_rows, "Steps shown in the profile (0: none)")
+      ->check(CLI::NonNegativeNumber);
   command->callback([options] { run_bench(*options); });
 }
 
