@@ -18,7 +18,9 @@ std::string require_cuda() { not_built(); }
 int64_t cuda_free_bytes() { not_built(); }
 void* cuda_allocate_bytes(int64_t) { not_built(); }
 void cuda_free(void*) noexcept {}
-int64_t cuda_peak_allocated_bytes() { return 0; }
+int64_t cuda_peak_allocated_bytes() {
+  return 0;
+}
 void cuda_reset_peak_allocated() {}
 void cuda_upload_bytes(void*, const void*, int64_t) { not_built(); }
 void cuda_download_bytes(void*, const void*, int64_t) { not_built(); }

@@ -134,8 +134,8 @@ void run_bench(const BenchOptions& options) {
   double all_steps = 0.0;
   for (double t : total_steps) all_steps += t;
   if (options.profile_rows > 0) {
-    fmt::print("\n{:<36} {:<22} {:<11} {:>9} {:>9} {:>7}\n", "step (fused nodes)", "output", "algorithm", "ms", "GFLOP/s",
-               "share");
+    fmt::print("\n{:<36} {:<22} {:<11} {:>9} {:>9} {:>7}\n", "step (fused nodes)", "output", "algorithm", "ms",
+               "GFLOP/s", "share");
   }
   for (size_t i = 0; i < order.size() && static_cast<int>(i) < options.profile_rows; ++i) {
     const size_t s = order[i];
@@ -168,9 +168,10 @@ void run_bench(const BenchOptions& options) {
              plan.prepared_weight_bytes() / 1048576.0, on_gpu ? " (on the GPU)" : "",
              plan.activation_bytes() / 1048576.0, peak_resident_mib());
   if (on_gpu) {
-    fmt::print("GPU memory: peak allocated {:.1f} MiB (weights, activations, PRISM's scratch; not the CUDA "
-               "context or cuBLAS's workspace)\n",
-               cuda_peak_allocated_bytes() / 1048576.0);
+    fmt::print(
+        "GPU memory: peak allocated {:.1f} MiB (weights, activations, PRISM's scratch; not the CUDA "
+        "context or cuBLAS's workspace)\n",
+        cuda_peak_allocated_bytes() / 1048576.0);
   }
 }
 
