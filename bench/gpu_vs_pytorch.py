@@ -45,7 +45,12 @@ def prism_run(prism, model_path, batch, runs, tf32, validate):
     forward = float(re.search(r"forward:\s+([0-9.]+) ms", result.stdout).group(1))
     prism_step = float(re.search(r"PRISM:\s+([0-9.]+) ms", result.stdout).group(1))
     peak = float(re.search(r"GPU memory: peak allocated ([0-9.]+) MiB", result.stdout).group(1))
-    return {"forward_ms": forward, "prism_ms": prism_step, "peak_mib": peak, "report": result.stdout}
+    validation = re.search(r"within ([0-9.e+-]+) of the reference", result.stdout)
+    if validation:  # the logits' largest difference from the plain-loop reference, of their scale
+        print(f"{os.path.basename(model_path)} {'TF32' if tf32 else 'fp32'}: logits within {validation.group(1)} of "
+              "the reference path", flush=True)
+    return {"forward_ms": forward, "prism_ms": prism_step, "peak_mib": peak, "report": result.stdout,
+            "validation": float(validation.group(1)) if validation else None}
 
 
 def pytorch_run(model, batch, runs, tf32):
@@ -130,7 +135,7 @@ def main():
             converter.write_model_file(h5_path, arch, model.state_dict(), None, "random (seed 0)")
             for index, batch in enumerate(args.batches):
                 for tf32 in [False, True] if args.tf32 else [False]:
-                    ours = prism_run(args.prism, h5_path, batch, args.runs, tf32, validate=index == 0 and not tf32)
+                    ours = prism_run(args.prism, h5_path, batch, args.runs, tf32, validate=index == 0)
                     theirs = pytorch_run(model, batch, args.runs, tf32)
                     row = {"arch": arch, "batch": batch, "tf32": tf32, "prism": ours, "pytorch": theirs}
                     rows.append(row)

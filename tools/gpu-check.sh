@@ -20,4 +20,4 @@ tail -4 "$out/cuda-tests.txt"
 timeout 230 python3 bench/gpu_vs_pytorch.py --prism "$(command -v prism)" --tf32 --json "$out/bench.json" \
   > "$out/bench.txt" 2>&1
 echo "gpu_vs_pytorch exit code: $?" >> "$out/bench.txt"
-grep -E "^(GPU|vgg|resnet)|exit code|failed|Error|error" "$out/bench.txt"
+grep -E "^(GPU|vgg|resnet)|exit code|failed|Error|error|reference path" "$out/bench.txt"
