@@ -70,7 +70,7 @@ constexpr bool address_sanitizer = false;
 //   64, 38.5 MB).
 // Not glibc's aligned_alloc(2 MiB) for either: its aligned blocks split the heap so that freed
 // memory was not reused, and every PRISM call faulted its buffers in afresh (ResNet-50 at batch
-// 8: PRISM 12-17 ms against 8; vgg16's forward pass at batch 8 about 10% slower).
+// 8: PRISM 12-24 ms against 8; vgg16's forward pass at batch 8 about 10% slower).
 constexpr size_t lasting_mapped_from = 2 * huge_page;
 constexpr size_t transient_mapped_from = size_t{32} << 20;
 
