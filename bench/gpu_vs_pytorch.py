@@ -53,15 +53,22 @@ def prism_run(prism, model_path, batch, runs, tf32, validate):
             "validation": float(validation.group(1)) if validation else None}
 
 
-def pytorch_run(model, batch, runs, tf32):
+def pytorch_on_gpu(model, batch, tf32):
+    """The model on the GPU as a careful user runs it (cuDNN picks its algorithms, TF32 as asked),
+    and the seeded images, in host memory."""
     import torch
-    import torchprism_reference as torchprism
     torch.backends.cuda.matmul.allow_tf32 = tf32
     torch.backends.cudnn.allow_tf32 = tf32
     torch.backends.cudnn.benchmark = True
+    images = torch.randn(batch, 3, 224, 224, generator=torch.Generator().manual_seed(1234))
+    return model.to(torch.device("cuda")), images
+
+
+def pytorch_run(model, batch, runs, tf32):
+    import torch
+    import torchprism_reference as torchprism
     device = torch.device("cuda")
-    model = model.to(device)
-    images = torch.randn(batch, 3, 224, 224, generator=torch.Generator().manual_seed(1234))  # in host memory
+    model, images = pytorch_on_gpu(model, batch, tf32)
     modules = torchprism.torchprism_hook_modules(model)
     torch.cuda.reset_peak_memory_stats()
     forward, prism_step = [], []
@@ -86,12 +93,8 @@ def pytorch_conv_times(model, batch, runs=10):
     """Milliseconds of each convolution (cuDNN, fp32, cudnn.benchmark), median of warm runs, timed by
     CUDA events from module hooks: to set beside `prism bench`'s per-step profile."""
     import torch
-    torch.backends.cuda.matmul.allow_tf32 = False
-    torch.backends.cudnn.allow_tf32 = False
-    torch.backends.cudnn.benchmark = True
-    device = torch.device("cuda")
-    model = model.to(device)
-    images = torch.randn(batch, 3, 224, 224, generator=torch.Generator().manual_seed(1234)).to(device)
+    model, images = pytorch_on_gpu(model, batch, tf32=False)
+    images = images.to(torch.device("cuda"))
     events, times, handles = {}, {}, []
     for name, module in model.named_modules():
         if isinstance(module, torch.nn.Conv2d):

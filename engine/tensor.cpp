@@ -72,7 +72,7 @@ constexpr bool address_sanitizer = false;
 // memory was not reused, and every PRISM call faulted its buffers in afresh (ResNet-50 at batch
 // 8: PRISM 12-24 ms against 8; vgg16's forward pass at batch 8 about 10% slower).
 constexpr size_t lasting_mapped_from = 2 * huge_page;
-constexpr size_t transient_mapped_from = size_t{32} << 20;
+constexpr size_t transient_mapped_from = malloc_tensor_bytes_below;
 
 // `bytes` (a multiple of huge_page) of zeroed memory in a mapping of its own, starting on a
 // 2 MiB boundary and advised onto 2 MiB pages; nullptr if the system has none to give.

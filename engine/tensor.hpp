@@ -3,6 +3,7 @@
 // every tensor the engine makes is contiguous, which keeps every kernel a plain loop over memory.
 #pragma once
 
+#include <cstddef>
 #include <cstdint>
 #include <memory>
 #include <string>
@@ -54,6 +55,10 @@ struct TensorStorageDeleter {
 // `lasting` for what lives as long as a model or a plan (weights, packed weights, activation
 // buffers), `transient` for the rest (results, captures, PRISM's matrices).
 enum class Lifetime { transient, lasting };
+
+// Transient CPU tensors smaller than this come from malloc; the command line sets glibc's mmap
+// threshold to it (its largest), so that malloc serves them from a heap it keeps and reuses.
+inline constexpr size_t malloc_tensor_bytes_below = size_t{32} << 20;
 
 // An owning tensor: 64-byte aligned storage (one AVX-512 register, one cache line), zero-filled
 // at creation unless made `uninitialized`, moved rather than copied (clone() and to() make copies

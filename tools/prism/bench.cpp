@@ -117,7 +117,7 @@ void run_bench(const BenchOptions& options) {
     prism_step.push_back(std::chrono::duration<double>(end - middle).count());
     for (size_t s = 0; s < step_seconds.size(); ++s) total_steps[s] += step_seconds[s];
   }
-  for (int run = 0; on_gpu && run < options.runs; ++run) {
+  for (int run = 0; on_gpu && options.profile_rows > 0 && run < options.runs; ++run) {
     plan.run(input.view(), &step_seconds);
     for (size_t s = 0; s < step_seconds.size(); ++s) total_steps[s] += step_seconds[s];
   }

@@ -6,13 +6,15 @@
 #include <CLI/CLI.hpp>
 
 #include "engine/error.hpp"
+#include "engine/tensor.hpp"
 #include "tools/prism/subcommands.hpp"
 
 int main(int argc, char** argv) {
   // Freed memory stays in the process for the next batch: by default glibc hands blocks of a few
   // MiB back to the kernel on free and gets them again as fresh pages, and every page then
   // faults and is zeroed once more (on the VMs we measured, about 7% of a ResNet-50 batch).
-  mallopt(M_MMAP_THRESHOLD, 32 << 20);  // glibc's largest: bigger blocks are plan buffers, made once
+  // Larger tensors get mappings of their own (engine/tensor.cpp).
+  mallopt(M_MMAP_THRESHOLD, static_cast<int>(prism::malloc_tensor_bytes_below));
   mallopt(M_TRIM_THRESHOLD, 1 << 30);
   CLI::App app{"prism: a CNN runtime for torchvision's VGG and ResNet models, with PRISM built in"};
   app.require_subcommand(1);
