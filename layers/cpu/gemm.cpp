@@ -127,17 +127,23 @@ PackedMatrix gemm_packed_matrix(int64_t rows, int64_t depth, Lifetime lifetime) 
 
 PackedMatrix gemm_pack_a(const float* a, int64_t rows, int64_t depth, int64_t row_stride, int64_t k_stride,
                          Lifetime lifetime) {
+  constexpr int64_t mr = gemm_rows_per_panel;
   PackedMatrix packed = gemm_packed_matrix(rows, depth, lifetime);
-  float* to = packed.data.data();
-  if (k_stride == 1) {
-    for (int64_t row = 0; row < rows; ++row) {
-      for (int64_t k = 0; k < depth; ++k) to[gemm_packed_index(packed, row, k)] = a[row * row_stride + k];
+  const int64_t row_panels = panels(rows, mr);
+  // Panel by panel, each written in order (the layout of gemm_packed_index without its divisions:
+  // PCA packs a 2048 x 3136 matrix per call). A panel reads its rows side by side, so either
+  // layout of A streams.
+#pragma omp parallel for collapse(2) schedule(static) if (rows * depth >= (1 << 20))
+  for (int64_t block = 0; block < depth; block += gemm_depth_per_block) {
+    for (int64_t panel = 0; panel < row_panels; ++panel) {
+      const int64_t block_depth = std::min(gemm_depth_per_block, depth - block);
+      const int64_t panel_rows = std::min(mr, rows - panel * mr);
+      float* to = packed.data.data() + block * row_panels * mr + panel * block_depth * mr;
+      const float* from = a + panel * mr * row_stride + block * k_stride;
+      for (int64_t k = 0; k < block_depth; ++k, to += mr, from += k_stride) {
+        for (int64_t r = 0; r < panel_rows; ++r) to[r] = from[r * row_stride];
+      }
     }
-    return packed;
-  }
-  // A stored by columns: read along them.
-  for (int64_t k = 0; k < depth; ++k) {
-    for (int64_t row = 0; row < rows; ++row) to[gemm_packed_index(packed, row, k)] = a[row * row_stride + k * k_stride];
   }
   return packed;
 }
