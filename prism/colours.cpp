@@ -32,27 +32,40 @@ double blocked_sum(int64_t count, Term term) {
 
 }  // namespace
 
-Tensor normalise_to_colours(ConstTensorView maps) {
-  const int64_t count = maps.numel();
-  Tensor colours(maps.shape);
-  if (count < 2) return colours;
-  const double mean = blocked_sum(count, [&](int64_t i) { return static_cast<double>(maps.data[i]); }) / count;
-  const double squares = blocked_sum(count, [&](int64_t i) { return (maps.data[i] - mean) * (maps.data[i] - mean); });
+namespace {
+
+// normalise_to_colours of `count` values into `colours`, which may be `maps`.
+void normalise(const float* maps, int64_t count, float* colours) {
+  auto none = [&] { std::fill(colours, colours + count, 0.0f); };
+  if (count < 2) return none();
+  const double mean = blocked_sum(count, [&](int64_t i) { return static_cast<double>(maps[i]); }) / count;
+  const double squares = blocked_sum(count, [&](int64_t i) { return (maps[i] - mean) * (maps[i] - mean); });
   const double std = std::sqrt(squares / (count - 1));  // torch.std is unbiased
-  if (!(std > 0.0) || !std::isfinite(std)) return colours;
+  if (!(std > 0.0) || !std::isfinite(std)) return none();
 
   double low = 1.0, high = -1.0;
 #pragma omp parallel for schedule(static) reduction(min : low) reduction(max : high)
   for (int64_t i = 0; i < count; ++i) {
-    const double z = std::clamp((maps.data[i] - mean) / std, -1.0, 1.0);
-    colours.data()[i] = static_cast<float>(z);
+    const double z = std::clamp((maps[i] - mean) / std, -1.0, 1.0);
+    colours[i] = static_cast<float>(z);
     low = std::min(low, z);
     high = std::max(high, z);
   }
-  if (!(high > low)) return Tensor(maps.shape);
+  if (!(high > low)) return none();
 #pragma omp parallel for schedule(static)
-  for (int64_t i = 0; i < count; ++i) colours.data()[i] = static_cast<float>((colours.data()[i] - low) / (high - low));
+  for (int64_t i = 0; i < count; ++i) colours[i] = static_cast<float>((colours[i] - low) / (high - low));
+}
+
+}  // namespace
+
+Tensor normalise_to_colours(ConstTensorView maps) {
+  Tensor colours = Tensor::uninitialized(maps.shape);
+  normalise(maps.data, maps.numel(), colours.data());
   return colours;
+}
+
+void normalise_to_colours_in_place(TensorView maps) {
+  normalise(maps.data, maps.numel(), maps.data);
 }
 
 Tensor quantise_colours(ConstTensorView maps, ColourFilter filter) {

@@ -11,6 +11,9 @@ namespace prism {
 // [-1, 1], then scale the minimum to 0 and the maximum to 1. Maps without any spread (constant,
 // or all zero) come out as zeros: black, nothing to show, never NaN.
 Tensor normalise_to_colours(ConstTensorView maps);
+// The same, the maps becoming their colours: PRISM's final maps are normalised where they are
+// (38.5 MB of fresh memory saved for 64 images at 224x224).
+void normalise_to_colours_in_place(TensorView maps);
 
 // Which quantised colours to keep (TorchPRISM's --inclusive and --exclusive).
 enum class ColourFilter {

@@ -81,9 +81,10 @@ PrismResult compute_prism(const PrismCollector& collected, const PrismOptions& o
   const bool quantise = options.inclusive || options.exclusive;
   Tensor maps = quantise ? quantise_colours(pca.scores.view(), colour_filter(options)) : std::move(pca.scores);
   if (options.gradual_extrapolation) {
-    maps = normalise_to_colours(gradual_extrapolation(maps.view(), collected.channel_means()).view());
+    maps = gradual_extrapolation(maps.view(), collected.channel_means());
+    normalise_to_colours_in_place(maps.view());
   } else if (!quantise) {
-    maps = normalise_to_colours(maps.view());
+    normalise_to_colours_in_place(maps.view());
   }
   if (maps.dim(2) != height || maps.dim(3) != width) maps = resize_bilinear(maps.view(), height, width);
   return {std::move(maps), std::move(pca.explained_variance_ratio), std::move(pca.loadings)};

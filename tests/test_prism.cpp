@@ -207,6 +207,14 @@ TEST_CASE("colours: TorchPRISM's normalisation by hand", "[prism][colours]") {
   // Nothing varies: black, not NaN.
   const Tensor flat = normalise_to_colours(Tensor({2, 3, 4, 4}).view());
   CHECK(test::compare(flat.view(), Tensor({2, 3, 4, 4}).view()).max_abs == 0.0);
+  // In place (PRISM's final maps): the same colours, and the same black for flat maps.
+  Tensor maps = test::random_tensor({2, 3, 5, 7}, 4);
+  const Tensor expected = normalise_to_colours(maps.view());
+  normalise_to_colours_in_place(maps.view());
+  CHECK(test::compare(maps.view(), expected.view()).max_abs == 0.0);
+  Tensor constant = Tensor::from_data({1, 1, 2, 2}, std::vector<float>(4, 3.0f).data());
+  normalise_to_colours_in_place(constant.view());
+  CHECK(test::compare(constant.view(), Tensor({1, 1, 2, 2}).view()).max_abs == 0.0);
 }
 
 TEST_CASE("colours: quantisation, and the colours all images share", "[prism][colours]") {
