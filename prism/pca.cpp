@@ -67,9 +67,13 @@ Eigen::MatrixXf pixel_gram(const Eigen::MatrixXf& x) {
 }
 
 // y = G x for Lanczos, with G held in single precision (exact where it was formed in single
-// precision, see gram.hpp) and every sum in double, rows shared among the threads. Lanczos takes
-// hundreds of these products; the float copy of a 2048 x 2048 Gram matrix stays in the last-level
-// cache where the double one did not, and Spectra's own product uses one thread.
+// precision, see gram.hpp) and every sum in double. Lanczos takes tens of these products, each
+// reading G from memory (16 MB for 2048 x 2048): only the triangle on and below the diagonal is
+// read, each column of it both dotted with x (for y_i) and scattered (for the y_j it meets below
+// the diagonal) into the thread's own y, the threads' y then added in order: the same result on
+// every run with the same number of threads. Reading the whole matrix row by row took twice as
+// long (23 ms for 66 products at 64 images of ResNet-50's layer4). Spectra's own product uses
+// one thread.
 class SinglePrecisionGramProduct {
  public:
   using Scalar = double;
@@ -78,18 +82,41 @@ class SinglePrecisionGramProduct {
   Eigen::Index cols() const { return gram_.cols(); }
   void perform_op(const double* x_in, double* y_out) const {
     const Eigen::Index n = gram_.rows();
-    constexpr Eigen::Index lanes = 8;  // partial sums the compiler keeps in one vector
-#pragma omp parallel for schedule(static)
-    for (Eigen::Index i = 0; i < n; ++i) {
-      const float* row = gram_.data() + i * n;  // column i, which is row i: G is symmetric
-      double partial[lanes] = {};
-      Eigen::Index j = 0;
-      for (; j + lanes <= n; j += lanes) {
-        for (Eigen::Index l = 0; l < lanes; ++l) partial[l] += static_cast<double>(row[j + l]) * x_in[j + l];
+    const int threads = omp_get_max_threads();
+    std::vector<double> partial(static_cast<size_t>(threads) * n);
+#pragma omp parallel num_threads(threads)
+    {
+      const int thread = omp_get_thread_num(), team = omp_get_num_threads();
+      double* __restrict y = partial.data() + thread * n;  // never x_in
+      std::fill(y, y + n, 0.0);
+      // Columns [i, n) of the triangle shared out in equal areas: column i holds n - i entries.
+      auto first_column = [&](int t) {
+        return static_cast<Eigen::Index>(std::llround(n * (1.0 - std::sqrt(1.0 - static_cast<double>(t) / team))));
+      };
+      for (Eigen::Index i = first_column(thread); i < first_column(thread + 1); ++i) {
+        const float* column = gram_.data() + i * n;  // G(j, i) for j >= i from column[i] on
+        const double xi = x_in[i];
+        constexpr Eigen::Index lanes = 8;  // partial sums the compiler keeps in one vector
+        double dot[lanes] = {};
+        Eigen::Index j = i + 1;
+        for (; j + lanes <= n; j += lanes) {
+          for (Eigen::Index l = 0; l < lanes; ++l) {
+            dot[l] += static_cast<double>(column[j + l]) * x_in[j + l];
+            y[j + l] += static_cast<double>(column[j + l]) * xi;
+          }
+        }
+        double sum = static_cast<double>(column[i]) * xi;
+        for (; j < n; ++j) {
+          sum += static_cast<double>(column[j]) * x_in[j];
+          y[j] += static_cast<double>(column[j]) * xi;
+        }
+        for (Eigen::Index l = 0; l < lanes; ++l) sum += dot[l];
+        y[i] += sum;
       }
+    }
+    for (Eigen::Index i = 0; i < n; ++i) {
       double sum = 0.0;
-      for (; j < n; ++j) sum += static_cast<double>(row[j]) * x_in[j];
-      for (Eigen::Index l = 0; l < lanes; ++l) sum += partial[l];
+      for (int t = 0; t < threads; ++t) sum += partial[t * n + i];
       y_out[i] = sum;
     }
   }
