@@ -4,6 +4,7 @@
 #include <algorithm>
 #include <bitset>
 #include <cmath>
+#include <cstring>
 #include <vector>
 
 #include "engine/error.hpp"
@@ -12,17 +13,26 @@ namespace prism {
 
 namespace {
 
-// sum over i of term(i) for i in [0, count), in double, by blocks of a fixed size summed in order:
-// the same result on any number of threads.
+// sum over i of term(i) for i in [0, count), in double, by blocks of a fixed size summed in order,
+// each in eight interleaved partial sums (a vector's worth: one running sum waits on every
+// addition, 6 ms a pass over 64 images' maps at 224x224): the same result on any number of
+// threads.
 template <typename Term>
 double blocked_sum(int64_t count, Term term) {
-  constexpr int64_t block = 1 << 16;
+  constexpr int64_t block = 1 << 16, lanes = 8;
   const int64_t blocks = (count + block - 1) / block;
   std::vector<double> partial(blocks, 0.0);
 #pragma omp parallel for schedule(static)
   for (int64_t b = 0; b < blocks; ++b) {
+    const int64_t end = std::min(count, (b + 1) * block);
+    double lane[lanes] = {};
+    int64_t i = b * block;
+    for (; i + lanes <= end; i += lanes) {
+      for (int64_t l = 0; l < lanes; ++l) lane[l] += term(i + l);
+    }
     double sum = 0.0;
-    for (int64_t i = b * block; i < std::min(count, (b + 1) * block); ++i) sum += term(i);
+    for (; i < end; ++i) sum += term(i);
+    for (double l : lane) sum += l;
     partial[b] = sum;
   }
   double sum = 0.0;
@@ -30,9 +40,10 @@ double blocked_sum(int64_t count, Term term) {
   return sum;
 }
 
-}  // namespace
-
-namespace {
+// Eight values at a time, in double (GCC's vector extensions): written as scalar code, the
+// clamp's branches kept the loop below from vectorising.
+typedef double Doubles __attribute__((vector_size(8 * sizeof(double))));
+typedef float Floats __attribute__((vector_size(8 * sizeof(float))));
 
 // normalise_to_colours of `count` values into `colours`, which may be `maps`.
 void normalise(const float* maps, int64_t count, float* colours) {
@@ -43,17 +54,34 @@ void normalise(const float* maps, int64_t count, float* colours) {
   const double std = std::sqrt(squares / (count - 1));  // torch.std is unbiased
   if (!(std > 0.0) || !std::isfinite(std)) return none();
 
-  double low = 1.0, high = -1.0;
-#pragma omp parallel for schedule(static) reduction(min : low) reduction(max : high)
+  // Standardised and clipped to [-1, 1] (z), then scaled so that its minimum is 0 and its maximum
+  // 1. z is monotonic in the value, so its extremes are z of the value's extremes.
+  auto z = [mean, std](float value) { return std::clamp((value - mean) / std, -1.0, 1.0); };
+  float least = maps[0], most = maps[0];
+#pragma omp parallel for schedule(static) reduction(min : least) reduction(max : most)
   for (int64_t i = 0; i < count; ++i) {
-    const double z = std::clamp((maps[i] - mean) / std, -1.0, 1.0);
-    colours[i] = static_cast<float>(z);
-    low = std::min(low, z);
-    high = std::max(high, z);
+    least = std::min(least, maps[i]);
+    most = std::max(most, maps[i]);
   }
+  const double low = z(least), high = z(most);
   if (!(high > low)) return none();
+  auto colour = [&](float value) {  // TorchPRISM's standardised maps are float
+    return static_cast<float>((static_cast<float>(z(value)) - low) / (high - low));
+  };
+  constexpr int64_t lanes = 8;
+  const int64_t whole = count / lanes * lanes;
 #pragma omp parallel for schedule(static)
-  for (int64_t i = 0; i < count; ++i) colours[i] = static_cast<float>((colours[i] - low) / (high - low));
+  for (int64_t i = 0; i < whole; i += lanes) {  // colour() on eight values
+    Floats value;
+    std::memcpy(&value, maps + i, sizeof value);
+    Doubles standardised = (__builtin_convertvector(value, Doubles) - mean) / std;
+    standardised = standardised < -1.0 ? -1.0 : standardised;
+    standardised = standardised > 1.0 ? 1.0 : standardised;
+    const Doubles rounded = __builtin_convertvector(__builtin_convertvector(standardised, Floats), Doubles);
+    const Floats result = __builtin_convertvector((rounded - low) / (high - low), Floats);
+    std::memcpy(colours + i, &result, sizeof result);
+  }
+  for (int64_t i = whole; i < count; ++i) colours[i] = colour(maps[i]);
 }
 
 }  // namespace

@@ -3,6 +3,7 @@
 #include <omp.h>
 
 #include <Eigen/Dense>
+#include <algorithm>
 #include <catch2/catch.hpp>
 #include <cmath>
 #include <set>
@@ -204,6 +205,17 @@ TEST_CASE("colours: TorchPRISM's normalisation by hand", "[prism][colours]") {
   CHECK(colours.data()[1] == Approx(0.3064).epsilon(1e-3));
   CHECK(colours.data()[2] == Approx(0.6936).epsilon(1e-3));
   CHECK(colours.data()[3] == Approx(1.0));
+  // 0 .. 16: eight values at a time and one more, each by TorchPRISM's formula.
+  std::vector<float> ramp(17);
+  for (size_t i = 0; i < ramp.size(); ++i) ramp[i] = static_cast<float>(i);
+  const Tensor ramp_colours = normalise_to_colours(Tensor::from_data({1, 1, 1, 17}, ramp.data()).view());
+  double squares = 0.0;
+  for (float v : ramp) squares += (v - 8.0) * (v - 8.0);
+  const double ramp_std = std::sqrt(squares / 16.0);
+  auto z = [&](double v) { return std::clamp((v - 8.0) / ramp_std, -1.0, 1.0); };
+  for (size_t i = 0; i < ramp.size(); ++i) {
+    CHECK(ramp_colours.data()[i] == Approx((z(ramp[i]) - z(0.0)) / (z(16.0) - z(0.0))).margin(1e-6));
+  }
   // Nothing varies: black, not NaN.
   const Tensor flat = normalise_to_colours(Tensor({2, 3, 4, 4}).view());
   CHECK(test::compare(flat.view(), Tensor({2, 3, 4, 4}).view()).max_abs == 0.0);
