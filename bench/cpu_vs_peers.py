@@ -4,7 +4,7 @@ algorithm) and ONNX Runtime (forward only), on the same seeded weights, batch si
 count, measured in one run and printed as ratios. These machines are shared and noisy: compare
 the ratios, not the absolute numbers. Nothing here is a test.
 
-  bench/cpu_vs_peers.py --prism build/prism --threads 2 --batches 1 8 --archs vgg16 resnet50
+  bench/cpu_vs_peers.py --prism build/prism --threads 2 --batches 1 8 --archs vgg16 resnet50 [--bf16]
 
 Each architecture is built by torchvision with seeded random weights (batch norm statistics
 randomised too), written with tools/torchvision_to_h5.py for prism and exported with torch.onnx
@@ -12,6 +12,8 @@ for ONNX Runtime. Timing never depends on the values.
 
 - prism: `prism bench`, which first checks the fast path against the plain-loop reference, then
   reports the median forward pass and PRISM step of warm runs.
+- prism --bf16 (with --bf16 here): the same, with the convolutions' GEMMs in bfloat16, and the
+  error that brings against fp32 on the timed batch.
 - PyTorch: Debian's torch, run in a child process with OpenBLAS (LD_LIBRARY_PATH points at
   libopenblas0-openmp: the default reference BLAS makes its linear layers 30x slower) and
   torch.set_num_threads(threads). Forward with TorchPRISM's hooks, then TorchPRISM's algorithm
@@ -45,17 +47,23 @@ def peak_mib(time_output):
     return int(re.search(r"maxrss_kb=(\d+)", time_output).group(1)) / 1024
 
 
-def prism_run(prism, model, batch, threads, runs, validate):
+def prism_run(prism, model, batch, threads, runs, validate, bf16=False):
     command = ["/usr/bin/time", "-f", "maxrss_kb=%M", prism, "bench", "--model", model, "--batch", str(batch),
                "--threads", str(threads), "--runs", str(runs), "--profile-rows", "40"]
     if not validate:
         command.append("--skip-validation")
+    if bf16:
+        command.append("--bf16")
     result = subprocess.run(command, capture_output=True, text=True)
     if result.returncode != 0:
         sys.exit(f"prism bench failed:\n{result.stdout}\n{result.stderr}")
     forward = float(re.search(r"forward:\s+([0-9.]+) ms", result.stdout).group(1)) / 1e3
     prism_step = float(re.search(r"PRISM:\s+([0-9.]+) ms", result.stdout).group(1)) / 1e3
-    return {"forward_s": forward, "prism_s": prism_step, "peak_mib": peak_mib(result.stderr), "report": result.stdout}
+    figures = {"forward_s": forward, "prism_s": prism_step, "peak_mib": peak_mib(result.stderr), "report": result.stdout}
+    error = re.search(r"^bf16 against fp32.*$", result.stdout, re.M)  # --bf16's error, when validated
+    if error:
+        figures["bf16_error"] = error.group(0)
+    return figures
 
 
 PYTORCH_CHILD = r"""
@@ -116,6 +124,8 @@ def main():
                         help="folder holding onnxruntime-node (default: bench/node_modules)")
     parser.add_argument("--json", help="also write every figure to this file")
     parser.add_argument("--profiles", help="write prism's per-layer profiles to this file")
+    parser.add_argument("--bf16", action="store_true",
+                        help="also time prism with --bf16 (its convolutions' GEMMs in bfloat16): two more columns")
     args = parser.parse_args()
     if not os.path.isdir(os.path.join(args.onnxruntime, "onnxruntime-node")):
         sys.exit(f"{args.onnxruntime}/onnxruntime-node not found; install it with\n"
@@ -137,6 +147,9 @@ def main():
             for index, batch in enumerate(args.batches):
                 ours = prism_run(args.prism, h5_path, batch, args.threads, args.runs, validate=index == 0)
                 profiles.append(f"== {arch} batch {batch}\n{ours.pop('report')}")
+                if args.bf16:
+                    ours["bf16"] = prism_run(args.prism, h5_path, batch, args.threads, args.runs, True, bf16=True)
+                    profiles.append(f"== {arch} batch {batch} --bf16\n{ours['bf16'].pop('report')}")
                 torch_figures = pytorch_run(arch, batch, args.threads, args.runs)
                 onnx = onnxruntime_run(args.onnxruntime, onnx_path, batch, args.threads, args.runs)
                 row = {"arch": arch, "batch": batch, "threads": args.threads, "prism": ours, "pytorch": torch_figures,
@@ -146,7 +159,7 @@ def main():
 
     print("\nimages/s; 'prism' is forward + PRISM, so is 'PyTorch'; ONNX Runtime is forward only")
     print(f"{'model':<9} {'batch':>5} {'prism':>8} {'PyTorch':>8} {'ORT':>8} {'vs PyTorch':>10} {'vs ORT':>7} "
-          f"{'PRISM %':>7}  peak MiB prism / PyTorch / ORT")
+          f"{'PRISM %':>7}  peak MiB prism / PyTorch / ORT" + (f"  {'bf16':>8} {'vs ORT':>7}" if args.bf16 else ""))
     for row in rows:
         ours, theirs, onnx = row["prism"], row["pytorch"], row["onnxruntime"]
         ours_rate = row["batch"] / (ours["forward_s"] + ours["prism_s"])
@@ -155,7 +168,10 @@ def main():
         print(f"{row['arch']:<9} {row['batch']:>5} {ours_rate:>8.2f} {torch_rate:>8.2f} {onnx_rate:>8.2f} "
               f"{ours_rate / torch_rate:>9.2f}x {ours_rate / onnx_rate:>6.2f}x "
               f"{100 * ours['prism_s'] / ours['forward_s']:>6.1f}%  "
-              f"{ours['peak_mib']:.0f} / {theirs['peak_mib']:.0f} / {onnx['peak_mib']:.0f}")
+              f"{ours['peak_mib']:.0f} / {theirs['peak_mib']:.0f} / {onnx['peak_mib']:.0f}"
+              + (f"  {row['batch'] / (ours['bf16']['forward_s'] + ours['bf16']['prism_s']):>8.2f} "
+                 f"{row['batch'] / (ours['bf16']['forward_s'] + ours['bf16']['prism_s']) / onnx_rate:>6.2f}x"
+                 if args.bf16 else ""))
     if args.json:
         with open(args.json, "w") as f:
             json.dump(rows, f, indent=1)
@@ -169,6 +185,9 @@ def print_row(row):
     print(f"{row['arch']} batch {row['batch']}, {row['threads']} threads: prism forward {ours['forward_s'] * 1e3:.1f} ms"
           f" + PRISM {ours['prism_s'] * 1e3:.1f} ms; PyTorch forward {theirs['forward_s'] * 1e3:.1f} ms + PRISM "
           f"{theirs['prism_s'] * 1e3:.1f} ms; ONNX Runtime forward {onnx['forward_s'] * 1e3:.1f} ms", flush=True)
+    if "bf16" in ours:
+        print(f"  prism --bf16: forward {ours['bf16']['forward_s'] * 1e3:.1f} ms + PRISM {ours['bf16']['prism_s'] * 1e3:.1f} "
+              f"ms; {ours['bf16'].get('bf16_error', '')}", flush=True)
 
 
 if __name__ == "__main__":

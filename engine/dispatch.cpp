@@ -115,10 +115,11 @@ void prepare_step(Backend backend, Step& step, const Shape& input_shape, const P
     return;
   }
   if (backend == Backend::cpu && step.node->kind == OpKind::conv2d) {
+    const GemmPrecision precision = options.bf16 ? GemmPrecision::bf16 : GemmPrecision::fp32;
     const Conv2dAlgorithm algorithm =
-        conv2d_choose_algorithm_cpu(step.node->conv2d, input_shape, options.winograd, num_threads);
-    step.conv2d_cpu =
-        conv2d_prepare_cpu(step.node->conv2d, ConstTensorView(step.weight, step.weight_shape), input_shape, algorithm);
+        conv2d_choose_algorithm_cpu(step.node->conv2d, input_shape, options.winograd, num_threads, precision);
+    step.conv2d_cpu = conv2d_prepare_cpu(step.node->conv2d, ConstTensorView(step.weight, step.weight_shape),
+                                         input_shape, algorithm, precision);
   }
 }
 

@@ -26,6 +26,9 @@ struct PlanOptions {
   int num_threads = 0;                 // 0: OpenMP's default (OMP_NUM_THREADS or every core)
   bool winograd = true;                // cpu: 3x3 stride-1 convolutions by Winograd F(4x4, 3x3)
   bool tf32 = false;                   // cuda: products on TF32 tensor cores (faster, less precise)
+  // cpu: the GEMMs of im2col and Winograd convolutions in bfloat16, summed in fp32 (AVX512_BF16;
+  // faster, less precise; see GemmPrecision). Direct convolutions and linear layers stay fp32.
+  bool bf16 = false;
   // cuda: taps and channel means stay in GPU memory (Device::cuda tensors), for PRISM on the GPU;
   // otherwise they are copied to the host. The logits always come to the host.
   bool outputs_on_device = false;

@@ -3,14 +3,17 @@
 // hand-computed cases a reader can follow with pencil and paper.
 #include <omp.h>
 
+#include <algorithm>
 #include <catch2/catch.hpp>
 #include <cmath>
+#include <cstring>
 #include <vector>
 
 #include "layers/adaptive_avg_pool2d.hpp"
 #include "layers/add.hpp"
 #include "layers/batch_norm2d.hpp"
 #include "layers/conv2d.hpp"
+#include "layers/cpu/gemm.hpp"
 #include "layers/linear.hpp"
 #include "layers/max_pool2d.hpp"
 #include "layers/relu.hpp"
@@ -31,10 +34,10 @@ const char* const residual_names[] = {"", " residual", " in place"};
 
 Tensor run_conv_cpu(const Conv2dParams& p, const Tensor& x, const Tensor& w, const float* bias, bool relu, int threads,
                     Conv2dAlgorithm algorithm = Conv2dAlgorithm::im2col_gemm, const Tensor* residual = nullptr,
-                    Residual mode = Residual::none) {
+                    Residual mode = Residual::none, GemmPrecision precision = GemmPrecision::fp32) {
   Tensor out = mode == Residual::in_place ? residual->clone() : Tensor(conv2d_output_shape(p, x.shape()));
   const float* add = mode == Residual::none ? nullptr : mode == Residual::in_place ? out.data() : residual->data();
-  const Conv2dPreparedCpu prepared = conv2d_prepare_cpu(p, w.view(), x.shape(), algorithm);
+  const Conv2dPreparedCpu prepared = conv2d_prepare_cpu(p, w.view(), x.shape(), algorithm, precision);
   Tensor workspace({std::max<int64_t>(1, conv2d_workspace_floats_cpu(p, prepared, x.shape(), threads))});
   conv2d_forward_cpu(p, x.view(), prepared, bias, add, relu, out.view(), workspace.data(), threads);
   return out;
@@ -46,7 +49,77 @@ Tensor run_conv_ref(const Conv2dParams& p, const Tensor& x, const Tensor& w, con
   return out;
 }
 
+// x rounded to the nearest bfloat16, ties to even (the top 16 bits of its float; finite x only).
+float round_to_bf16(float x) {
+  uint32_t bits;
+  std::memcpy(&bits, &x, sizeof(bits));
+  bits = (bits + 0x7FFFu + ((bits >> 16) & 1u)) & 0xFFFF0000u;
+  std::memcpy(&x, &bits, sizeof(x));
+  return x;
+}
+
+Tensor rounded_to_bf16(const Tensor& t) {
+  Tensor rounded = t.clone();
+  for (int64_t i = 0; i < rounded.numel(); ++i) rounded.data()[i] = round_to_bf16(rounded.data()[i]);
+  return rounded;
+}
+
+// c = a (rows, depth) * b (depth, columns) + bias, + addend, ReLU, in double, from a and b as
+// given or each element first rounded to bf16.
+Tensor product_in_double(const Tensor& a, const Tensor& b, const Tensor& bias, const Tensor& addend, bool bf16) {
+  const int64_t rows = a.dim(0), depth = a.dim(1), columns = b.dim(1);
+  auto value = [bf16](float x) { return static_cast<double>(bf16 ? round_to_bf16(x) : x); };
+  Tensor c({rows, columns});
+  for (int64_t i = 0; i < rows; ++i) {
+    for (int64_t j = 0; j < columns; ++j) {
+      double sum = bias.data()[i] + addend.data()[i * columns + j];
+      for (int64_t k = 0; k < depth; ++k) sum += value(a.data()[i * depth + k]) * value(b.data()[k * columns + j]);
+      c.data()[i * columns + j] = static_cast<float>(std::max(sum, 0.0));
+    }
+  }
+  return c;
+}
+
 }  // namespace
+
+TEST_CASE("gemm: fp32 and bf16 products equal the product in double", "[ops][gemm]") {
+  // 13 rows (a partial panel of 8), depth 515 (blocks of 256, 256 and an odd 3), 101 columns (two
+  // panels of 48 and one of 5), with bias, addend and ReLU; rows [8, 13) alone as a thread's share.
+  const int64_t rows = 13, depth = 515, columns = 101;
+  const Tensor a = test::random_tensor({rows, depth}, 1), b = test::random_tensor({depth, columns}, 2);
+  const Tensor bias = test::random_tensor({rows}, 3), addend = test::random_tensor({rows, columns}, 4);
+  const PackedMatrix fp32 = gemm_pack_a(a.data(), rows, depth, depth);
+  std::vector<GemmPrecision> precisions = {GemmPrecision::fp32};
+  if (gemm_bf16_available()) {
+    precisions.push_back(GemmPrecision::bf16);
+  } else {
+    WARN("this build has no AVX512_BF16: bf16 products not tested");
+    CHECK_THROWS_WITH(gemm_to_bf16(fp32), Catch::Contains("AVX512_BF16"));
+  }
+  for (GemmPrecision precision : precisions) {
+    const bool bf16 = precision == GemmPrecision::bf16;
+    const PackedMatrix packed = bf16 ? gemm_to_bf16(fp32) : gemm_pack_a(a.data(), rows, depth, depth);
+    const Tensor expected = product_in_double(a, b, bias, addend, bf16);
+    for (int threads : {1, 2}) {
+      for (int64_t first_row : {0, 8}) {
+        Tensor c({rows, columns});
+        std::vector<float> workspace(gemm_workspace_floats(depth, columns));
+        gemm_packed(packed, b.data(), columns, columns, c.data(), columns,
+                    GemmEpilogue{bias.data(), addend.data(), columns, true}, workspace.data(), threads, first_row);
+        INFO((bf16 ? "bf16" : "fp32") << ", " << threads << " threads, rows from " << first_row);
+        Tensor share = expected.clone();  // rows before first_row stay as they were: zero
+        std::fill(share.data(), share.data() + first_row * columns, 0.0f);
+        const test::Difference d = test::compare(c.view(), share.view());
+        INFO(d.describe());
+        CHECK(d.max_abs < 1e-5 * std::max(1.0, d.scale));  // fp32 sums of exact products
+      }
+    }
+  }
+  // The bf16 test can fail: rounding the inputs moves this product far more than fp32 sums do.
+  const test::Difference rounding = test::compare(product_in_double(a, b, bias, addend, true).view(),
+                                                  product_in_double(a, b, bias, addend, false).view());
+  CHECK(rounding.max_abs > 1e-3 * rounding.scale);
+}
 
 TEST_CASE("conv2d: a 3x3 convolution computed by hand", "[ops][conv2d]") {
   // Input 1..16 in a 4x4 grid; a kernel that sums the 3x3 neighbourhood with the centre counted
@@ -145,6 +218,18 @@ TEST_CASE("conv2d: fast CPU equals the reference on awkward shapes", "[ops][conv
           CHECK(test::close_enough(d, algorithm == Conv2dAlgorithm::winograd ? winograd_tolerance : fast_tolerance));
         }
       }
+    }
+    // bf16 (where this build has it): im2col's GEMM gives the reference convolution of the input
+    // and weights rounded to bf16, to fp32's precision (the products are exact, the sums fp32).
+    if (!gemm_bf16_available()) continue;
+    const Tensor expected_rounded = run_conv_ref(p, rounded_to_bf16(x), rounded_to_bf16(w), bias, c.relu);
+    for (int threads : {1, 2}) {
+      const Tensor actual = run_conv_cpu(p, x, w, bias, c.relu, threads, Conv2dAlgorithm::im2col_gemm, nullptr,
+                                         Residual::none, GemmPrecision::bf16);
+      const test::Difference d = test::compare(actual.view(), expected_rounded.view());
+      INFO("case in " << c.in << " out " << c.out << " " << c.height << "x" << c.width << " kernel " << c.kernel_h
+                      << " threads " << threads << " im2col_gemm bf16: " << d.describe());
+      CHECK(test::close_enough(d, fast_tolerance));
     }
   }
 }

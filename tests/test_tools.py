@@ -289,6 +289,25 @@ def run_batches_do_not_change_the_maps():
 
 
 @test
+def run_in_bf16_stays_near_fp32_or_is_refused():
+    """--bf16 rounds the convolutions' products to bfloat16: the colours move a little. A build or CPU
+    without AVX512_BF16 must say so before any work."""
+    maps = {}
+    for name, extra in (("fp32", []), ("bf16", ["--bf16"])):
+        out = path(f"precision_{name}")
+        result = run([ARGS.prism, "run", "--model", small_vgg_file(), "--out", out, *extra, ARGS.samples])
+        if name == "bf16" and result.returncode != 0:
+            assert "--bf16 needs a CPU with AVX512_BF16" in result.stderr, result.stderr
+            assert not os.path.exists(out) or not os.listdir(out), os.listdir(out)
+            return
+        assert result.returncode == 0, result.stderr
+        assert json.load(open(os.path.join(out, "summary.json")))["options"]["bf16"] is (name == "bf16")
+        maps[name] = np.load(os.path.join(out, "maps.npy")).astype(np.float64)
+    difference = np.abs(maps["bf16"] - maps["fp32"])
+    assert 0 < difference.max() < 0.1 and difference.mean() < 0.01, (difference.max(), difference.mean())
+
+
+@test
 def run_options_are_checked_and_nothing_is_written_on_failure():
     with open(path("broken.png"), "wb") as f:
         f.write(b"\x89PNG\r\n\x1a\n truncated")
@@ -302,6 +321,7 @@ def run_options_are_checked_and_nothing_is_written_on_failure():
         (["--captures", "everything"], good, "--captures"),
         ([], path("broken.png"), "broken.png: cannot read the image"),
         (["--tf32"], good, "--tf32 applies to --device cuda only"),
+        (["--bf16", "--device", "cuda"], good, "--bf16 applies to --device cpu only"),
         (["--device", "tpu"], good, "--device: tpu not in {cpu,cuda}"),
     ]
     if not shutil.which("nvidia-smi"):  # no GPU here: cuda must say so before any work

@@ -126,8 +126,10 @@ const char* conv2d_algorithm_name(Conv2dAlgorithm algorithm) {
   return "?";
 }
 
-Conv2dAlgorithm conv2d_choose_algorithm_cpu(const Conv2dParams& p, const Shape& input_shape, bool allow_winograd,
-                                            int num_threads) {
+namespace {
+
+// The choice for fp32 products; conv2d_choose_algorithm_cpu below adjusts it for bf16.
+Conv2dAlgorithm choose_for_fp32(const Conv2dParams& p, const Shape& input_shape, bool allow_winograd, int num_threads) {
   const bool windowed = p.kernel_h > 1 || p.kernel_w > 1;
   const bool strided = p.stride_h > 1 || p.stride_w > 1;
   // The direct kernel's tile is a block of 16 channels or more (AVX-512) by a few pixels, and its
@@ -163,8 +165,20 @@ Conv2dAlgorithm conv2d_choose_algorithm_cpu(const Conv2dParams& p, const Shape& 
   return Conv2dAlgorithm::im2col_gemm;
 }
 
+}  // namespace
+
+Conv2dAlgorithm conv2d_choose_algorithm_cpu(const Conv2dParams& p, const Shape& input_shape, bool allow_winograd,
+                                            int num_threads, GemmPrecision precision) {
+  const Conv2dAlgorithm fp32 = choose_for_fp32(p, input_shape, allow_winograd, num_threads);
+  // In bf16 the GEMM runs twice as fast and the direct kernel no faster (it stays fp32), so the
+  // GEMM takes what fp32 gives the direct kernel: ResNet-50 at batch 1 in bf16 33.8 -> 23-24 ms.
+  // Winograd keeps its shapes, in fp32: without it VGG-16 at batch 8 in bf16 took 490-540 ms
+  // against 380-390.
+  return precision == GemmPrecision::bf16 && fp32 == Conv2dAlgorithm::direct ? Conv2dAlgorithm::im2col_gemm : fp32;
+}
+
 Conv2dPreparedCpu conv2d_prepare_cpu(const Conv2dParams& p, ConstTensorView weight, const Shape& input_shape,
-                                     Conv2dAlgorithm algorithm) {
+                                     Conv2dAlgorithm algorithm, GemmPrecision precision) {
   Conv2dPreparedCpu prepared;
   prepared.algorithm = algorithm;
   switch (algorithm) {
@@ -178,7 +192,8 @@ Conv2dPreparedCpu conv2d_prepare_cpu(const Conv2dParams& p, ConstTensorView weig
   const int64_t out_per_group = p.out_channels / p.groups;
   const int64_t k = p.in_channels / p.groups * p.kernel_h * p.kernel_w;
   for (int64_t group = 0; group < p.groups; ++group) {
-    prepared.matrices.push_back(gemm_pack_a(weight.data + group * out_per_group * k, out_per_group, k, k));
+    PackedMatrix matrix = gemm_pack_a(weight.data + group * out_per_group * k, out_per_group, k, k);
+    prepared.matrices.push_back(precision == GemmPrecision::bf16 ? gemm_to_bf16(matrix) : std::move(matrix));
   }
   return prepared;
 }

@@ -10,6 +10,12 @@
 #include <algorithm>
 #include <cstring>
 
+#include "engine/error.hpp"
+
+#if defined(__AVX512BF16__)
+#include <immintrin.h>
+#endif
+
 namespace prism {
 namespace {
 
@@ -43,29 +49,13 @@ void pack_b_panel(const float* b, int64_t b_row_stride, int64_t depth, int64_t c
   }
 }
 
-// C block (rows <= 8, columns <= 16 nv) = or += a_panel (depth, 8) * the first nv vectors of each
-// row of b_panel (depth, 48), then what the epilogue holds for this depth block (its pointers
-// already at this block of C): bias and addend on the first, the ReLU on the last. The last panel
-// of a product whose width is not a multiple of 48 runs with only the vectors it needs (nv < 3):
-// 49 columns cost 1 1/3 panels, not 2. Partial blocks go through a small buffer so that the
-// full-size path stays branch-free.
+// C block (rows <= 8, columns <= 16 nv) = or += sum, then what the epilogue holds for this depth
+// block (its pointers already at this block of C): bias and addend on the first, the ReLU on the
+// last. Partial blocks go through a small buffer so that the full-size path stays branch-free.
 template <int64_t nv>
-void micro_kernel(int64_t depth, const float* a_panel, const float* b_panel, float* c, int64_t c_row_stride,
-                  int64_t rows, int64_t columns, bool accumulate, const GemmEpilogue* epilogue) {
+void store_block(const SimdVector (&sum)[gemm_rows_per_panel][nv], float* c, int64_t c_row_stride, int64_t rows,
+                 int64_t columns, bool accumulate, const GemmEpilogue* epilogue) {
   constexpr int64_t mr = gemm_rows_per_panel;
-  SimdVector sum[mr][nv] = {};
-  for (int64_t k = 0; k < depth; ++k, a_panel += mr, b_panel += gemm_columns_per_panel) {
-    SimdVector b_row[nv];
-#pragma GCC unroll 4
-    for (int64_t v = 0; v < nv; ++v) b_row[v] = simd_load(b_panel + v * simd_floats);
-#pragma GCC unroll 8
-    for (int64_t r = 0; r < mr; ++r) {
-      const SimdVector a = a_panel[r] - SimdVector{};  // broadcast
-#pragma GCC unroll 4
-      for (int64_t v = 0; v < nv; ++v) sum[r][v] += a * b_row[v];
-    }
-  }
-
   if (rows == mr && columns == nv * simd_floats) {
     // A whole block: the epilogue on the vectors still in registers.
     for (int64_t r = 0; r < mr; ++r) {
@@ -103,6 +93,28 @@ void micro_kernel(int64_t depth, const float* a_panel, const float* b_panel, flo
   }
 }
 
+// The sums of one block of C: a_panel (depth, 8) * the first nv vectors of each row of b_panel
+// (depth, 48). The last panel of a product whose width is not a multiple of 48 runs with only the
+// vectors it needs (nv < 3): 49 columns cost 1 1/3 panels, not 2.
+template <int64_t nv>
+void micro_kernel(int64_t depth, const float* a_panel, const float* b_panel, float* c, int64_t c_row_stride,
+                  int64_t rows, int64_t columns, bool accumulate, const GemmEpilogue* epilogue) {
+  constexpr int64_t mr = gemm_rows_per_panel;
+  SimdVector sum[mr][nv] = {};
+  for (int64_t k = 0; k < depth; ++k, a_panel += mr, b_panel += gemm_columns_per_panel) {
+    SimdVector b_row[nv];
+#pragma GCC unroll 4
+    for (int64_t v = 0; v < nv; ++v) b_row[v] = simd_load(b_panel + v * simd_floats);
+#pragma GCC unroll 8
+    for (int64_t r = 0; r < mr; ++r) {
+      const SimdVector a = a_panel[r] - SimdVector{};  // broadcast
+#pragma GCC unroll 4
+      for (int64_t v = 0; v < nv; ++v) sum[r][v] += a * b_row[v];
+    }
+  }
+  store_block<nv>(sum, c, c_row_stride, rows, columns, accumulate, epilogue);
+}
+
 using MicroKernel = void (*)(int64_t, const float*, const float*, float*, int64_t, int64_t, int64_t, bool,
                              const GemmEpilogue*);
 
@@ -113,12 +125,86 @@ MicroKernel micro_kernel_for(int64_t width) {
   return micro_kernel<gemm_vectors_per_panel>;
 }
 
+int64_t bf16_pairs(int64_t depth) {
+  return (depth + 1) / 2;
+}
+
+#if defined(__AVX512BF16__)
+// bf16: the same blocking, with each float of a packed panel holding two bfloat16s of
+// consecutive k. vdpbf16ps multiplies the pairs lane by lane and adds both products to the fp32
+// sum, so a panel of B holds, for each pair of rows (k, k + 1), lane j = (B[k][j], B[k + 1][j]),
+// and A's pair is broadcast to every lane.
+
+// B's rows [0, depth) into a bf16 panel: (pairs, 48) floats, each two bfloat16s; columns past the
+// end and the row after an odd depth's last are zero.
+void pack_b_panel_bf16(const float* b, int64_t b_row_stride, int64_t depth, int64_t column_begin, int64_t columns,
+                       float* packed) {
+  const int64_t width = std::min(gemm_columns_per_panel, columns - column_begin);
+  // (k, j) and (k + 1, j) side by side: element j of the low half and j of the high half of what
+  // vcvtne2ps2bf16 makes of the two rows.
+  static const __m512i interleave = _mm512_set_epi16(31, 15, 30, 14, 29, 13, 28, 12, 27, 11, 26, 10, 25, 9, 24, 8, 23,
+                                                     7, 22, 6, 21, 5, 20, 4, 19, 3, 18, 2, 17, 1, 16, 0);
+  float row_buffer[2][gemm_columns_per_panel];
+  for (int64_t k = 0; k < depth; k += 2, packed += gemm_columns_per_panel) {
+    const float* rows[2];
+    for (int64_t i = 0; i < 2; ++i) {
+      const bool exists = k + i < depth;
+      if (exists) rows[i] = b + (k + i) * b_row_stride + column_begin;
+      if (exists && width == gemm_columns_per_panel) continue;  // read in place
+      std::fill(row_buffer[i], row_buffer[i] + gemm_columns_per_panel, 0.0f);
+      if (exists) std::memcpy(row_buffer[i], rows[i], width * sizeof(float));
+      rows[i] = row_buffer[i];
+    }
+    for (int64_t v = 0; v < gemm_vectors_per_panel; ++v) {
+      const __m512bh pairs =
+          _mm512_cvtne2ps_pbh(_mm512_loadu_ps(rows[1] + v * simd_floats), _mm512_loadu_ps(rows[0] + v * simd_floats));
+      _mm512_storeu_si512(packed + v * simd_floats, _mm512_permutexvar_epi16(interleave, (__m512i)pairs));
+    }
+  }
+}
+
+// micro_kernel in bf16: depth counts elements (pairs of them in the panels).
+template <int64_t nv>
+void micro_kernel_bf16(int64_t depth, const float* a_panel, const float* b_panel, float* c, int64_t c_row_stride,
+                       int64_t rows, int64_t columns, bool accumulate, const GemmEpilogue* epilogue) {
+  constexpr int64_t mr = gemm_rows_per_panel;
+  SimdVector sum[mr][nv] = {};
+  for (int64_t pair = 0; pair < bf16_pairs(depth); ++pair, a_panel += mr, b_panel += gemm_columns_per_panel) {
+    __m512bh b_row[nv];
+#pragma GCC unroll 4
+    for (int64_t v = 0; v < nv; ++v) b_row[v] = (__m512bh)_mm512_loadu_ps(b_panel + v * simd_floats);
+#pragma GCC unroll 8
+    for (int64_t r = 0; r < mr; ++r) {
+      const __m512bh a = (__m512bh)_mm512_set1_ps(a_panel[r]);  // the pair, broadcast
+#pragma GCC unroll 4
+      for (int64_t v = 0; v < nv; ++v) sum[r][v] = (SimdVector)_mm512_dpbf16_ps((__m512)sum[r][v], a, b_row[v]);
+    }
+  }
+  store_block<nv>(sum, c, c_row_stride, rows, columns, accumulate, epilogue);
+}
+
+MicroKernel micro_kernel_bf16_for(int64_t width) {
+  if (width <= simd_floats) return micro_kernel_bf16<1>;
+  if (width <= 2 * simd_floats) return micro_kernel_bf16<2>;
+  return micro_kernel_bf16<gemm_vectors_per_panel>;
+}
+
+// Two elements of A's row, k and k + 1, as one float of a bf16 panel.
+float bf16_pair(float low, float high) {
+  const uint32_t bits = static_cast<uint32_t>(_mm_cvtsi128_si32((__m128i)_mm_cvtneps_pbh(_mm_set_ps(0, 0, high, low))));
+  float pair;
+  std::memcpy(&pair, &bits, sizeof(pair));
+  return pair;
+}
+#endif
+
 }  // namespace
 
 PackedMatrix gemm_packed_matrix(int64_t rows, int64_t depth, Lifetime lifetime) {
   constexpr int64_t mr = gemm_rows_per_panel;
   const int64_t row_panels = panels(rows, mr);
-  PackedMatrix packed{rows, depth, Tensor::uninitialized({row_panels * mr * depth}, Device::cpu, lifetime)};
+  PackedMatrix packed{rows, depth, GemmPrecision::fp32,
+                      Tensor::uninitialized({row_panels * mr * depth}, Device::cpu, lifetime)};
   for (int64_t row = rows; row < row_panels * mr; ++row) {
     for (int64_t k = 0; k < depth; ++k) packed.data.data()[gemm_packed_index(packed, row, k)] = 0.0f;
   }
@@ -148,6 +234,43 @@ PackedMatrix gemm_pack_a(const float* a, int64_t rows, int64_t depth, int64_t ro
   return packed;
 }
 
+bool gemm_bf16_available() {
+#if defined(__AVX512BF16__)
+  return true;
+#else
+  return false;
+#endif
+}
+
+PackedMatrix gemm_to_bf16(const PackedMatrix& a) {
+#if defined(__AVX512BF16__)
+  if (a.precision == GemmPrecision::bf16) throw Error("gemm_to_bf16: the matrix is bf16 already");
+  constexpr int64_t mr = gemm_rows_per_panel;
+  const int64_t row_panels = panels(a.rows, mr);
+  int64_t words = 0;
+  for (int64_t block = 0; block < a.depth; block += gemm_depth_per_block)
+    words += row_panels * mr * bf16_pairs(std::min(gemm_depth_per_block, a.depth - block));
+  PackedMatrix packed{a.rows, a.depth, GemmPrecision::bf16,
+                      Tensor::uninitialized({words}, Device::cpu, Lifetime::lasting)};
+  const float* from = a.data.data();
+  float* to = packed.data.data();
+  // Block by block and panel by panel, both layouts in order: (k, r) -> (k / 2, r) within each.
+  for (int64_t block = 0; block < a.depth; block += gemm_depth_per_block) {
+    const int64_t block_depth = std::min(gemm_depth_per_block, a.depth - block);
+    for (int64_t panel = 0; panel < row_panels; ++panel, from += block_depth * mr) {
+      for (int64_t k = 0; k < block_depth; k += 2, to += mr) {
+        for (int64_t r = 0; r < mr; ++r)
+          to[r] = bf16_pair(from[k * mr + r], k + 1 < block_depth ? from[(k + 1) * mr + r] : 0.0f);
+      }
+    }
+  }
+  return packed;
+#else
+  (void)a;
+  throw Error("bf16 products need a CPU with AVX512_BF16 and a build for it (PRISM_NATIVE=ON on such a machine)");
+#endif
+}
+
 int64_t gemm_workspace_floats(int64_t depth, int64_t columns) {
   return std::min(depth, gemm_depth_per_block) * panels(columns, gemm_columns_per_panel) * gemm_columns_per_panel;
 }
@@ -159,9 +282,22 @@ void gemm_packed(const PackedMatrix& a, const float* b, int64_t b_row_stride, in
   const int64_t row_panels = panels(a.rows, mr), column_panels = panels(columns, nr);
   if (row_end < 0) row_end = a.rows;
   const int64_t first_panel = row_begin / mr, end_panel = panels(row_end, mr);
+  // The precision's packing of B and micro-kernels; `panel_depth` is what a panel holds per row
+  // for a block of depth d (bf16: pairs).
+  const bool bf16 = a.precision == GemmPrecision::bf16;
+  auto panel_depth = [bf16](int64_t d) { return bf16 ? bf16_pairs(d) : d; };
+  auto pack_b = pack_b_panel;
+  auto kernel_for = micro_kernel_for;
+#if defined(__AVX512BF16__)
+  if (bf16) {
+    pack_b = pack_b_panel_bf16;
+    kernel_for = micro_kernel_bf16_for;
+  }
+#endif
   for (int64_t block = 0; block < a.depth; block += gemm_depth_per_block) {
-    const int64_t block_depth = std::min(gemm_depth_per_block, a.depth - block);
-    const float* a_block = a.data.data() + block * row_panels * mr;
+    const int64_t block_depth = std::min(gemm_depth_per_block, a.depth - block),
+                  packed_depth = panel_depth(block_depth);
+    const float* a_block = a.data.data() + panel_depth(block) * row_panels * mr;
     const bool first = block == 0, last = block + block_depth == a.depth;
     // Bias and addend join the first depth block's sums, so that each element of the addend is
     // read before that element of C is first written: the addend may be C itself. The ReLU waits
@@ -173,8 +309,8 @@ void gemm_packed(const PackedMatrix& a, const float* b, int64_t b_row_stride, in
     {
 #pragma omp for schedule(static)
       for (int64_t jr = 0; jr < column_panels; ++jr) {
-        pack_b_panel(b + block * b_row_stride, b_row_stride, block_depth, jr * nr, columns,
-                     workspace + jr * block_depth * nr);
+        pack_b(b + block * b_row_stride, b_row_stride, block_depth, jr * nr, columns,
+               workspace + jr * packed_depth * nr);
       }
       // Column panels outermost: each thread keeps one packed B panel in L1 for every row panel.
 #pragma omp for collapse(2) schedule(static)
@@ -185,9 +321,9 @@ void gemm_packed(const PackedMatrix& a, const float* b, int64_t b_row_stride, in
           if (block_part.bias) block_epilogue.bias += ir * mr;
           if (block_part.addend) block_epilogue.addend += ir * mr * block_part.addend_row_stride + jr * nr;
           const int64_t width = std::min(nr, columns - jr * nr);
-          micro_kernel_for(width)(block_depth, a_block + ir * block_depth * mr, workspace + jr * block_depth * nr,
-                                  c + ir * mr * c_row_stride + jr * nr, c_row_stride, std::min(mr, a.rows - ir * mr),
-                                  width, !first, has_epilogue ? &block_epilogue : nullptr);
+          kernel_for(width)(block_depth, a_block + ir * packed_depth * mr, workspace + jr * packed_depth * nr,
+                            c + ir * mr * c_row_stride + jr * nr, c_row_stride, std::min(mr, a.rows - ir * mr), width,
+                            !first, has_epilogue ? &block_epilogue : nullptr);
         }
       }
     }

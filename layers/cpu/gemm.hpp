@@ -31,12 +31,21 @@ inline constexpr int64_t gemm_vectors_per_panel = 2;
 inline constexpr int64_t gemm_columns_per_panel = simd_floats * gemm_vectors_per_panel;
 inline constexpr int64_t gemm_depth_per_block = 256;
 
+// fp32: every product in single precision. bf16: A and B rounded to bfloat16 (8 bits of
+// mantissa, to nearest) and multiplied by AVX512_BF16's vdpbf16ps, which sums pairs of products
+// into fp32: twice the products per instruction of an fp32 FMA, and a relative error per product
+// of about 4e-3 where fp32's is 6e-8. An opt-in for the network's layers (PlanOptions::bf16).
+enum class GemmPrecision { fp32, bf16 };
+
 // A (rows, depth) in the micro-kernel's order: depth blocks, within them panels of
 // gemm_rows_per_panel rows, within those depth-major (a panel's rows consecutive for each k). Rows
-// past the end are zero.
+// past the end are zero. In bf16 each float of `data` holds two bfloat16s, elements k and k + 1
+// of one row (k even; the lower half k), so a panel of a block has (block depth + 1) / 2 of them
+// per row; an odd last block is padded with a zero.
 struct PackedMatrix {
   int64_t rows = 0, depth = 0;
-  Tensor data;  // (depth blocks, row panels, block depth, gemm_rows_per_panel)
+  GemmPrecision precision = GemmPrecision::fp32;
+  Tensor data;  // (depth blocks, row panels, block depth (in bf16: pairs), gemm_rows_per_panel)
 };
 
 // a: (rows, depth), element (row, k) at a[row * row_stride + k * k_stride]: row-major with
@@ -45,8 +54,16 @@ struct PackedMatrix {
 PackedMatrix gemm_pack_a(const float* a, int64_t rows, int64_t depth, int64_t row_stride, int64_t k_stride = 1,
                          Lifetime lifetime = Lifetime::lasting);
 
-// For writing a packed matrix element by element (Winograd's transformed weights): an empty one
-// (rows past the end zero, the rest to be filled), and where element (row, k) lives in its data.
+// Whether this build can multiply in bf16: compiled for a CPU with AVX512_BF16 (PRISM_NATIVE on
+// such a machine: AMD Zen 4 and later, Intel Cooper Lake and Sapphire Rapids and later).
+bool gemm_bf16_available();
+
+// The same fp32 packed matrix in bf16 (each element rounded to nearest, ties to even, as the
+// CPU's conversion does). Throws an Error where !gemm_bf16_available().
+PackedMatrix gemm_to_bf16(const PackedMatrix& a);
+
+// For writing an fp32 packed matrix element by element (Winograd's transformed weights): an empty
+// one (rows past the end zero, the rest to be filled), and where element (row, k) lives in its data.
 PackedMatrix gemm_packed_matrix(int64_t rows, int64_t depth, Lifetime lifetime = Lifetime::lasting);
 inline int64_t gemm_packed_index(const PackedMatrix& a, int64_t row, int64_t k) {
   const int64_t row_panels = (a.rows + gemm_rows_per_panel - 1) / gemm_rows_per_panel;
@@ -69,8 +86,9 @@ struct GemmEpilogue {
   bool relu = false;
 };
 
-// c (a.rows, columns) = a * b (a.depth, columns), then the epilogue. b and c are row-major with the
-// given row strides. num_threads > 1 splits the work over OpenMP threads; call it with 1 from
+// c (a.rows, columns) = a * b (a.depth, columns), then the epilogue, in a's precision (b is
+// rounded to bf16 as it is packed where a is bf16). b and c are row-major with the given row
+// strides. num_threads > 1 splits the work over OpenMP threads; call it with 1 from
 // inside a parallel region. [row_begin, row_end) limits the work to those rows of c (row_begin a
 // multiple of gemm_rows_per_panel; -1: to the last), so that threads can share one product
 // without waiting for each other.

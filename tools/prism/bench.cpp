@@ -60,6 +60,47 @@ double relative_difference(const Tensor& fast, const Tensor& reference) {
   return scale > 0 ? worst / scale : worst;
 }
 
+// How many rows of two (N, classes) logits tensors have the same largest class.
+int64_t same_top_class(const Tensor& a, const Tensor& b) {
+  const int64_t classes = a.dim(1);
+  int64_t same = 0;
+  for (int64_t n = 0; n < a.dim(0); ++n) {
+    const float* row_a = a.data() + n * classes;
+    const float* row_b = b.data() + n * classes;
+    same += std::max_element(row_a, row_a + classes) - row_a == std::max_element(row_b, row_b + classes) - row_b;
+  }
+  return same;
+}
+
+// bf16's error where it shows: the bench's whole batch through every layer as the timed plan runs
+// it, against the same plan in fp32: logits, top classes and PRISM's colours.
+void report_bf16_error(const Model& model, const PlanOptions& bf16_options, const std::vector<std::string>& captures,
+                       const Tensor& input) {
+  PlanOptions fp32_options = bf16_options;
+  fp32_options.bf16 = false;
+  RunResult results[2];
+  PrismResult maps[2];
+  for (int i = 0; i < 2; ++i) {
+    Plan plan(model, input.shape(), i == 0 ? fp32_options : bf16_options);
+    results[i] = plan.run(input.view());
+    PrismCollector collector(captures, input.dim(0));
+    collector.add(results[i]);
+    maps[i] = compute_prism(collector, PrismOptions{}, input.dim(2), input.dim(3), nullptr);
+  }
+  double colour_sum = 0.0, colour_worst = 0.0;
+  const Tensor& exact = maps[0].maps;
+  for (int64_t i = 0; i < exact.numel(); ++i) {
+    const double difference = std::abs(exact.data()[i] - maps[1].maps.data()[i]);
+    colour_sum += difference;
+    colour_worst = std::max(colour_worst, difference);
+  }
+  fmt::print(
+      "bf16 against fp32 (batch {}): logits within {:.2e} of their scale, the same top class for {} of {} images, "
+      "PRISM's colours (0-1) {:.2e} apart on average, {:.2e} at most\n",
+      input.dim(0), relative_difference(results[1].output, results[0].output),
+      same_top_class(results[1].output, results[0].output), input.dim(0), colour_sum / exact.numel(), colour_worst);
+}
+
 void run_bench(const BenchOptions& options) {
   const int threads = use_threads(options.threads);
   PlanOptions plan_options;
@@ -72,8 +113,11 @@ void run_bench(const BenchOptions& options) {
   const int64_t height = options.input_size.empty() ? model.preprocessing.input_height : options.input_size[0];
   const int64_t width = options.input_size.empty() ? model.preprocessing.input_width : options.input_size[1];
   fmt::print("{} ({}), batch {}, {}x{}, on {}{}, {} threads, model loaded in {:.2f} s\n", model.graph.architecture,
-             options.model_path, options.batch, height, width, runs_on, options.device.tf32 ? " (TF32)" : "", threads,
-             load_seconds);
+             options.model_path, options.batch, height, width, runs_on,
+             options.device.tf32   ? " (TF32)"
+             : options.device.bf16 ? " (bf16)"
+                                   : "",
+             threads, load_seconds);
 
   const std::vector<std::string> captures = capture_points(model.graph, CaptureSet::automatic);
   request_captures(plan_options, captures);
@@ -85,16 +129,19 @@ void run_bench(const BenchOptions& options) {
     PlanOptions fast_options;
     fast_options.backend = plan_options.backend;
     fast_options.tf32 = plan_options.tf32;
+    fast_options.bf16 = plan_options.bf16;
     Plan reference(model, one.shape(), reference_options);
     Plan fast(model, one.shape(), fast_options);
     const double difference = relative_difference(fast.run(one.view()).output, reference.run(one.view()).output);
-    const double bound = options.device.tf32 ? 1e-2 : 1e-4;  // TF32 keeps 10 bits of mantissa
+    // TF32 keeps 10 bits of mantissa, bf16 7.
+    const double bound = options.device.tf32 ? 1e-2 : options.device.bf16 ? 5e-2 : 1e-4;
     fmt::print("validation: logits of one image within {:.2e} of the reference path (of their scale): {}\n", difference,
                difference < bound ? "ok" : "MISMATCH");
     if (!(difference < bound)) throw Error("the fast path disagrees with the reference path; not timing it");
   }
 
   const Tensor input = seeded_input({options.batch, 3, height, width});
+  if (!options.skip_validation && plan_options.bf16) report_bf16_error(model, plan_options, captures, input);
   if (on_gpu) cuda_reset_peak_allocated();  // the validation's plans are gone
   const auto plan_start = std::chrono::steady_clock::now();
   Plan plan(model, input.shape(), plan_options);

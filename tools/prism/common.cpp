@@ -13,6 +13,7 @@
 
 #include "engine/cuda/runtime.hpp"
 #include "engine/error.hpp"
+#include "layers/cpu/gemm.hpp"
 #include "tools/image/image.hpp"
 #include "tools/prism/subcommands.hpp"
 #include "weights/model_file.hpp"
@@ -96,6 +97,9 @@ void add_device_options(CLI::App* command, DeviceOptions& options) {
   command->add_option("--device", options.device, "cpu (default) or cuda")->check(CLI::IsMember({"cpu", "cuda"}));
   command->add_flag("--tf32", options.tf32,
                     "cuda: let matrix products use TF32 tensor cores (faster; about 1e-3 relative error)");
+  command->add_flag("--bf16", options.bf16,
+                    "cpu: convolutions' matrix products in bfloat16, summed in fp32 (AVX512_BF16; faster; "
+                    "about 1e-2 relative error)");
   command->add_option("--max-memory", options.max_memory_gib,
                       "GiB a batch's activations may take (default: 90% of the memory there is)")
       ->check(CLI::PositiveNumber);
@@ -105,12 +109,19 @@ std::string apply_device_options(const DeviceOptions& options, PlanOptions& plan
   constexpr double gib = 1024.0 * 1024.0 * 1024.0;
   if (options.device != "cuda") {
     if (options.tf32) throw Error("--tf32 applies to --device cuda only");
+    if (options.bf16 && !gemm_bf16_available()) {
+      throw Error(
+          "--bf16 needs a CPU with AVX512_BF16 (AMD Zen 4 or later, Intel Sapphire Rapids or later) and a "
+          "build for it (cmake -DPRISM_NATIVE=ON on such a machine); this build has none");
+    }
     plan_options.backend = Backend::cpu;
+    plan_options.bf16 = options.bf16;
     const double physical = static_cast<double>(sysconf(_SC_PHYS_PAGES)) * static_cast<double>(sysconf(_SC_PAGE_SIZE));
     plan_options.memory_limit_bytes =
         static_cast<int64_t>(options.max_memory_gib > 0 ? options.max_memory_gib * gib : 0.9 * physical);
     return "cpu";
   }
+  if (options.bf16) throw Error("--bf16 applies to --device cpu only (on a GPU see --tf32)");
   const std::string gpu = require_cuda();
   plan_options.backend = Backend::cuda;
   plan_options.tf32 = options.tf32;

@@ -16,10 +16,11 @@ struct ImageReadOptions {
 };
 void add_image_read_options(CLI::App* command, ImageReadOptions& options);
 
-// `--device cpu|cuda` and `--tf32`, shared by run, classify and bench.
+// `--device cpu|cuda`, `--tf32` and `--bf16`, shared by run, classify and bench.
 struct DeviceOptions {
   std::string device = "cpu";
   bool tf32 = false;
+  bool bf16 = false;
   double max_memory_gib = 0.0;  // 0: 90% of the machine's memory (or of the GPU's free memory)
 };
 void add_device_options(CLI::App* command, DeviceOptions& options);
