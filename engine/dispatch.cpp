@@ -86,7 +86,8 @@ void execute_step(Backend backend, const Step& step, const std::vector<ConstTens
       return;
     case OpKind::linear:
       reference ? linear_forward_ref(node.linear, x, weight, step.bias, step.relu, output)
-                : linear_forward_cpu(node.linear, x, weight, step.bias, step.relu, output);
+                : linear_forward_cpu(node.linear, x, weight, step.bias, step.relu, output,
+                                     step.linear_bf16.empty() ? nullptr : &step.linear_bf16);
       return;
     case OpKind::add:
       reference ? add_forward_ref(x, inputs.at(1), step.relu, output)
@@ -113,6 +114,9 @@ void prepare_step(Backend backend, Step& step, const Shape& input_shape, const P
       step.device_bias = shift.to(Device::cuda);
     }
     return;
+  }
+  if (backend == Backend::cpu && step.node->kind == OpKind::linear && options.bf16) {
+    step.linear_bf16 = linear_weights_bf16(step.node->linear, step.weight);
   }
   if (backend == Backend::cpu && step.node->kind == OpKind::conv2d) {
     const GemmPrecision precision = options.bf16 ? GemmPrecision::bf16 : GemmPrecision::fp32;

@@ -269,7 +269,7 @@ int64_t Plan::prepared_weight_bytes() const {
     floats += step.folded_weight.numel() + step.folded_bias.numel() + step.device_weight.numel() +
               step.device_bias.numel();
     for (const PackedMatrix& matrix : step.conv2d_cpu.matrices) floats += matrix.data.numel();
-    floats += step.conv2d_cpu.direct.data.numel();
+    floats += step.conv2d_cpu.direct.data.numel() + step.linear_bf16.numel();
   }
   return floats * static_cast<int64_t>(sizeof(float));
 }

@@ -26,8 +26,9 @@ struct PlanOptions {
   int num_threads = 0;                 // 0: OpenMP's default (OMP_NUM_THREADS or every core)
   bool winograd = true;                // cpu: 3x3 stride-1 convolutions by Winograd F(4x4, 3x3)
   bool tf32 = false;                   // cuda: products on TF32 tensor cores (faster, less precise)
-  // cpu: the GEMMs of im2col and Winograd convolutions in bfloat16, summed in fp32 (AVX512_BF16;
-  // faster, less precise; see GemmPrecision). Direct convolutions and linear layers stay fp32.
+  // cpu: the GEMMs of im2col convolutions in bfloat16, summed in fp32 (AVX512_BF16; faster, less
+  // precise; see GemmPrecision), and linear layers' weights in bf16 (half the bytes to read).
+  // Winograd convolutions stay fp32.
   bool bf16 = false;
   // cuda: taps and channel means stay in GPU memory (Device::cuda tensors), for PRISM on the GPU;
   // otherwise they are copied to the host. The logits always come to the host.
@@ -51,6 +52,7 @@ struct Step {
   BatchNorm2dWeights batch_norm{};    // an unfolded batch norm's running statistics
   Tensor folded_weight, folded_bias;  // owned when batch norm was folded in
   Conv2dPreparedCpu conv2d_cpu;       // cpu backend: the weight packed or Winograd-transformed
+  Tensor linear_bf16;                 // cpu backend, PlanOptions::bf16: a linear layer's weight in bf16
   // cuda backend: the weight and bias in GPU memory (an unfolded batch norm: scale and shift).
   Tensor device_weight, device_bias;
   std::vector<int> inputs;            // value indices

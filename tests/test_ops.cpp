@@ -379,6 +379,18 @@ TEST_CASE("linear: by hand and fast CPU against the reference", "[ops][linear]")
       linear_forward_cpu(q, xr.view(), wr.view(), br.data(), false, actual.view());
       INFO(rows << " images, " << in << " inputs");
       CHECK(test::close_enough(test::compare(actual.view(), expected.view()), fast_tolerance));
+      // bf16 weights: the streamed batches equal the reference with the weights rounded to bf16;
+      // the GEMM's (over 32 images) keep fp32.
+      const Tensor weights_bf16 = linear_weights_bf16(q, wr.data());
+      Tensor rounded_expected({rows, 13}), bf16_actual({rows, 13});
+      linear_forward_ref(q, xr.view(), (rows <= 32 ? rounded_to_bf16(wr) : wr.clone()).view(), br.data(), false,
+                         rounded_expected.view());
+      linear_forward_cpu(q, xr.view(), wr.view(), br.data(), false, bf16_actual.view(), &weights_bf16);
+      const test::Difference d = test::compare(bf16_actual.view(), rounded_expected.view());
+      INFO("bf16 weights: " << d.describe());
+      CHECK(test::close_enough(d, fast_tolerance));
+      // ... which is not what fp32 weights give, so the line above can fail.
+      if (rows <= 32) CHECK(test::compare(bf16_actual.view(), expected.view()).relative_to_scale() > 1e-4);
     }
   }
 }

@@ -98,8 +98,8 @@ void add_device_options(CLI::App* command, DeviceOptions& options) {
   command->add_flag("--tf32", options.tf32,
                     "cuda: let matrix products use TF32 tensor cores (faster; about 1e-3 relative error)");
   command->add_flag("--bf16", options.bf16,
-                    "cpu: convolutions' matrix products in bfloat16, summed in fp32 (AVX512_BF16; faster; "
-                    "about 1e-2 relative error)");
+                    "cpu: convolutions' matrix products and linear layers' weights in bfloat16, summed in fp32 "
+                    "(AVX512_BF16; faster; about 1e-2 relative error)");
   command->add_option("--max-memory", options.max_memory_gib,
                       "GiB a batch's activations may take (default: 90% of the memory there is)")
       ->check(CLI::PositiveNumber);
