@@ -1,4 +1,5 @@
-// tools/image/read_image.cpp: decoding image files with stb_image (Debian's libstb).
+// tools/image/read_image.cpp: decoding image files with stb_image (Debian's header, compiled in
+// tools/image/stb_image_impl.cpp).
 #include <stb_image.h>
 
 #include <cerrno>
