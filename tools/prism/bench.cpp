@@ -60,18 +60,6 @@ double relative_difference(const Tensor& fast, const Tensor& reference) {
   return scale > 0 ? worst / scale : worst;
 }
 
-// How many rows of two (N, classes) logits tensors have the same largest class.
-int64_t same_top_class(const Tensor& a, const Tensor& b) {
-  const int64_t classes = a.dim(1);
-  int64_t same = 0;
-  for (int64_t n = 0; n < a.dim(0); ++n) {
-    const float* row_a = a.data() + n * classes;
-    const float* row_b = b.data() + n * classes;
-    same += std::max_element(row_a, row_a + classes) - row_a == std::max_element(row_b, row_b + classes) - row_b;
-  }
-  return same;
-}
-
 // bf16's error where it shows: the bench's whole batch through every layer as the timed plan runs
 // it, against the same plan in fp32: logits, top classes and PRISM's colours.
 void report_bf16_error(const Model& model, const PlanOptions& bf16_options, const std::vector<std::string>& captures,
@@ -87,6 +75,11 @@ void report_bf16_error(const Model& model, const PlanOptions& bf16_options, cons
     collector.add(results[i]);
     maps[i] = compute_prism(collector, PrismOptions{}, input.dim(2), input.dim(3), nullptr);
   }
+  // The top class as `prism classify` ranks it, for each image in both precisions.
+  const auto top_fp32 = top_classes(results[0].output, model.labels, 1);
+  const auto top_bf16 = top_classes(results[1].output, model.labels, 1);
+  int64_t same_top_class = 0;
+  for (size_t n = 0; n < top_fp32.size(); ++n) same_top_class += top_fp32[n][0].index == top_bf16[n][0].index;
   double colour_sum = 0.0, colour_worst = 0.0;
   const Tensor& exact = maps[0].maps;
   for (int64_t i = 0; i < exact.numel(); ++i) {
@@ -97,8 +90,8 @@ void report_bf16_error(const Model& model, const PlanOptions& bf16_options, cons
   fmt::print(
       "bf16 against fp32 (batch {}): logits within {:.2e} of their scale, the same top class for {} of {} images, "
       "PRISM's colours (0-1) {:.2e} apart on average, {:.2e} at most\n",
-      input.dim(0), relative_difference(results[1].output, results[0].output),
-      same_top_class(results[1].output, results[0].output), input.dim(0), colour_sum / exact.numel(), colour_worst);
+      input.dim(0), relative_difference(results[1].output, results[0].output), same_top_class, input.dim(0),
+      colour_sum / exact.numel(), colour_worst);
 }
 
 void run_bench(const BenchOptions& options) {
