@@ -36,19 +36,32 @@ Interpolation interpolation(int64_t in, int64_t out) {
 Tensor resize_bilinear(ConstTensorView maps, int64_t height, int64_t width) {
   const int64_t planes = maps.dim(0) * maps.dim(1), in_h = maps.dim(2), in_w = maps.dim(3);
   const Interpolation rows = interpolation(in_h, height), columns = interpolation(in_w, width);
-  Tensor out({maps.dim(0), maps.dim(1), height, width});
-#pragma omp parallel for schedule(static)
-  for (int64_t plane = 0; plane < planes; ++plane) {
-    const float* in = maps.data + plane * in_h * in_w;
-    float* target = out.data() + plane * height * width;
-    for (int64_t y = 0; y < height; ++y) {
-      const float* top = in + rows.low[y] * in_w;
-      const float* bottom = in + rows.high[y] * in_w;
-      for (int64_t x = 0; x < width; ++x) {
-        const int64_t x0 = columns.low[x], x1 = columns.high[x];
-        const float w0 = columns.low_weight[x], w1 = columns.high_weight[x];
-        target[y * width + x] = rows.low_weight[y] * (w0 * top[x0] + w1 * top[x1]) +
-                                rows.high_weight[y] * (w0 * bottom[x0] + w1 * bottom[x1]);
+  Tensor out = Tensor::uninitialized({maps.dim(0), maps.dim(1), height, width});
+  // Separably: each input row is first interpolated along x (a plane's in_h rows of `width`),
+  // then each output row is a weighted sum of two of those, a loop the compiler vectorises. The
+  // same products and sums as PyTorch's w_y0 (w_x0 a + w_x1 b) + w_y1 (w_x0 c + w_x1 d); done
+  // pixel by pixel, gathering four inputs through index tables for every output, the final resize
+  // of 64 images' maps to 224x224 took twice as long.
+#pragma omp parallel
+  {
+    std::vector<float> widened(in_h * width);
+#pragma omp for schedule(static)
+    for (int64_t plane = 0; plane < planes; ++plane) {
+      const float* in = maps.data + plane * in_h * in_w;
+      for (int64_t y = 0; y < in_h; ++y) {
+        const float* row = in + y * in_w;
+        float* target = widened.data() + y * width;
+        for (int64_t x = 0; x < width; ++x) {
+          target[x] = columns.low_weight[x] * row[columns.low[x]] + columns.high_weight[x] * row[columns.high[x]];
+        }
+      }
+      float* target = out.data() + plane * height * width;
+      for (int64_t y = 0; y < height; ++y) {
+        const float* __restrict top = widened.data() + rows.low[y] * width;
+        const float* __restrict bottom = widened.data() + rows.high[y] * width;
+        const float w0 = rows.low_weight[y], w1 = rows.high_weight[y];
+        float* __restrict row = target + y * width;
+        for (int64_t x = 0; x < width; ++x) row[x] = w0 * top[x] + w1 * bottom[x];
       }
     }
   }

@@ -4,6 +4,7 @@
 
 #include <Eigen/Dense>
 #include <algorithm>
+#include <array>
 #include <catch2/catch.hpp>
 #include <cmath>
 #include <set>
@@ -176,6 +177,39 @@ TEST_CASE("bilinear resize follows torch.nn.functional.interpolate (align_corner
   const Tensor down = resize_bilinear(x.view(), 1, 2);
   CHECK(down.data()[0] == Approx(2.0));
   CHECK(down.data()[1] == Approx(3.0));
+}
+
+TEST_CASE("bilinear resize agrees with the per-pixel definition on uneven shapes", "[prism][extrapolate]") {
+  // resize_bilinear runs separably (rows first); here every output pixel is worked out on its
+  // own, in double, from interpolate's definition, on shapes where rows and columns differ.
+  auto source_of = [](int64_t i, int64_t in, int64_t out) {
+    const double s = std::max((i + 0.5) * static_cast<double>(in) / static_cast<double>(out) - 0.5, 0.0);
+    const int64_t low = std::min(static_cast<int64_t>(s), in - 1);
+    return std::make_tuple(low, std::min(low + 1, in - 1), s - static_cast<double>(low));
+  };
+  for (const auto& [in_h, in_w, out_h, out_w] : std::vector<std::array<int64_t, 4>>{
+           {5, 3, 7, 11}, {3, 5, 17, 4}, {9, 13, 4, 6}, {7, 7, 224, 160}, {1, 4, 3, 9}}) {
+    Tensor maps({2, 3, in_h, in_w});
+    for (int64_t i = 0; i < maps.numel(); ++i) maps.data()[i] = static_cast<float>((i * 37) % 23) - 11.0f;
+    const Tensor out = resize_bilinear(maps.view(), out_h, out_w);
+    REQUIRE(out.shape() == (Shape{2, 3, out_h, out_w}));
+    double worst = 0.0;
+    for (int64_t plane = 0; plane < 6; ++plane) {
+      const float* in = maps.data() + plane * in_h * in_w;
+      for (int64_t y = 0; y < out_h; ++y) {
+        const auto [y0, y1, fy] = source_of(y, in_h, out_h);
+        for (int64_t x = 0; x < out_w; ++x) {
+          const auto [x0, x1, fx] = source_of(x, in_w, out_w);
+          const double top = (1 - fx) * in[y0 * in_w + x0] + fx * in[y0 * in_w + x1];
+          const double bottom = (1 - fx) * in[y1 * in_w + x0] + fx * in[y1 * in_w + x1];
+          const double expected = (1 - fy) * top + fy * bottom;
+          worst = std::max(worst, std::abs(out.data()[(plane * out_h + y) * out_w + x] - expected));
+        }
+      }
+    }
+    INFO(in_h << "x" << in_w << " -> " << out_h << "x" << out_w);
+    CHECK(worst < 1e-4);
+  }
 }
 
 TEST_CASE("gradual extrapolation multiplies by each earlier capture's channel mean", "[prism][extrapolate]") {
