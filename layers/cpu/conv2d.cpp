@@ -17,7 +17,6 @@ constexpr int64_t column_tile_budget_floats = int64_t{1} << 19;  // 2 MiB: about
 // Thresholds of conv2d_choose_algorithm_cpu, measured on ResNet-50's and VGG-16's layers at batch 1
 // and 8 (bench/cpu_vs_peers.py's machine, 2 threads).
 constexpr int64_t gemm_fewest_columns_to_choose = 128;
-constexpr int64_t winograd_fewest_tiles_few_channels = 384;
 constexpr int64_t direct_most_channels_windowed = 128;
 constexpr int64_t direct_fewest_depth = 64;
 
@@ -141,15 +140,12 @@ Conv2dAlgorithm choose_for_fp32(const Conv2dParams& p, const Shape& input_shape,
   // saves over the direct kernel.
   if (direct_suits && windowed && strided) return Conv2dAlgorithm::direct;
   // Winograd saves two thirds of the GEMM's arithmetic and adds transforms that cost in
-  // proportion to the channels rather than their square, in chunks of 192 tiles. It beat the direct
-  // kernel on every ResNet-50 and VGG-16 shape but those with both few tiles and few channels:
-  // ResNet's 56x56 and 28x28 stages at batch 1 (196 and 49 tiles, 64 and 128 channels) ran
-  // faster direct, while 7x7 images at batch 8 (32 tiles, 512 channels) ran faster by Winograd.
-  if (allow_winograd && conv2d_winograd_applies(p, input_shape) &&
-      (conv2d_winograd_tiles(p, input_shape) >= winograd_fewest_tiles_few_channels ||
-       p.out_channels > direct_most_channels_windowed || !direct_suits)) {
-    return Conv2dAlgorithm::winograd;
-  }
+  // proportion to the channels rather than their square, in chunks of 192 tiles. On the Xeon
+  // bench/ measures on it beat the direct kernel on every ResNet-50 and VGG-16 shape it applies
+  // to (32 tiles and more), batch 1 included: there ResNet-50's 56x56 and 28x28 3x3s, 196 and 49
+  // tiles of 64 and 128 channels, took 0.70-0.76 and 0.67 ms against 0.82-0.83 and 0.75-0.77
+  // direct. (On an AMD Zen 5 those two had run faster direct.)
+  if (allow_winograd && conv2d_winograd_applies(p, input_shape)) return Conv2dAlgorithm::winograd;
   // Windowed convolutions with few output channels: the column matrix (nine times the input for
   // 3x3) is copied for too little arithmetic per element.
   if (direct_suits && windowed && p.out_channels / p.groups <= direct_most_channels_windowed) {
