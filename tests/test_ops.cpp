@@ -322,6 +322,22 @@ TEST_CASE("max_pool2d: fast CPU equals the reference", "[ops][max_pool2d]") {
                  << c.ceil);
     CHECK(test::compare(actual.view(), expected.view()).max_abs == 0.0);
   }
+  // Rows and columns pooled differently (the fast one pools rows first, then columns), and NaN
+  // spreading to every window that holds it, as in PyTorch.
+  MaxPool2dParams p;
+  p.kernel_h = 3, p.kernel_w = 2, p.stride_h = 2, p.stride_w = 1, p.padding_h = 1, p.padding_w = 1;
+  Tensor x = test::random_tensor({1, 3, 9, 8}, 99);
+  x.data()[1 * 72 + 4 * 8 + 5] = std::numeric_limits<float>::quiet_NaN();  // channel 1, row 4, column 5
+  Tensor expected(max_pool2d_output_shape(p, x.shape())), actual(expected.shape());
+  max_pool2d_forward_ref(p, x.view(), expected.view());
+  max_pool2d_forward_cpu(p, x.view(), actual.view());
+  int64_t nans = 0;
+  for (int64_t i = 0; i < actual.numel(); ++i) {
+    const float a = actual.data()[i], e = expected.data()[i];
+    CHECK((std::isnan(a) ? std::isnan(e) : a == e));
+    nans += std::isnan(a);
+  }
+  CHECK(nans == 2);  // row 4 is in output row 2's window (rows 3-5) alone, column 5 in columns 5 and 6
 }
 
 TEST_CASE("adaptive_avg_pool2d: PyTorch's overlapping bins by hand", "[ops][adaptive_avg_pool2d]") {
