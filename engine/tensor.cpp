@@ -179,15 +179,22 @@ Tensor nchw_to_nhwc(ConstTensorView tensor) {
 Tensor channel_mean(ConstTensorView activations) {
   const int64_t batch = activations.dim(0), channels = activations.dim(1);
   const int64_t plane = activations.dim(2) * activations.dim(3);
-  Tensor mean({batch, 1, activations.dim(2), activations.dim(3)});
-  std::vector<double> sum(plane);
-  for (int64_t n = 0; n < batch; ++n) {
-    std::fill(sum.begin(), sum.end(), 0.0);
+  Tensor mean = Tensor::uninitialized({batch, 1, activations.dim(2), activations.dim(3)});
+  // Tasks of (image, a run of pixels), each pixel summed over the channels in order, in double:
+  // the same result on any number of threads. On one thread, ResNet-50's four means at batch 8
+  // (70 MB of activations read) took 4-5 ms of the forward pass outside any step.
+  constexpr int64_t run = 1024;  // pixels: their sums stay in L1
+  const int64_t runs = (plane + run - 1) / run;
+#pragma omp parallel for schedule(static) if (batch * channels * plane >= (int64_t{1} << 16))
+  for (int64_t task = 0; task < batch * runs; ++task) {
+    const int64_t n = task / runs, first = task % runs * run, count = std::min(run, plane - first);
+    double sum[run] = {};
     for (int64_t c = 0; c < channels; ++c) {
-      const float* source = activations.data + (n * channels + c) * plane;
-      for (int64_t p = 0; p < plane; ++p) sum[p] += source[p];
+      const float* source = activations.data + (n * channels + c) * plane + first;
+      for (int64_t p = 0; p < count; ++p) sum[p] += source[p];
     }
-    for (int64_t p = 0; p < plane; ++p) mean.data()[n * plane + p] = static_cast<float>(sum[p] / channels);
+    float* target = mean.data() + n * plane + first;
+    for (int64_t p = 0; p < count; ++p) target[p] = static_cast<float>(sum[p] / channels);
   }
   return mean;
 }

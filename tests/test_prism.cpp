@@ -212,6 +212,29 @@ TEST_CASE("bilinear resize agrees with the per-pixel definition on uneven shapes
   }
 }
 
+TEST_CASE("channel means are each pixel's mean over channels, the same on any number of threads", "[prism]") {
+  // 45x50 pixels: two runs of 1024 and a partial third per image.
+  const Tensor x = test::random_tensor({3, 7, 45, 50}, 12);
+  const int64_t plane = 45 * 50;
+  const int threads = omp_get_max_threads();
+  omp_set_num_threads(1);
+  const Tensor one = channel_mean(x.view());
+  omp_set_num_threads(2);
+  const Tensor two = channel_mean(x.view());
+  omp_set_num_threads(threads);
+  REQUIRE(one.shape() == (Shape{3, 1, 45, 50}));
+  double worst = 0.0;
+  for (int64_t n = 0; n < 3; ++n) {
+    for (int64_t p = 0; p < plane; ++p) {
+      double sum = 0.0;
+      for (int64_t c = 0; c < 7; ++c) sum += x.data()[(n * 7 + c) * plane + p];
+      worst = std::max(worst, std::abs(one.data()[n * plane + p] - sum / 7));
+    }
+  }
+  CHECK(worst < 1e-6);
+  CHECK(std::equal(one.data(), one.data() + one.numel(), two.data()));
+}
+
 TEST_CASE("gradual extrapolation multiplies by each earlier capture's channel mean", "[prism][extrapolate]") {
   // A capture with channels 1 and 3 everywhere has mean 2; extrapolating a constant map of 5
   // through it gives 10 at its size.
