@@ -121,6 +121,55 @@ TEST_CASE("gemm: fp32 and bf16 products equal the product in double", "[ops][gem
   CHECK(rounding.max_abs > 1e-3 * rounding.scale);
 }
 
+TEST_CASE("gemm: columns in runs (images side by side) equal the plain product", "[ops][gemm]") {
+  // 101 columns in runs of 29 (three whole runs and 14 columns of a fourth): panels of 48 cross
+  // from one run into the next. Each run's rows have their own padding and runs lie apart, as
+  // images' planes do; the addend in place (in C itself) as ResNet's residuals are, and apart.
+  const int64_t rows = 13, depth = 515, columns = 101, run = 29, runs_count = 4;
+  const Tensor a = test::random_tensor({rows, depth}, 1), b = test::random_tensor({depth, columns}, 2);
+  const Tensor bias = test::random_tensor({rows}, 3), addend = test::random_tensor({rows, columns}, 4);
+  const GemmColumnRuns runs{run, depth * 31 + 5, rows * 33 + 3, rows * 30 + 1};
+  // Element (row, column) of a matrix in runs with the given row stride and run stride.
+  auto at = [run](int64_t row, int64_t column, int64_t row_stride, int64_t run_stride) {
+    return column / run * run_stride + row * row_stride + column % run;
+  };
+  std::vector<float> b_runs(runs_count * runs.b_stride), addend_runs(runs_count * runs.addend_stride);
+  for (int64_t j = 0; j < columns; ++j) {
+    for (int64_t k = 0; k < depth; ++k) b_runs[at(k, j, 31, runs.b_stride)] = b.data()[k * columns + j];
+    for (int64_t r = 0; r < rows; ++r) addend_runs[at(r, j, 30, runs.addend_stride)] = addend.data()[r * columns + j];
+  }
+  const PackedMatrix fp32 = gemm_pack_a(a.data(), rows, depth, depth);
+  for (bool bf16 : {false, true}) {
+    if (bf16 && !gemm_bf16_available()) continue;
+    const PackedMatrix packed = bf16 ? gemm_to_bf16(fp32) : gemm_pack_a(a.data(), rows, depth, depth);
+    const Tensor expected = product_in_double(a, b, bias, addend, bf16);
+    for (int threads : {1, 2}) {
+      for (bool in_place : {false, true}) {
+        std::vector<float> c_runs(runs_count * runs.c_stride, 0.0f);
+        GemmEpilogue epilogue{bias.data(), addend_runs.data(), 30, true};
+        GemmColumnRuns layout = runs;
+        if (in_place) {
+          for (int64_t j = 0; j < columns; ++j) {
+            for (int64_t r = 0; r < rows; ++r) c_runs[at(r, j, 33, runs.c_stride)] = addend.data()[r * columns + j];
+          }
+          epilogue.addend = c_runs.data(), epilogue.addend_row_stride = 33, layout.addend_stride = runs.c_stride;
+        }
+        std::vector<float> workspace(gemm_workspace_floats(depth, columns));
+        gemm_packed(packed, b_runs.data(), 31, columns, c_runs.data(), 33, epilogue, workspace.data(), threads, 0, -1,
+                    layout);
+        Tensor c({rows, columns});
+        for (int64_t j = 0; j < columns; ++j) {
+          for (int64_t r = 0; r < rows; ++r) c.data()[r * columns + j] = c_runs[at(r, j, 33, runs.c_stride)];
+        }
+        INFO((bf16 ? "bf16" : "fp32") << ", " << threads << " threads, addend " << (in_place ? "in C" : "apart"));
+        const test::Difference d = test::compare(c.view(), expected.view());
+        INFO(d.describe());
+        CHECK(d.max_abs < 1e-5 * std::max(1.0, d.scale));
+      }
+    }
+  }
+}
+
 TEST_CASE("conv2d: a 3x3 convolution computed by hand", "[ops][conv2d]") {
   // Input 1..16 in a 4x4 grid; a kernel that sums the 3x3 neighbourhood with the centre counted
   // twice; padding 1, so the corner (0, 0) sees 1 + 2 + 5 + 6 plus the centre again: 15.

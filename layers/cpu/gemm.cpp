@@ -9,6 +9,7 @@
 
 #include <algorithm>
 #include <cstring>
+#include <limits>
 
 #include "engine/error.hpp"
 
@@ -23,14 +24,44 @@ int64_t panels(int64_t n, int64_t per_panel) {
   return (n + per_panel - 1) / per_panel;
 }
 
+// Where column `column` of a matrix in runs (GemmColumnRuns) lies: its offset from column 0 when
+// each run lies `run_stride` floats after the previous one, and how many columns its run has from
+// it on.
+int64_t run_offset(const GemmColumnRuns& runs, int64_t column, int64_t run_stride) {
+  return runs.columns == 0 ? column : column / runs.columns * run_stride + column % runs.columns;
+}
+int64_t columns_left_in_run(const GemmColumnRuns& runs, int64_t column) {
+  return runs.columns == 0 ? std::numeric_limits<int64_t>::max() : runs.columns - column % runs.columns;
+}
+
+// Columns [column, column + width) of row `row` of a matrix in runs, copied to `to` run by run,
+// or from `from` back into it.
+void gather_columns(const float* matrix, int64_t row_stride, int64_t run_stride, const GemmColumnRuns& runs,
+                    int64_t row, int64_t column, int64_t width, float* to) {
+  for (int64_t j = 0; j < width;) {
+    const int64_t piece = std::min(width - j, columns_left_in_run(runs, column + j));
+    std::memcpy(to + j, matrix + row * row_stride + run_offset(runs, column + j, run_stride), piece * sizeof(float));
+    j += piece;
+  }
+}
+void scatter_columns(const float* from, float* matrix, int64_t row_stride, int64_t run_stride,
+                     const GemmColumnRuns& runs, int64_t row, int64_t column, int64_t width) {
+  for (int64_t j = 0; j < width;) {
+    const int64_t piece = std::min(width - j, columns_left_in_run(runs, column + j));
+    std::memcpy(matrix + row * row_stride + run_offset(runs, column + j, run_stride), from + j, piece * sizeof(float));
+    j += piece;
+  }
+}
+
 // Copies B's rows [0, depth) into panels of 48 columns, depth-major within each panel; columns past
 // the end are zero, so the micro-kernel never needs a bounds check on its loads.
 void pack_b_panel(const float* b, int64_t b_row_stride, int64_t depth, int64_t column_begin, int64_t columns,
-                  float* packed) {
+                  const GemmColumnRuns& runs, float* packed) {
   const int64_t width = std::min(gemm_columns_per_panel, columns - column_begin);
-  if (width == gemm_columns_per_panel) {
-    // A whole panel: whole vectors, no call per row (this copy is a fifth of a small-M GEMM).
-    const float* row = b + column_begin;
+  if (width == gemm_columns_per_panel && columns_left_in_run(runs, column_begin) >= width) {
+    // A whole panel in one run: whole vectors, no call per row (this copy is a fifth of a small-M
+    // GEMM).
+    const float* row = b + run_offset(runs, column_begin, runs.b_stride);
     constexpr int64_t ahead = 8;  // rows: each is in another page, which the prefetcher will not guess
     for (int64_t k = 0; k < depth; ++k, packed += gemm_columns_per_panel, row += b_row_stride) {
       if (k + ahead < depth) {
@@ -43,8 +74,7 @@ void pack_b_panel(const float* b, int64_t b_row_stride, int64_t depth, int64_t c
     return;
   }
   for (int64_t k = 0; k < depth; ++k, packed += gemm_columns_per_panel) {
-    const float* row = b + k * b_row_stride + column_begin;
-    std::memcpy(packed, row, width * sizeof(float));
+    gather_columns(b, b_row_stride, runs.b_stride, runs, k, column_begin, width, packed);
     std::fill(packed + width, packed + gemm_columns_per_panel, 0.0f);
   }
 }
@@ -138,21 +168,24 @@ int64_t bf16_pairs(int64_t depth) {
 // B's rows [0, depth) into a bf16 panel: (pairs, 48) floats, each two bfloat16s; columns past the
 // end and the row after an odd depth's last are zero.
 void pack_b_panel_bf16(const float* b, int64_t b_row_stride, int64_t depth, int64_t column_begin, int64_t columns,
-                       float* packed) {
+                       const GemmColumnRuns& runs, float* packed) {
   const int64_t width = std::min(gemm_columns_per_panel, columns - column_begin);
   // (k, j) and (k + 1, j) side by side: element j of the low half and j of the high half of what
   // vcvtne2ps2bf16 makes of the two rows.
   static const __m512i interleave = _mm512_set_epi16(31, 15, 30, 14, 29, 13, 28, 12, 27, 11, 26, 10, 25, 9, 24, 8, 23,
                                                      7, 22, 6, 21, 5, 20, 4, 19, 3, 18, 2, 17, 1, 16, 0);
   float row_buffer[2][gemm_columns_per_panel];
+  const bool in_place = width == gemm_columns_per_panel && columns_left_in_run(runs, column_begin) >= width;
   for (int64_t k = 0; k < depth; k += 2, packed += gemm_columns_per_panel) {
     const float* rows[2];
     for (int64_t i = 0; i < 2; ++i) {
       const bool exists = k + i < depth;
-      if (exists) rows[i] = b + (k + i) * b_row_stride + column_begin;
-      if (exists && width == gemm_columns_per_panel) continue;  // read in place
+      if (exists && in_place) {
+        rows[i] = b + (k + i) * b_row_stride + run_offset(runs, column_begin, runs.b_stride);
+        continue;
+      }
       std::fill(row_buffer[i], row_buffer[i] + gemm_columns_per_panel, 0.0f);
-      if (exists) std::memcpy(row_buffer[i], rows[i], width * sizeof(float));
+      if (exists) gather_columns(b, b_row_stride, runs.b_stride, runs, k + i, column_begin, width, row_buffer[i]);
       rows[i] = row_buffer[i];
     }
     for (int64_t v = 0; v < gemm_vectors_per_panel; ++v) {
@@ -277,7 +310,7 @@ int64_t gemm_workspace_floats(int64_t depth, int64_t columns) {
 
 void gemm_packed(const PackedMatrix& a, const float* b, int64_t b_row_stride, int64_t columns, float* c,
                  int64_t c_row_stride, const GemmEpilogue& epilogue, float* workspace, int num_threads,
-                 int64_t row_begin, int64_t row_end) {
+                 int64_t row_begin, int64_t row_end, const GemmColumnRuns& runs) {
   constexpr int64_t mr = gemm_rows_per_panel, nr = gemm_columns_per_panel;
   const int64_t row_panels = panels(a.rows, mr), column_panels = panels(columns, nr);
   if (row_end < 0) row_end = a.rows;
@@ -306,17 +339,44 @@ void gemm_packed(const PackedMatrix& a, const float* b, int64_t b_row_stride, in
                             epilogue.addend_row_stride, last && epilogue.relu};
     const bool has_epilogue = block_part.bias || block_part.addend || block_part.relu;
     auto pack_panel = [&](int64_t jr) {
-      pack_b(b + block * b_row_stride, b_row_stride, block_depth, jr * nr, columns, workspace + jr * packed_depth * nr);
+      pack_b(b + block * b_row_stride, b_row_stride, block_depth, jr * nr, columns, runs,
+             workspace + jr * packed_depth * nr);
     };
     auto block_product = [&](int64_t jr, int64_t ir) {
+      const int64_t column = jr * nr, width = std::min(nr, columns - column), rows = std::min(mr, a.rows - ir * mr);
+      const float* a_panel = a_block + ir * packed_depth * mr;
+      const float* b_panel = workspace + jr * packed_depth * nr;
+      float* c_rows = c + ir * mr * c_row_stride;
+      const float* addend_rows =
+          block_part.addend ? block_part.addend + ir * mr * block_part.addend_row_stride : nullptr;
       // The epilogue, moved to this block of C.
       GemmEpilogue block_epilogue = block_part;
       if (block_part.bias) block_epilogue.bias += ir * mr;
-      if (block_part.addend) block_epilogue.addend += ir * mr * block_part.addend_row_stride + jr * nr;
-      const int64_t width = std::min(nr, columns - jr * nr);
-      kernel_for(width)(block_depth, a_block + ir * packed_depth * mr, workspace + jr * packed_depth * nr,
-                        c + ir * mr * c_row_stride + jr * nr, c_row_stride, std::min(mr, a.rows - ir * mr), width,
-                        !first, has_epilogue ? &block_epilogue : nullptr);
+      const MicroKernel kernel = kernel_for(width);
+      if (columns_left_in_run(runs, column) >= width) {
+        if (addend_rows) block_epilogue.addend = addend_rows + run_offset(runs, column, runs.addend_stride);
+        kernel(block_depth, a_panel, b_panel, c_rows + run_offset(runs, column, runs.c_stride), c_row_stride, rows,
+               width, !first, has_epilogue ? &block_epilogue : nullptr);
+        return;
+      }
+      // A block across runs (the end of one image and the start of the next): its C and addend
+      // gathered into buffers, the block computed there, and C scattered back.
+      float block_c[mr * nr], block_addend[mr * nr];
+      for (int64_t r = 0; r < rows; ++r) {
+        if (!first) gather_columns(c_rows, c_row_stride, runs.c_stride, runs, r, column, width, block_c + r * nr);
+        if (addend_rows) {
+          gather_columns(addend_rows, block_part.addend_row_stride, runs.addend_stride, runs, r, column, width,
+                         block_addend + r * nr);
+        }
+      }
+      if (addend_rows) {
+        block_epilogue.addend = block_addend;
+        block_epilogue.addend_row_stride = nr;
+      }
+      kernel(block_depth, a_panel, b_panel, block_c, nr, rows, width, !first, has_epilogue ? &block_epilogue : nullptr);
+      for (int64_t r = 0; r < rows; ++r) {
+        scatter_columns(block_c + r * nr, c_rows, c_row_stride, runs.c_stride, runs, r, column, width);
+      }
     };
     // One thread: each B panel packed just before its products, while it is still in L1 rather
     // than after all the others (Winograd's GEMMs, called one thread each: ResNet-50's at batch 8

@@ -86,14 +86,23 @@ struct GemmEpilogue {
   bool relu = false;
 };
 
+// Columns that lie in runs: several images side by side in one product, each image's pixels a
+// run of `columns` columns whose rows (channels) are planes of that image, and each run's B, C
+// and addend this many floats after the previous run's (the next image's planes). columns == 0:
+// one run, the plain row-major layout.
+struct GemmColumnRuns {
+  int64_t columns = 0;
+  int64_t b_stride = 0, c_stride = 0, addend_stride = 0;
+};
+
 // c (a.rows, columns) = a * b (a.depth, columns), then the epilogue, in a's precision (b is
 // rounded to bf16 as it is packed where a is bf16). b and c are row-major with the given row
-// strides. num_threads > 1 splits the work over OpenMP threads; call it with 1 from
-// inside a parallel region. [row_begin, row_end) limits the work to those rows of c (row_begin a
-// multiple of gemm_rows_per_panel; -1: to the last), so that threads can share one product
-// without waiting for each other.
+// strides, in runs if `runs` says so. num_threads > 1 splits the work over OpenMP threads; call
+// it with 1 from inside a parallel region. [row_begin, row_end) limits the work to those rows of
+// c (row_begin a multiple of gemm_rows_per_panel; -1: to the last), so that threads can share
+// one product without waiting for each other.
 void gemm_packed(const PackedMatrix& a, const float* b, int64_t b_row_stride, int64_t columns, float* c,
                  int64_t c_row_stride, const GemmEpilogue& epilogue, float* workspace, int num_threads,
-                 int64_t row_begin = 0, int64_t row_end = -1);
+                 int64_t row_begin = 0, int64_t row_end = -1, const GemmColumnRuns& runs = {});
 
 }  // namespace prism
