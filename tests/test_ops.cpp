@@ -4,6 +4,7 @@
 #include <omp.h>
 
 #include <algorithm>
+#include <array>
 #include <catch2/catch.hpp>
 #include <cmath>
 #include <cstring>
@@ -85,86 +86,92 @@ Tensor product_in_double(const Tensor& a, const Tensor& b, const Tensor& bias, c
 TEST_CASE("gemm: fp32 and bf16 products equal the product in double", "[ops][gemm]") {
   // 13 rows (a partial panel of 8), depth 515 (blocks of 256, 256 and an odd 3), 101 columns (two
   // panels of 48 and one of 5), with bias, addend and ReLU; rows [8, 13) alone as a thread's share.
-  const int64_t rows = 13, depth = 515, columns = 101;
-  const Tensor a = test::random_tensor({rows, depth}, 1), b = test::random_tensor({depth, columns}, 2);
-  const Tensor bias = test::random_tensor({rows}, 3), addend = test::random_tensor({rows, columns}, 4);
-  const PackedMatrix fp32 = gemm_pack_a(a.data(), rows, depth, depth);
-  std::vector<GemmPrecision> precisions = {GemmPrecision::fp32};
-  if (gemm_bf16_available()) {
-    precisions.push_back(GemmPrecision::bf16);
-  } else {
-    WARN("this build has no AVX512_BF16: bf16 products not tested");
-    CHECK_THROWS_WITH(gemm_to_bf16(fp32), Catch::Contains("AVX512_BF16"));
-  }
-  for (GemmPrecision precision : precisions) {
-    const bool bf16 = precision == GemmPrecision::bf16;
-    const PackedMatrix packed = bf16 ? gemm_to_bf16(fp32) : gemm_pack_a(a.data(), rows, depth, depth);
-    const Tensor expected = product_in_double(a, b, bias, addend, bf16);
-    for (int threads : {1, 2}) {
-      for (int64_t first_row : {0, 8}) {
-        Tensor c({rows, columns});
-        std::vector<float> workspace(gemm_workspace_floats(depth, columns));
-        gemm_packed(packed, b.data(), columns, columns, c.data(), columns,
-                    GemmEpilogue{bias.data(), addend.data(), columns, true}, workspace.data(), threads, first_row);
-        INFO((bf16 ? "bf16" : "fp32") << ", " << threads << " threads, rows from " << first_row);
-        Tensor share = expected.clone();  // rows before first_row stay as they were: zero
-        std::fill(share.data(), share.data() + first_row * columns, 0.0f);
-        const test::Difference d = test::compare(c.view(), share.view());
-        INFO(d.describe());
-        CHECK(d.max_abs < 1e-5 * std::max(1.0, d.scale));  // fp32 sums of exact products
+  // Then a shallow product taller than deep (21 x 19), which one thread runs row panel by row panel.
+  for (const auto& [rows, depth, columns] :
+       {std::array<int64_t, 3>{13, 515, 101}, std::array<int64_t, 3>{21, 19, 101}}) {
+    const Tensor a = test::random_tensor({rows, depth}, 1), b = test::random_tensor({depth, columns}, 2);
+    const Tensor bias = test::random_tensor({rows}, 3), addend = test::random_tensor({rows, columns}, 4);
+    const PackedMatrix fp32 = gemm_pack_a(a.data(), rows, depth, depth);
+    std::vector<GemmPrecision> precisions = {GemmPrecision::fp32};
+    if (gemm_bf16_available()) {
+      precisions.push_back(GemmPrecision::bf16);
+    } else {
+      WARN("this build has no AVX512_BF16: bf16 products not tested");
+      CHECK_THROWS_WITH(gemm_to_bf16(fp32), Catch::Contains("AVX512_BF16"));
+    }
+    for (GemmPrecision precision : precisions) {
+      const bool bf16 = precision == GemmPrecision::bf16;
+      const PackedMatrix packed = bf16 ? gemm_to_bf16(fp32) : gemm_pack_a(a.data(), rows, depth, depth);
+      const Tensor expected = product_in_double(a, b, bias, addend, bf16);
+      for (int threads : {1, 2}) {
+        for (int64_t first_row : {0, 8}) {
+          Tensor c({rows, columns});
+          std::vector<float> workspace(gemm_workspace_floats(depth, columns));
+          gemm_packed(packed, b.data(), columns, columns, c.data(), columns,
+                      GemmEpilogue{bias.data(), addend.data(), columns, true}, workspace.data(), threads, first_row);
+          INFO((bf16 ? "bf16" : "fp32") << ", " << threads << " threads, rows from " << first_row);
+          Tensor share = expected.clone();  // rows before first_row stay as they were: zero
+          std::fill(share.data(), share.data() + first_row * columns, 0.0f);
+          const test::Difference d = test::compare(c.view(), share.view());
+          INFO(d.describe());
+          CHECK(d.max_abs < 1e-5 * std::max(1.0, d.scale));  // fp32 sums of exact products
+        }
       }
     }
+    // The bf16 test can fail: rounding the inputs moves this product far more than fp32 sums do.
+    const test::Difference rounding = test::compare(product_in_double(a, b, bias, addend, true).view(),
+                                                    product_in_double(a, b, bias, addend, false).view());
+    CHECK(rounding.max_abs > 1e-3 * rounding.scale);
   }
-  // The bf16 test can fail: rounding the inputs moves this product far more than fp32 sums do.
-  const test::Difference rounding = test::compare(product_in_double(a, b, bias, addend, true).view(),
-                                                  product_in_double(a, b, bias, addend, false).view());
-  CHECK(rounding.max_abs > 1e-3 * rounding.scale);
 }
 
 TEST_CASE("gemm: columns in runs (images side by side) equal the plain product", "[ops][gemm]") {
   // 101 columns in runs of 29 (three whole runs and 14 columns of a fourth): panels of 48 cross
   // from one run into the next. Each run's rows have their own padding and runs lie apart, as
   // images' planes do; the addend in place (in C itself) as ResNet's residuals are, and apart.
-  const int64_t rows = 13, depth = 515, columns = 101, run = 29, runs_count = 4;
-  const Tensor a = test::random_tensor({rows, depth}, 1), b = test::random_tensor({depth, columns}, 2);
-  const Tensor bias = test::random_tensor({rows}, 3), addend = test::random_tensor({rows, columns}, 4);
-  const GemmColumnRuns runs{run, depth * 31 + 5, rows * 33 + 3, rows * 30 + 1};
-  // Element (row, column) of a matrix in runs with the given row stride and run stride.
-  auto at = [run](int64_t row, int64_t column, int64_t row_stride, int64_t run_stride) {
-    return column / run * run_stride + row * row_stride + column % run;
-  };
-  std::vector<float> b_runs(runs_count * runs.b_stride), addend_runs(runs_count * runs.addend_stride);
-  for (int64_t j = 0; j < columns; ++j) {
-    for (int64_t k = 0; k < depth; ++k) b_runs[at(k, j, 31, runs.b_stride)] = b.data()[k * columns + j];
-    for (int64_t r = 0; r < rows; ++r) addend_runs[at(r, j, 30, runs.addend_stride)] = addend.data()[r * columns + j];
-  }
-  const PackedMatrix fp32 = gemm_pack_a(a.data(), rows, depth, depth);
-  for (bool bf16 : {false, true}) {
-    if (bf16 && !gemm_bf16_available()) continue;
-    const PackedMatrix packed = bf16 ? gemm_to_bf16(fp32) : gemm_pack_a(a.data(), rows, depth, depth);
-    const Tensor expected = product_in_double(a, b, bias, addend, bf16);
-    for (int threads : {1, 2}) {
-      for (bool in_place : {false, true}) {
-        std::vector<float> c_runs(runs_count * runs.c_stride, 0.0f);
-        GemmEpilogue epilogue{bias.data(), addend_runs.data(), 30, true};
-        GemmColumnRuns layout = runs;
-        if (in_place) {
-          for (int64_t j = 0; j < columns; ++j) {
-            for (int64_t r = 0; r < rows; ++r) c_runs[at(r, j, 33, runs.c_stride)] = addend.data()[r * columns + j];
+  // Deep, and shallow and taller than deep (run row panel by row panel on one thread).
+  constexpr int64_t columns = 101, run = 29, runs_count = 4;
+  for (const auto& [rows, depth] : {std::array<int64_t, 2>{13, 515}, std::array<int64_t, 2>{21, 19}}) {
+    const Tensor a = test::random_tensor({rows, depth}, 1), b = test::random_tensor({depth, columns}, 2);
+    const Tensor bias = test::random_tensor({rows}, 3), addend = test::random_tensor({rows, columns}, 4);
+    const GemmColumnRuns runs{run, depth * 31 + 5, rows * 33 + 3, rows * 30 + 1};
+    // Element (row, column) of a matrix in runs with the given row stride and run stride.
+    auto at = [run](int64_t row, int64_t column, int64_t row_stride, int64_t run_stride) {
+      return column / run * run_stride + row * row_stride + column % run;
+    };
+    std::vector<float> b_runs(runs_count * runs.b_stride), addend_runs(runs_count * runs.addend_stride);
+    for (int64_t j = 0; j < columns; ++j) {
+      for (int64_t k = 0; k < depth; ++k) b_runs[at(k, j, 31, runs.b_stride)] = b.data()[k * columns + j];
+      for (int64_t r = 0; r < rows; ++r) addend_runs[at(r, j, 30, runs.addend_stride)] = addend.data()[r * columns + j];
+    }
+    const PackedMatrix fp32 = gemm_pack_a(a.data(), rows, depth, depth);
+    for (bool bf16 : {false, true}) {
+      if (bf16 && !gemm_bf16_available()) continue;
+      const PackedMatrix packed = bf16 ? gemm_to_bf16(fp32) : gemm_pack_a(a.data(), rows, depth, depth);
+      const Tensor expected = product_in_double(a, b, bias, addend, bf16);
+      for (int threads : {1, 2}) {
+        for (bool in_place : {false, true}) {
+          std::vector<float> c_runs(runs_count * runs.c_stride, 0.0f);
+          GemmEpilogue epilogue{bias.data(), addend_runs.data(), 30, true};
+          GemmColumnRuns layout = runs;
+          if (in_place) {
+            for (int64_t j = 0; j < columns; ++j) {
+              for (int64_t r = 0; r < rows; ++r) c_runs[at(r, j, 33, runs.c_stride)] = addend.data()[r * columns + j];
+            }
+            epilogue.addend = c_runs.data(), epilogue.addend_row_stride = 33, layout.addend_stride = runs.c_stride;
           }
-          epilogue.addend = c_runs.data(), epilogue.addend_row_stride = 33, layout.addend_stride = runs.c_stride;
+          std::vector<float> workspace(gemm_workspace_floats(depth, columns));
+          gemm_packed(packed, b_runs.data(), 31, columns, c_runs.data(), 33, epilogue, workspace.data(), threads, 0, -1,
+                      layout);
+          Tensor c({rows, columns});
+          for (int64_t j = 0; j < columns; ++j) {
+            for (int64_t r = 0; r < rows; ++r) c.data()[r * columns + j] = c_runs[at(r, j, 33, runs.c_stride)];
+          }
+          INFO((bf16 ? "bf16" : "fp32") << ", " << threads << " threads, addend " << (in_place ? "in C" : "apart"));
+          const test::Difference d = test::compare(c.view(), expected.view());
+          INFO(d.describe());
+          CHECK(d.max_abs < 1e-5 * std::max(1.0, d.scale));
         }
-        std::vector<float> workspace(gemm_workspace_floats(depth, columns));
-        gemm_packed(packed, b_runs.data(), 31, columns, c_runs.data(), 33, epilogue, workspace.data(), threads, 0, -1,
-                    layout);
-        Tensor c({rows, columns});
-        for (int64_t j = 0; j < columns; ++j) {
-          for (int64_t r = 0; r < rows; ++r) c.data()[r * columns + j] = c_runs[at(r, j, 33, runs.c_stride)];
-        }
-        INFO((bf16 ? "bf16" : "fp32") << ", " << threads << " threads, addend " << (in_place ? "in C" : "apart"));
-        const test::Difference d = test::compare(c.view(), expected.view());
-        INFO(d.describe());
-        CHECK(d.max_abs < 1e-5 * std::max(1.0, d.scale));
       }
     }
   }

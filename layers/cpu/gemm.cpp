@@ -20,6 +20,10 @@
 namespace prism {
 namespace {
 
+// The most of B (floats) that gemm_packed packs whole before a single thread's products: about half
+// an L2 cache.
+constexpr int64_t rows_outer_most_b_floats = int64_t{1} << 18;
+
 int64_t panels(int64_t n, int64_t per_panel) {
   return (n + per_panel - 1) / per_panel;
 }
@@ -378,9 +382,23 @@ void gemm_packed(const PackedMatrix& a, const float* b, int64_t b_row_stride, in
         scatter_columns(block_c + r * nr, c_rows, c_row_stride, runs.c_stride, runs, r, column, width);
       }
     };
-    // One thread: each B panel packed just before its products, while it is still in L1 rather
-    // than after all the others (Winograd's GEMMs, called one thread each: ResNet-50's at batch 8
-    // 72 -> 67 ms, VGG-16's 396 -> 376). Several: all panels packed first, then shared out.
+    // One thread, a shallow product whose C is at least as tall as B (a 1x1 convolution that
+    // widens, 64 -> 256 channels): C costs more than B, so all of B is packed first (it stays in
+    // L2) and C is written row panel by row panel, eight rows streaming along, instead of a
+    // 48-column strip of every row at a time. ResNet-50's widening 1x1s at 56x56, batch 8: 3.7-4.0
+    // -> 3.0-3.2 ms; where C was the shorter (256 -> 64), it was no faster.
+    if (num_threads == 1 && a.depth <= gemm_depth_per_block && a.rows >= a.depth &&
+        a.depth * columns <= rows_outer_most_b_floats) {
+      for (int64_t jr = 0; jr < column_panels; ++jr) pack_panel(jr);
+      for (int64_t ir = first_panel; ir < end_panel; ++ir) {
+        for (int64_t jr = 0; jr < column_panels; ++jr) block_product(jr, ir);
+      }
+      continue;
+    }
+    // Otherwise on one thread each B panel is packed just before its products, while it is still
+    // in L1 rather than after all the others (Winograd's GEMMs, called one thread each: ResNet-50's
+    // at batch 8 72 -> 67 ms, VGG-16's 396 -> 376). Several: all panels packed first, then shared
+    // out.
     if (num_threads == 1) {
       for (int64_t jr = 0; jr < column_panels; ++jr) {
         pack_panel(jr);
