@@ -294,15 +294,16 @@ PrincipalComponents principal_components(ConstTensorView activations, const std:
   const int64_t side = std::min(rows, channels);
   const bool single_precision = side >= smallest_single_precision_gram;
   std::vector<double> mean(channels, 0.0);
-  for (int64_t n = 0; n < batch; ++n) {
-    for (int64_t c = 0; c < channels; ++c) {
+#pragma omp parallel for schedule(static)
+  for (int64_t c = 0; c < channels; ++c) {
+    for (int64_t n = 0; n < batch; ++n) {  // image by image, in order: the same sums on any number of threads
       const float* source = activations.data + (n * channels + c) * plane;
       double sum = 0.0;
       for (int64_t p = 0; p < plane; ++p) sum += source[p];
       mean[c] += sum;
     }
+    mean[c] /= static_cast<double>(rows);
   }
-  for (double& m : mean) m /= static_cast<double>(rows);
   MatrixD x;
   Eigen::MatrixXf x_single;  // by columns
   MatrixFRows x_rows;        // by rows
@@ -357,6 +358,21 @@ PrincipalComponents principal_components(ConstTensorView activations, const std:
   const int64_t k = static_cast<int64_t>(components.size());
   result.scores = Tensor({batch, k, activations.dim(2), activations.dim(3)});
   result.loadings = Tensor({k, channels});
+  // On the channel side in single precision, every component's scores X V in one pass over X, on
+  // every thread, each row's dot products while it is in L1 (64 images of ResNet-50's layer4:
+  // 3136 x 2048, 26 MB; one pass per component on one thread took 3.4-3.6 ms).
+  Eigen::MatrixXf channel_scores;
+  if (channel_side && single_precision) {
+    Eigen::MatrixXf loadings = Eigen::MatrixXf::Zero(channels, k);
+    for (int64_t j = 0; j < k; ++j) {
+      if (eigen.usable(components[j])) loadings.col(j) = eigen.vectors.col(components[j]).cast<float>();
+    }
+    channel_scores.resize(rows, k);
+#pragma omp parallel for schedule(static)
+    for (int64_t r = 0; r < rows; ++r) {
+      for (int64_t j = 0; j < k; ++j) channel_scores(r, j) = x_rows.row(r).dot(loadings.col(j).transpose());
+    }
+  }
   for (int64_t j = 0; j < k; ++j) {
     const int component = components[j];
     if (!eigen.usable(component)) continue;
@@ -365,7 +381,7 @@ PrincipalComponents principal_components(ConstTensorView activations, const std:
     Eigen::VectorXd loading, score;
     if (channel_side) {
       loading = eigen.vectors.col(component);
-      score = single_precision ? Eigen::VectorXd((x_rows * loading.cast<float>()).cast<double>()) : x * loading;
+      score = single_precision ? Eigen::VectorXd(channel_scores.col(j).cast<double>()) : x * loading;
     } else {
       score = eigen.vectors.col(component) * singular;
       const Eigen::VectorXd& u = eigen.vectors.col(component);
