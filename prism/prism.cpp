@@ -40,6 +40,20 @@ void place(Tensor& all, int64_t images, int64_t first, const Tensor& batch) {
 
 void PrismCollector::add(const RunResult& result) {
   const Tensor& last = result.taps.at(captures_.back());
+  add_means(result);
+  place(analysed_, images_, added_, last);
+  added_ += last.dim(0);
+}
+
+void PrismCollector::add(RunResult&& result) {
+  Tensor& last = result.taps.at(captures_.back());
+  if (added_ > 0 || last.dim(0) != images_) return add(static_cast<const RunResult&>(result));
+  add_means(result);
+  analysed_ = std::move(last);  // a copy of 64 images of ResNet-50's layer4 was 26 MB and 6-17 ms
+  added_ = images_;
+}
+
+void PrismCollector::add_means(const RunResult& result) {
   if (means_.empty()) means_.resize(captures_.size() - 1);
   for (size_t i = 0; i + 1 < captures_.size(); ++i) {
     const auto reduced = result.channel_means.find(captures_[i]);
@@ -51,8 +65,6 @@ void PrismCollector::add(const RunResult& result) {
       place(means_[i], images_, added_, channel_mean(on_host.empty() ? full.view() : on_host.view()));
     }
   }
-  place(analysed_, images_, added_, last);
-  added_ += last.dim(0);
 }
 
 void request_captures(PlanOptions& options, const std::vector<std::string>& captures) {

@@ -30,6 +30,9 @@ class PrismCollector {
   // Takes the captures of the next images from a run whose plan tapped them all: the analysed one
   // in full, the earlier ones in full or as channel means (see request_captures).
   void add(const RunResult& result);
+  // The same, taking the analysed capture over where the run holds every image at once instead of
+  // copying it.
+  void add(RunResult&& result);
 
   int64_t images_added() const { return added_; }
   const std::vector<std::string>& captures() const { return captures_; }
@@ -42,6 +45,8 @@ class PrismCollector {
   int64_t added_ = 0;
   Tensor analysed_;
   std::vector<Tensor> means_;
+
+  void add_means(const RunResult& result);
 };
 
 // Asks a plan for what PRISM needs of `captures` (forward order, the analysed one last): the

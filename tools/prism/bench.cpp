@@ -146,10 +146,10 @@ void run_bench(const BenchOptions& options) {
   std::vector<double> forward, prism_step, total_steps(plan.steps().size(), 0.0), step_seconds;
   for (int run = 0; run < options.warmup + options.runs; ++run) {
     const auto start = std::chrono::steady_clock::now();
-    const RunResult result = plan.run(input.view(), on_gpu ? nullptr : &step_seconds);
+    RunResult result = plan.run(input.view(), on_gpu ? nullptr : &step_seconds);
     const auto middle = std::chrono::steady_clock::now();
     PrismCollector collector(captures, options.batch);
-    collector.add(result);
+    collector.add(std::move(result));
     const PrismResult maps = compute_prism(collector, PrismOptions{}, height, width, plan.cuda_context());
     const auto end = std::chrono::steady_clock::now();
     if (run < options.warmup) continue;

@@ -119,10 +119,10 @@ void run_prism(const RunOptions& options) {
     if (!plan || plan->input_shape() != batch.shape())
       plan = std::make_unique<Plan>(model, batch.shape(), plan_options);
     const auto forward_start = std::chrono::steady_clock::now();
-    const RunResult result = plan->run(batch.view());
+    RunResult result = plan->run(batch.view());
     forward_seconds += std::chrono::duration<double>(std::chrono::steady_clock::now() - forward_start).count();
-    collector.add(result);
     for (auto& ranked : top_classes(result.output, model.labels, 5)) classes.push_back(std::move(ranked));
+    collector.add(std::move(result));
     if (capture_shapes.empty()) {
       for (const std::string& capture : captures) {
         capture_shapes.push_back(plan->tap_shape(capture));
