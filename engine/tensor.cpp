@@ -65,9 +65,12 @@ constexpr bool address_sanitizer = false;
 //   with fewer TLB misses (ResNet-50's load 1.2 -> 0.5 s, plan 1.0 -> 0.4 s; forward passes 2-4%
 //   faster than from malloc);
 // - transient ones come from malloc, which keeps what they free for the next (tools/prism/main.cpp
-//   stops it giving memory back), up to glibc's mmap threshold, 32 MiB; beyond it malloc would map
-//   fresh 4 KiB pages for each, so those get a 2 MiB-page mapping too (vgg16's PRISM maps at batch
-//   64, 38.5 MB).
+//   stops it giving memory back), up to glibc's mmap threshold, 32 MiB; beyond it (PRISM's maps of
+//   64 images at 224x224, 38.5 MB) a mapping of their own on 4 KiB pages. On 2 MiB pages that
+//   mapping took 45-48 ms to fault in at every PRISM call of `prism bench` on the Xeon machine of
+//   bench/ (the kernel clearing each huge page at 1.4 GB/s: fresh host memory, it seems) against
+//   about 10 on 4 KiB pages (all of PRISM at batch 64: 143-145 -> 107-110 ms, and 161-169 -> 125-130
+//   in a new process).
 // Not glibc's aligned_alloc(2 MiB) for either: its aligned blocks split the heap so that freed
 // memory was not reused, and every PRISM call faulted its buffers in afresh (ResNet-50 at batch
 // 8: PRISM 12-24 ms against 8; vgg16's forward pass at batch 8 about 10% slower).
@@ -75,8 +78,8 @@ constexpr size_t lasting_mapped_from = 2 * huge_page;
 constexpr size_t transient_mapped_from = malloc_tensor_bytes_below;
 
 // `bytes` (a multiple of huge_page) of zeroed memory in a mapping of its own, starting on a
-// 2 MiB boundary and advised onto 2 MiB pages; nullptr if the system has none to give.
-float* map_huge_pages(size_t bytes) {
+// 2 MiB boundary, advised onto 2 MiB pages if `huge_pages`; nullptr if the system has none to give.
+float* map_pages(size_t bytes, bool huge_pages) {
   const size_t padded = bytes + huge_page;  // room to slide to a 2 MiB boundary
   void* raw = mmap(nullptr, padded, PROT_READ | PROT_WRITE, MAP_PRIVATE | MAP_ANONYMOUS, -1, 0);
   if (raw == MAP_FAILED) return nullptr;
@@ -85,7 +88,7 @@ float* map_huge_pages(size_t bytes) {
   if (aligned > start) munmap(raw, aligned - start);  // give back the slack on both sides
   const uintptr_t tail = aligned + bytes, end = start + padded;
   if (end > tail) munmap(reinterpret_cast<void*>(tail), end - tail);
-  madvise(reinterpret_cast<void*>(aligned), bytes, MADV_HUGEPAGE);  // a hint: refused is fine
+  if (huge_pages) madvise(reinterpret_cast<void*>(aligned), bytes, MADV_HUGEPAGE);  // a hint: refused is fine
   return reinterpret_cast<float*>(aligned);
 }
 
@@ -117,7 +120,7 @@ Tensor::Tensor(Shape shape, bool zero_fill, Lifetime lifetime) : shape_(std::mov
   const size_t mapped_from = lifetime == Lifetime::lasting ? lasting_mapped_from : transient_mapped_from;
   if (bytes >= mapped_from && !address_sanitizer) {
     bytes = (bytes + huge_page - 1) / huge_page * huge_page;
-    float* memory = map_huge_pages(bytes);  // zeroed by the kernel: no fill needed
+    float* memory = map_pages(bytes, lifetime == Lifetime::lasting);  // zeroed by the kernel: no fill needed
     if (memory == nullptr) throw out_of_memory();
     storage_ = std::unique_ptr<float[], TensorStorageDeleter>(memory, TensorStorageDeleter{Device::cpu, bytes});
     return;
