@@ -57,9 +57,11 @@ constexpr bool address_sanitizer = true;
 constexpr bool address_sanitizer = false;
 #endif
 
-// Where a CPU tensor's memory comes from. On the virtual machines we measure on a page fault costs
-// about 16 us, so fresh memory on 4 KiB pages costs 4 ms per MB, on 2 MiB pages 0.06 ms; memory
-// that malloc reuses costs nothing. So:
+// Where a CPU tensor's memory comes from. On the AMD virtual machine of earlier measurements a page
+// fault cost about 16 us, so fresh memory on 4 KiB pages cost 4 ms per MB, on 2 MiB pages 0.06 ms;
+// on the Xeon one of bench/ a 38 MB mapping faulted in takes 14-16 ms on 4 KiB pages and 4 ms on
+// 2 MiB pages, but see below for the latter inside a busy process. Memory that malloc reuses costs
+// nothing. So:
 // - lasting tensors from 4 MiB get a mapping of their own on 2 MiB pages: weights and activation
 //   buffers are touched once with a few hundred faults instead of a hundred thousand, and walked
 //   with fewer TLB misses (ResNet-50's load 1.2 -> 0.5 s, plan 1.0 -> 0.4 s; forward passes 2-4%
