@@ -64,7 +64,8 @@ async function main() {
     const written = fs.readdirSync(folder).filter((name) => name.startsWith(path.basename(profilePrefix)));
     if (written.length !== 1) throw new Error(`ONNX Runtime's profile not found in ${folder}`);
     const profileFile = path.join(folder, written[0]);
-    fs.writeFileSync(profilePath, "[\n" + nodeMedians(profileFile).map((node) => JSON.stringify(node)).join(",\n") + "\n]\n");
+    const lines = nodeMedians(profileFile).map((node) => JSON.stringify(node));
+    fs.writeFileSync(profilePath, "[\n" + lines.join(",\n") + "\n]\n");
     fs.unlinkSync(profileFile);
   }
   console.log(JSON.stringify({ median_seconds: median, images_per_second: shape[0] / median }));
