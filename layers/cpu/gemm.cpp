@@ -386,8 +386,9 @@ void gemm_packed(const PackedMatrix& a, const float* b, int64_t b_row_stride, in
     // One thread, a shallow product whose C is at least as tall as B (a 1x1 convolution that
     // widens, 64 -> 256 channels): C costs more than B, so all of B is packed first (to be read
     // again from cache for each row panel) and C is written row panel by row panel, eight rows
-    // streaming along, instead of a 48-column strip of every row at a time. ResNet-50's widening 1x1s at 56x56, batch 8: 3.7-4.0
-    // -> 3.0-3.2 ms; where C was the shorter (256 -> 64), it was no faster.
+    // streaming along, instead of a 48-column strip of every row at a time. ResNet-50's widening
+    // 1x1s at 56x56, batch 8: 3.7-4.0 -> 3.0-3.2 ms; where C was the shorter (256 -> 64), it was
+    // no faster.
     if (num_threads == 1 && a.depth <= gemm_depth_per_block && a.rows >= a.depth &&
         a.depth * columns <= rows_outer_most_b_floats) {
       for (int64_t jr = 0; jr < column_panels; ++jr) pack_panel(jr);

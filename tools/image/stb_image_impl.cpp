@@ -4,8 +4,8 @@
 // never defined decodes with whatever an earlier image left in that memory. CI's fuzz run found an
 // index past a table's 256 values on a 900-byte progressive JPEG that did not fail when replayed
 // alone, which is how such leftovers would show (the likeliest reading; not reproduced). Zeroed,
-// such a table decodes every code as symbol 0 of length 0: the same pixels in every process. The fuzz target compiles
-// this file too (tests/fuzz/), under the sanitizers.
+// such a table decodes every code as symbol 0 of length 0: the same pixels in every process. The
+// fuzz target compiles this file too (tests/fuzz/), under the sanitizers.
 #include <cstdlib>
 
 #define STBI_MALLOC(size) std::calloc(1, size)
