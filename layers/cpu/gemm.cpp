@@ -39,23 +39,30 @@ int64_t columns_left_in_run(const GemmColumnRuns& runs, int64_t column) {
   return runs.columns == 0 ? std::numeric_limits<int64_t>::max() : runs.columns - column % runs.columns;
 }
 
-// Columns [column, column + width) of row `row` of a matrix in runs, copied to `to` run by run,
-// or from `from` back into it.
+// Columns [column, column + width) of a matrix in runs, piece by piece: piece(offset, j, count)
+// for each run's part, `count` columns from j on, at `offset` from column 0.
+template <typename Piece>
+void for_each_run_piece(const GemmColumnRuns& runs, int64_t run_stride, int64_t column, int64_t width, Piece piece) {
+  for (int64_t j = 0; j < width;) {
+    const int64_t count = std::min(width - j, columns_left_in_run(runs, column + j));
+    piece(run_offset(runs, column + j, run_stride), j, count);
+    j += count;
+  }
+}
+
+// Those columns of row `row` (of a matrix with row stride row_stride) copied to `to`, or from `from`
+// back into it.
 void gather_columns(const float* matrix, int64_t row_stride, int64_t run_stride, const GemmColumnRuns& runs,
                     int64_t row, int64_t column, int64_t width, float* to) {
-  for (int64_t j = 0; j < width;) {
-    const int64_t piece = std::min(width - j, columns_left_in_run(runs, column + j));
-    std::memcpy(to + j, matrix + row * row_stride + run_offset(runs, column + j, run_stride), piece * sizeof(float));
-    j += piece;
-  }
+  for_each_run_piece(runs, run_stride, column, width, [&](int64_t offset, int64_t j, int64_t count) {
+    std::memcpy(to + j, matrix + row * row_stride + offset, count * sizeof(float));
+  });
 }
 void scatter_columns(const float* from, float* matrix, int64_t row_stride, int64_t run_stride,
                      const GemmColumnRuns& runs, int64_t row, int64_t column, int64_t width) {
-  for (int64_t j = 0; j < width;) {
-    const int64_t piece = std::min(width - j, columns_left_in_run(runs, column + j));
-    std::memcpy(matrix + row * row_stride + run_offset(runs, column + j, run_stride), from + j, piece * sizeof(float));
-    j += piece;
-  }
+  for_each_run_piece(runs, run_stride, column, width, [&](int64_t offset, int64_t j, int64_t count) {
+    std::memcpy(matrix + row * row_stride + offset, from + j, count * sizeof(float));
+  });
 }
 
 // Copies B's rows [0, depth) into panels of 48 columns, depth-major within each panel; columns past
