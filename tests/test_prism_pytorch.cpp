@@ -1,7 +1,8 @@
 // tests/test_prism_pytorch.cpp: PRISM maps against the PyTorch reference of TorchPRISM's
 // algorithm (tests/pytorch/make_prism_reference.py, run by ctest first): vgg16 and resnet50 with
 // random weights on the sample photos as PNG, and the shipped Fashion-MNIST model on test images;
-// every option, a batch of one image and of all of them.
+// every option, a batch of one image and of all of them, and for resnet50 all of them at a size
+// whose last capture is wide enough for the PCA's block Krylov path.
 #include <algorithm>
 #include <catch2/catch.hpp>
 #include <cmath>
@@ -25,6 +26,7 @@ struct Configuration {
   PrismOptions options;
   CaptureSet captures = CaptureSet::torchprism;
   std::string layer;
+  int64_t input_size = 0;  // square, instead of the model's own
 };
 
 Configuration parse_configuration(const std::string& name) {
@@ -36,16 +38,19 @@ Configuration parse_configuration(const std::string& name) {
   if (name == "components=2.3.4") c.options.components = {1, 2, 3};
   if (name == "layer=features.23") c.layer = "features.23";
   if (name == "stages") c.captures = CaptureSet::stages;
+  if (name.rfind("size=", 0) == 0) c.input_size = std::stoll(name.substr(5));
   return c;
 }
 
 PrismResult run_prism(const Model& model, const std::vector<std::string>& files, const Configuration& c) {
-  const int64_t height = model.preprocessing.input_height, width = model.preprocessing.input_width;
+  Preprocessing preprocessing = model.preprocessing;
+  if (c.input_size > 0) preprocessing.input_height = preprocessing.input_width = c.input_size;
+  const int64_t height = preprocessing.input_height, width = preprocessing.input_width;
   std::vector<Image> images;
   for (const std::string& file : files) {
-    images.push_back(resize_for_model(read_image(file), model.preprocessing, ResizeMode::stretch));
+    images.push_back(resize_for_model(read_image(file), preprocessing, ResizeMode::stretch));
   }
-  const Tensor input = images_to_batch(images, model.preprocessing);
+  const Tensor input = images_to_batch(images, preprocessing);
   const std::vector<std::string> captures = c.layer.empty()
                                                 ? capture_points(model.graph, c.captures)
                                                 : capture_points_ending_at(model.graph, c.captures, c.layer);

@@ -8,8 +8,11 @@ files: lossless, so the C++ side decodes the same pixels PyTorch used), and NAME
 per configuration CONFIG@IMAGES, maps/CONFIG@IMAGES (N, H, W, 3) and variance/CONFIG@IMAGES.
 IMAGES is 1 (the second image in name order) or all of them. CONFIG is one of:
 ge, no_ge, inclusive, exclusive, quantised, no_ge_inclusive, components=2.3.4 (any model),
-layer=features.23 (VGG), stages (ResNet stage outputs instead of TorchPRISM's hooks).
+layer=features.23 (VGG), stages (ResNet stage outputs instead of TorchPRISM's hooks),
+size=S (ResNet: all the images stretched to S x S, S chosen so that layer4 holds at least 1024
+pixels in all, which the PCA solves by block Krylov iteration instead of Lanczos).
 """
+import math
 import shutil
 import argparse
 import glob
@@ -101,6 +104,13 @@ def main():
             else:
                 _, stages = reference.capture(model, batch, stage_modules(model), first_input=False)
                 store(f"stages@{count}", *reference.prism_maps(stages, size))
+        if not vgg:
+            # layer4 is 1/32 of the input on each side: N * (S / 32)^2 >= 1024.
+            side = 32 * math.ceil(math.sqrt(1024 / len(pngs)))
+            wide = transforms.Compose([transforms.Resize((side, side)), *preprocess.transforms[1:]])
+            batch = torch.stack([wide(Image.open(png).convert("L" if grey else "RGB").convert("RGB")) for png in pngs])
+            _, excitations = reference.capture(model, batch, hooks)
+            store(f"size={side}@{len(pngs)}", *reference.prism_maps(excitations, (side, side)))
     print(f"{name}: PRISM references for {len(configurations) + 1} configurations, batches of 1 and {len(pngs)}")
 
 
