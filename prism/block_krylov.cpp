@@ -21,11 +21,13 @@ void fill_random(Eigen::Ref<Eigen::VectorXd> column, std::mt19937_64& random) {
 // block's earlier columns, twice ("twice is enough" for classical Gram-Schmidt). A column that
 // was (nearly) in the span already, as happens once the products stop adding new directions (a
 // matrix of low rank), is replaced by a random one, so the basis always grows by a full block:
-// any orthonormal extension serves Rayleigh-Ritz.
-void orthonormalise(const MatrixD& basis, Eigen::Index m, MatrixD& block, std::mt19937_64& random) {
+// any orthonormal extension serves Rayleigh-Ritz. Returns the length of what such replacements
+// dropped from the block's span (a Frobenius norm; 0 when none was needed).
+double orthonormalise(const MatrixD& basis, Eigen::Index m, MatrixD& block, std::mt19937_64& random) {
   const auto known = basis.leftCols(m);
   const Eigen::VectorXd norms_before = block.colwise().norm().transpose();
   for (int pass = 0; pass < 2; ++pass) block -= known * (known.transpose() * block);
+  double dropped = 0.0;
   for (Eigen::Index j = 0; j < block.cols(); ++j) {
     auto column = block.col(j);
     double before = norms_before[j];
@@ -39,11 +41,13 @@ void orthonormalise(const MatrixD& basis, Eigen::Index m, MatrixD& block, std::m
         column /= after;
         break;
       }
+      if (attempt == 0) dropped += after * after;
       fill_random(column, random);
       before = column.norm();
       for (int pass = 0; pass < 2; ++pass) column -= known * (known.transpose() * column);
     }
   }
+  return std::sqrt(dropped);
 }
 
 }  // namespace
@@ -79,27 +83,31 @@ bool top_eigen_block_krylov(int64_t n, const GramBlockProduct& product, int coun
     const MatrixD diagonal = projected.block(m, m, block, block);
     projected.block(m, m, block, block) = 0.5 * (diagonal + diagonal.transpose());
 
+    // The next block: G times the newest, made orthogonal to everything before. It also bounds
+    // each Ritz pair's residual without another product: G Q = Q T + Q_next R E^T, the block
+    // Krylov relation, where R = Q_next^T (G Q_newest) and E^T takes the newest block's rows of a
+    // pair's coefficients s. So for y = Q s, |G y - theta y| = |R s_newest|, plus at most what the
+    // orthonormalisation dropped times |s_newest|.
+    newest = product_of_newest;
+    const double dropped = orthonormalise(basis, size, newest, random);
     if (size >= count) {
       Eigen::SelfAdjointEigenSolver<MatrixD> small(projected.topLeftCorner(size, size));  // ascending
       const Eigen::VectorXd theta = small.eigenvalues().tail(count).reverse();
-      const MatrixD s = small.eigenvectors().rightCols(count).rowwise().reverse();
-      MatrixD ritz_vectors = basis.leftCols(size) * s;
-      const MatrixD residuals = products.leftCols(size) * s - ritz_vectors * theta.asDiagonal();
+      const MatrixD s = small.eigenvectors().rightCols(count).rowwise().reverse();  // (size, count)
+      const MatrixD coupling = newest.transpose() * product_of_newest;              // R (block, block)
+      const MatrixD residuals = coupling * s.bottomRows(block);                     // (block, count)
       const double scale = std::max(theta[0], 0.0);
       bool converged = true;
       for (int i = 0; i < count && converged; ++i) {
-        converged = residuals.col(i).norm() <= options.tolerance * scale;
+        const double bound = residuals.col(i).norm() + dropped * s.col(i).tail(block).norm();
+        converged = bound <= options.tolerance * scale;
       }
       if (converged) {
         values = theta;
-        vectors = std::move(ritz_vectors);
+        vectors = basis.leftCols(size) * s;
         return true;
       }
     }
-    if (size + block > largest) break;
-    // The next block: G times the newest, made orthogonal to everything before.
-    newest = product_of_newest;
-    orthonormalise(basis, size, newest, random);
   }
   return false;
 }

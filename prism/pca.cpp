@@ -23,10 +23,12 @@ constexpr int leading_components = 32;
 
 // From this side on (in single precision, where only the leading components are wanted) the
 // Gram matrix is not formed at all: block Krylov iteration finds them from products of the
-// centred data with blocks of vectors (about 160 vectors in all, against the side's worth that
+// centred data with blocks of vectors (about 110 vectors in all, against the side's worth that
 // forming the matrix costs, and Lanczos's 80 or so products after it). 64 images of ResNet-50's
-// layer4 (2048 x 2048 over 3136 samples): the Gram product took 56-63 ms and Lanczos 33-35.
-constexpr int64_t smallest_block_krylov_side = 1024;
+// layer4 (2048 x 2048 over 3136 samples): the Gram product took 56-63 ms and Lanczos 33-35, the
+// whole PCA 39 ms this way. Measured on ResNet-50's layer4, the two ways break even at a side of
+// about 850 on the samples' side (against 2048 channels) and 700 on the channels' (3136 samples).
+constexpr int64_t smallest_block_krylov_side = 768;
 
 using MatrixFRows = Eigen::Matrix<float, Eigen::Dynamic, Eigen::Dynamic, Eigen::RowMajor>;
 

@@ -101,7 +101,7 @@ TEST_CASE("PCA: both sides of the Gram matrix agree with an SVD of the tall matr
 
 TEST_CASE("PCA: large Gram matrices give their leading components, equal to an SVD's", "[prism][pca]") {
   // Over 128 on the solved side, only the leading 32 ratios are computed (with the total from the
-  // trace) in single precision: by Lanczos on the Gram matrix, or from 1024 on without forming it,
+  // trace) in single precision: by Lanczos on the Gram matrix, or from 768 on without forming it,
   // by block Krylov iteration on the data. Data: 6 strong directions of decreasing weight plus
   // noise, like a real capture. 2 images of 20x20 with 600 channels solve the 600 x 600 channel
   // side; 1 image of 24x24 with 700 channels, the 576 x 576 samples side; 2 images of 26x26 with
@@ -137,7 +137,7 @@ TEST_CASE("PCA: large Gram matrices give their leading components, equal to an S
     // precision's rounding); block Krylov stops once every residual is under 1e-5 of the largest
     // eigenvalue, which bounds each ratio's error by 1e-5 of the first ratio, and a flat noise
     // floor is met at once (0.20 against 0.27 parts in a million here).
-    const bool by_blocks = std::min(samples, channels) >= 1024;
+    const bool by_blocks = std::min(samples, channels) >= 768;
     const double first_ratio = s[0] * s[0] / s.squaredNorm();
     for (int k = 0; k < 32; ++k) {
       INFO("component " << k);

@@ -10,7 +10,8 @@ IMAGES is 1 (the second image in name order) or all of them. CONFIG is one of:
 ge, no_ge, inclusive, exclusive, quantised, no_ge_inclusive, components=2.3.4 (any model),
 layer=features.23 (VGG), stages (ResNet stage outputs instead of TorchPRISM's hooks),
 size=S (ResNet: all the images stretched to S x S, S chosen so that layer4 holds at least 1024
-pixels in all, which the PCA solves by block Krylov iteration instead of Lanczos).
+pixels in all, well over the 768 from which the PCA uses block Krylov iteration instead of
+Lanczos).
 """
 import math
 import shutil
