@@ -7,6 +7,7 @@
 #include <cstdint>
 #include <cstdlib>
 #include <cstring>
+#include <mutex>
 #include <new>
 #include <vector>
 
@@ -36,9 +37,72 @@ std::string shape_to_string(const Shape& shape) {
 
 const char* device_name(Device device) { return device == Device::cuda ? "cuda" : "cpu"; }
 
+namespace {
+
+// Transient mappings (tensors from 32 MiB: PRISM's maps of 64 images, 38.5 MB, made afresh at
+// every call) are not given back when freed but kept here, a few at a time, for the next
+// transient tensor that fits: fresh memory costs the kernel a fault and a cleared page for every
+// 4 KiB (about 10 ms for those maps on the Xeon of bench/), memory kept costs nothing. The same
+// reuse malloc gives smaller tensors, which glibc stops at 32 MiB. A process holds at most
+// `kept_mapping_bytes` this way beyond what it uses.
+constexpr size_t kept_mapping_bytes = size_t{256} << 20;
+constexpr size_t kept_mappings = 4;
+
+class KeptMappings {
+ public:
+  // A kept mapping of at least `bytes` and at most twice that (the smallest such), or nullptr.
+  float* take(size_t bytes, size_t& mapped_bytes) {
+    std::lock_guard<std::mutex> lock(mutex_);
+    auto best = kept_.end();
+    for (auto it = kept_.begin(); it != kept_.end(); ++it) {
+      if (it->bytes >= bytes && it->bytes <= 2 * bytes && (best == kept_.end() || it->bytes < best->bytes)) best = it;
+    }
+    if (best == kept_.end()) return nullptr;
+    float* memory = best->memory;
+    mapped_bytes = best->bytes;
+    total_ -= best->bytes;
+    kept_.erase(best);
+    return memory;
+  }
+
+  // Keeps a freed mapping, giving back the oldest kept ones beyond the limits.
+  void give(float* memory, size_t bytes) {
+    std::vector<Mapping> released;
+    {
+      std::lock_guard<std::mutex> lock(mutex_);
+      kept_.push_back({memory, bytes});
+      total_ += bytes;
+      while (kept_.size() > kept_mappings || total_ > kept_mapping_bytes) {
+        released.push_back(kept_.front());
+        total_ -= kept_.front().bytes;
+        kept_.erase(kept_.begin());
+      }
+    }
+    for (const Mapping& mapping : released) munmap(mapping.memory, mapping.bytes);
+  }
+
+ private:
+  struct Mapping {
+    float* memory;
+    size_t bytes;
+  };
+  std::mutex mutex_;
+  std::vector<Mapping> kept_;  // oldest first
+  size_t total_ = 0;
+};
+
+KeptMappings& kept_mappings_of_process() {
+  static KeptMappings* kept = new KeptMappings;  // never destroyed: a static tensor may return to it at exit
+  return *kept;
+}
+
+}  // namespace
+
 void TensorStorageDeleter::operator()(float* p) const {
   if (device == Device::cuda) {
     cuda_free(p);
+  } else if (mapped_bytes > 0 && reusable) {
+    kept_mappings_of_process().give(p, mapped_bytes);
   } else if (mapped_bytes > 0) {
     munmap(p, mapped_bytes);
   } else {
@@ -68,7 +132,8 @@ constexpr bool address_sanitizer = false;
 //   faster than from malloc);
 // - transient ones come from malloc, which keeps what they free for the next (tools/prism/main.cpp
 //   stops it giving memory back), up to glibc's mmap threshold, 32 MiB; beyond it (PRISM's maps of
-//   64 images at 224x224, 38.5 MB) a mapping of their own on 4 KiB pages. On 2 MiB pages that
+//   64 images at 224x224, 38.5 MB) a mapping of their own on 4 KiB pages, kept when freed for the
+//   next such tensor (KeptMappings above). On 2 MiB pages that
 //   mapping took 45-48 ms to fault in at every PRISM call of `prism bench` on the Xeon machine of
 //   bench/ (the kernel clearing each huge page at 1.4 GB/s: fresh host memory, it seems) against
 //   about 10 on 4 KiB pages (all of PRISM at batch 64: 143-145 -> 107-110 ms, and 161-169 -> 125-130
@@ -121,10 +186,18 @@ Tensor::Tensor(Shape shape, bool zero_fill, Lifetime lifetime) : shape_(std::mov
   };
   const size_t mapped_from = lifetime == Lifetime::lasting ? lasting_mapped_from : transient_mapped_from;
   if (bytes >= mapped_from && !address_sanitizer) {
-    bytes = (bytes + huge_page - 1) / huge_page * huge_page;
-    float* memory = map_pages(bytes, lifetime == Lifetime::lasting);  // zeroed by the kernel: no fill needed
+    const bool transient = lifetime == Lifetime::transient;
+    const size_t rounded = (bytes + huge_page - 1) / huge_page * huge_page;
+    size_t mapped = rounded;
+    float* memory = transient ? kept_mappings_of_process().take(rounded, mapped) : nullptr;
+    if (memory != nullptr) {
+      if (zero_fill) std::memset(memory, 0, bytes);  // a kept mapping holds what its last tensor left
+    } else {
+      memory = map_pages(rounded, !transient);  // zeroed by the kernel: no fill needed
+    }
     if (memory == nullptr) throw out_of_memory();
-    storage_ = std::unique_ptr<float[], TensorStorageDeleter>(memory, TensorStorageDeleter{Device::cpu, bytes});
+    storage_ = std::unique_ptr<float[], TensorStorageDeleter>(memory,
+                                                              TensorStorageDeleter{Device::cpu, mapped, transient});
     return;
   }
   constexpr size_t alignment = 64;

@@ -48,6 +48,7 @@ struct ConstTensorView {
 struct TensorStorageDeleter {
   Device device = Device::cpu;
   size_t mapped_bytes = 0;  // cpu: a mapping of its own (large tensors), else from malloc
+  bool reusable = false;    // a transient mapping: kept for the next one that fits (tensor.cpp)
   void operator()(float* p) const;
 };
 

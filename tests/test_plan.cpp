@@ -65,6 +65,25 @@ TEST_CASE("buffers are reused: a deep network needs a few activations, not all",
   CHECK(plan.activation_bytes() * 5 < every_output);
 }
 
+TEST_CASE("large transient tensors reuse freed memory, zero-filled when asked", "[plan][tensor]") {
+  // From 32 MiB a transient tensor has a mapping of its own, kept when freed for the next one that
+  // fits (engine/tensor.cpp). What the last tensor wrote there must not show through.
+  const Shape large = {10, 1024, 1024};  // 40 MiB
+  const float* first_memory = nullptr;
+  {
+    Tensor first = Tensor::uninitialized(large);
+    first_memory = first.data();
+    for (int64_t i = 0; i < first.numel(); ++i) first.data()[i] = 1.0f;
+  }
+  const Tensor zeros(large);
+  int64_t nonzero = 0;
+  for (int64_t i = 0; i < zeros.numel(); ++i) nonzero += zeros.data()[i] != 0.0f;
+  CHECK(nonzero == 0);
+#if !defined(__SANITIZE_ADDRESS__)  // there every tensor comes from malloc
+  CHECK(zeros.data() == first_memory);
+#endif
+}
+
 TEST_CASE("on the CPU a residual is added in place, on the GPU into a buffer of its own", "[plan]") {
   const Model model = test::random_model("resnet50", 10, 4);
   for (Backend backend : {Backend::cpu, Backend::cuda}) {
