@@ -196,8 +196,8 @@ Tensor::Tensor(Shape shape, bool zero_fill, Lifetime lifetime) : shape_(std::mov
       memory = map_pages(rounded, !transient);  // zeroed by the kernel: no fill needed
     }
     if (memory == nullptr) throw out_of_memory();
-    storage_ = std::unique_ptr<float[], TensorStorageDeleter>(memory,
-                                                              TensorStorageDeleter{Device::cpu, mapped, transient});
+    storage_ =
+        std::unique_ptr<float[], TensorStorageDeleter>(memory, TensorStorageDeleter{Device::cpu, mapped, transient});
     return;
   }
   constexpr size_t alignment = 64;
