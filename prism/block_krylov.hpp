@@ -6,10 +6,14 @@
 
 #include <Eigen/Dense>
 #include <cstdint>
+#include <functional>
 
 #include "prism/gram.hpp"
 
 namespace prism {
+
+// w (n, b) = G v (n, b), for a block v of orthonormal columns.
+using GramBlockProduct = std::function<void(const MatrixD& v, MatrixD& w)>;
 
 struct BlockKrylovOptions {
   int block = 16;           // vectors per product

@@ -44,10 +44,6 @@ GramEigen solve_gram(const Eigen::MatrixXf& gram, int wanted);
 // y = G x for a Gram matrix held elsewhere (left on the GPU where it was formed).
 using GramProduct = std::function<void(const double* x, double* y)>;
 
-// w (n, b) = G v (n, b) for a block v of orthonormal columns: G seen through products with blocks
-// of vectors (prism/block_krylov.hpp), from a matrix elsewhere or from the data without a matrix.
-using GramBlockProduct = std::function<void(const MatrixD& v, MatrixD& w)>;
-
 // Whether solve_gram wants only the leading eigenpairs of a side-n Gram matrix for `wanted`
 // components (found by Lanczos); then solve_gram_leading can find them from products alone.
 bool gram_leading_only(int64_t side, int wanted);
@@ -55,12 +51,6 @@ bool gram_leading_only(int64_t side, int wanted);
 // solve_gram, where gram_leading_only, for a Gram matrix seen only through products and its trace
 // (the total variance); false if Lanczos does not converge (then solve the matrix itself).
 bool solve_gram_leading(int64_t side, const GramProduct& product, double trace, int wanted, GramEigen& result);
-
-// The same by block Krylov iteration (prism/block_krylov.hpp): a few products with blocks of 16
-// vectors instead of Lanczos's many single ones; false if it does not converge within its basis.
-// Its variance ratios are exact to 1e-5 of the first one's (a residual bound).
-bool solve_gram_leading_by_blocks(int64_t side, const GramBlockProduct& product, double trace, int wanted,
-                                  GramEigen& result);
 
 // The sign rule: negates `loading` (and returns true) unless its entry of largest absolute value
 // (the first on a tie) is positive; the caller negates the scores to match.

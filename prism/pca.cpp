@@ -262,6 +262,16 @@ bool leading_eigen(Product product, int n, int wanted, double trace, GramEigen& 
   return true;
 }
 
+// The same from block products (prism/block_krylov.hpp); false if it does not converge.
+bool leading_eigen_by_blocks(ImplicitGramProduct product, int n, int wanted, GramEigen& result) {
+  result.solved = std::min(wanted, n);
+  const int count = leading_count(n, result.solved);
+  const auto products = [&product](const MatrixD& v, MatrixD& w) { product(v, w); };
+  if (!top_eigen_block_krylov(n, products, count, BlockKrylovOptions{}, result.values, result.vectors)) return false;
+  set_ratios(result, product.trace(), count);
+  return true;
+}
+
 }  // namespace
 
 int components_needed(const std::vector<int>& components) {
@@ -323,16 +333,6 @@ bool gram_leading_only(int64_t side, int wanted) {
 
 bool solve_gram_leading(int64_t side, const GramProduct& product, double trace, int wanted, GramEigen& result) {
   return leading_eigen(FunctionProduct(side, product), static_cast<int>(side), wanted, trace, result);
-}
-
-bool solve_gram_leading_by_blocks(int64_t side, const GramBlockProduct& product, double trace, int wanted,
-                                  GramEigen& result) {
-  const int n = static_cast<int>(side);
-  result.solved = std::min(wanted, n);
-  const int count = leading_count(n, result.solved);
-  if (!top_eigen_block_krylov(n, product, count, BlockKrylovOptions{}, result.values, result.vectors)) return false;
-  set_ratios(result, trace, count);
-  return true;
 }
 
 bool GramEigen::usable(int component) const {
@@ -429,9 +429,7 @@ PrincipalComponents principal_components(ConstTensorView activations, const std:
     const Eigen::Map<const MatrixFRows> a = channel_side
                                                 ? Eigen::Map<const MatrixFRows>(x_rows.data(), rows, channels)
                                                 : Eigen::Map<const MatrixFRows>(x_single.data(), channels, rows);
-    ImplicitGramProduct product(a);
-    solved = solve_gram_leading_by_blocks(
-        side, [&product](const MatrixD& v, MatrixD& w) { product(v, w); }, product.trace(), wanted, eigen);
+    solved = leading_eigen_by_blocks(ImplicitGramProduct(a), static_cast<int>(side), wanted, eigen);
   }
   if (!solved && !single_precision) {
     eigen = solve_gram(channel_side ? MatrixD(x.transpose() * x) : MatrixD(x * x.transpose()), wanted);

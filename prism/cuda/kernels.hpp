@@ -30,11 +30,6 @@ void pca_gram_cuda(const double* centred, int64_t channels, int64_t rows, bool c
 // and y in double, each row's sum in double, as the CPU's product (prism/pca.cpp) sums it.
 void pca_gram_product_cuda(const float* gram, int64_t side, const double* x, double* y, const CudaContext& context);
 
-// w = gram v for block Krylov iteration: v and w (side, block) column-major, in single precision
-// (never TF32: the iteration's tolerance sits below TF32's rounding).
-void pca_gram_block_product_cuda(const float* gram, int64_t side, const float* v, int64_t block, float* w,
-                                 const CudaContext& context);
-
 // diagonal (side) = the Gram matrix's diagonal, for its trace (the total variance).
 void pca_gram_diagonal_cuda(const float* gram, int64_t side, float* diagonal, const CudaContext& context);
 

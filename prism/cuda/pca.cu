@@ -140,16 +140,6 @@ void pca_gram_diagonal_cuda(const float* gram, int64_t side, float* diagonal, co
 }
 
 // Row-major scores (k, rows) are column-major (rows, k) = M (rows, C) * loadings as a (C, k) matrix.
-void pca_gram_block_product_cuda(const float* gram, int64_t side, const float* v, int64_t block, float* w,
-                                 const CudaContext& context) {
-  // The handle may be in TF32 mode (--tf32): plain fp32 for this product, then back.
-  cublasMath_t mode;
-  cublas_check(cublasGetMathMode(blas_of(context), &mode), "cublasGetMathMode");
-  cublas_check(cublasSetMathMode(blas_of(context), CUBLAS_PEDANTIC_MATH), "cublasSetMathMode");
-  gemm(context, CUBLAS_OP_N, CUBLAS_OP_N, side, block, side, gram, side, v, side, w, side);
-  cublas_check(cublasSetMathMode(blas_of(context), mode), "cublasSetMathMode");
-}
-
 void pca_project_cuda(const float* centred, int64_t channels, int64_t rows, const float* loadings, int64_t k,
                       float* scores, const CudaContext& context) {
   gemm(context, CUBLAS_OP_N, CUBLAS_OP_N, rows, k, channels, centred, rows, loadings, channels, scores, rows);

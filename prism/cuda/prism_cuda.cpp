@@ -7,7 +7,6 @@
 #include <vector>
 
 #include "engine/error.hpp"
-#include "prism/block_krylov.hpp"
 #include "prism/cuda/kernels.hpp"
 #include "prism/gram.hpp"
 #include "prism/prism.hpp"
@@ -33,12 +32,10 @@ std::vector<T> download(const DeviceBuffer& buffer, int64_t count) {
 }
 
 // solve_gram (prism/gram.hpp) for a Gram matrix on the GPU. Where only its leading eigenpairs
-// are wanted (a large single-precision one), block Krylov iteration runs on the host with each
-// product on the GPU: per product a block of 16 vectors goes up and its product comes down
-// (about 7 of them for 64 images of ResNet-50's layer4), instead of the whole matrix coming down
-// (16 MB there; the host's copy, in double, took longer than the products). Lanczos, with
-// single vectors (about 83 round trips), if that does not converge; otherwise, or if neither
-// does, the matrix comes down.
+// are wanted (a large single-precision one), Lanczos runs on the host with each product on the
+// GPU: per product two vectors of `side` doubles cross instead of the whole matrix coming down
+// (16 MB for 64 images of ResNet-50's layer4), and the host's copy, in double, took longer than
+// the products. Otherwise, or if Lanczos does not converge, the matrix comes down.
 GramEigen solve_gram_on_gpu(const DeviceBuffer& gram, int64_t side, int wanted, const CudaContext& context,
                             const float*) {
   const int64_t vector_bytes = side * static_cast<int64_t>(sizeof(double));
@@ -52,21 +49,7 @@ GramEigen solve_gram_on_gpu(const DeviceBuffer& gram, int64_t side, int wanted, 
       pca_gram_product_cuda(gram.as<float>(), side, x.as<double>(), y.as<double>(), context);
       cuda_download_bytes(out, y.as<void>(), vector_bytes);
     };
-    const int64_t block_bytes = side * BlockKrylovOptions{}.block * static_cast<int64_t>(sizeof(float));
-    DeviceBuffer v_on_gpu(block_bytes), w_on_gpu(block_bytes);
-    const GramBlockProduct block_product = [&](const MatrixD& v, MatrixD& w) {
-      const Eigen::MatrixXf v_single = v.cast<float>();  // (side, block) column-major
-      const int64_t bytes = v_single.size() * static_cast<int64_t>(sizeof(float));
-      if (bytes > block_bytes) throw Error("internal: a block product wider than its buffers");
-      cuda_upload_bytes(v_on_gpu.as<void>(), v_single.data(), bytes);
-      pca_gram_block_product_cuda(gram.as<float>(), side, v_on_gpu.as<float>(), v.cols(), w_on_gpu.as<float>(),
-                                  context);
-      Eigen::MatrixXf w_single(side, v.cols());
-      cuda_download_bytes(w_single.data(), w_on_gpu.as<void>(), bytes);
-      w = w_single.cast<double>();
-    };
     GramEigen eigen;
-    if (solve_gram_leading_by_blocks(side, block_product, trace, wanted, eigen)) return eigen;
     if (solve_gram_leading(side, product, trace, wanted, eigen)) return eigen;
   }
   Eigen::MatrixXf on_host(side, side);
@@ -131,8 +114,7 @@ DeviceComponents principal_components_on(const Tensor& activations, const std::v
     if (!usable[j]) continue;
     Eigen::VectorXd loading(channels);
     for (int64_t c = 0; c < channels; ++c) {
-      loading[c] = channel_side ? eigen.vectors(c, components[j])
-                                : static_cast<double>(loadings[j * channels + c]) / singular[j];
+      loading[c] = channel_side ? eigen.vectors(c, components[j]) : static_cast<double>(loadings[j * channels + c]) / singular[j];
     }
     const double sign = orient_sign(loading) ? -1.0 : 1.0;
     for (int64_t c = 0; c < channels; ++c) {
