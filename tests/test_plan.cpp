@@ -68,7 +68,7 @@ TEST_CASE("buffers are reused: a deep network needs a few activations, not all",
 TEST_CASE("large transient tensors reuse freed memory, zero-filled when asked", "[plan][tensor]") {
   // From 32 MiB a transient tensor has a mapping of its own, kept when freed for the next one that
   // fits (engine/tensor.cpp). What the last tensor wrote there must not show through.
-  const Shape large = {10, 1024, 1024};  // 40 MiB
+  const Shape large = {10, 1024, 1024};                  // 40 MiB
   [[maybe_unused]] const float* first_memory = nullptr;  // compared where mappings are used
   {
     Tensor first = Tensor::uninitialized(large);
