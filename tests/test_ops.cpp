@@ -209,6 +209,7 @@ TEST_CASE("conv2d: fast CPU equals the reference on awkward shapes", "[ops][conv
   struct Case {
     int64_t batch, in, out, height, width, kernel_h, kernel_w, stride, padding, dilation, groups;
     bool bias, relu;
+    int64_t stride_w = 0;  // 0: the same as stride (which is then the height's)
   };
   const std::vector<Case> cases = {
       {1, 3, 13, 17, 19, 3, 3, 1, 1, 1, 1, true, false},   // RGB stem, odd sizes
@@ -234,6 +235,11 @@ TEST_CASE("conv2d: fast CPU equals the reference on awkward shapes", "[ops][conv
       {3, 24, 33, 9, 11, 3, 3, 2, 1, 1, 1, true, false},   // strided, 33 channels: 3 vectors
       {1, 6, 70, 13, 13, 5, 5, 1, 2, 2, 2, true, true},    // dilation 2, groups of 35 channels
       {2, 300, 32, 58, 58, 3, 3, 1, 1, 1, 1, true, true},  // padded images of over 4 MiB: a chunk each
+      // Strided 1x1s (their pixels copied side by side first), results written a square of
+      // vectors at a time where whole ones fit and one by one past them.
+      {2, 24, 40, 15, 13, 1, 1, 2, 0, 1, 1, true, true},      // 8x7 outputs, 40 channels
+      {1, 20, 70, 19, 17, 1, 1, 3, 0, 1, 2, false, true, 2},  // strides 3 and 2, groups of 35 channels
+      {1, 64, 96, 33, 33, 1, 1, 1, 0, 1, 1, true, false},     // pointwise, 96 channels: blocks of 64 and 32
   };
   uint32_t seed = 100;
   for (const Case& c : cases) {
@@ -242,7 +248,8 @@ TEST_CASE("conv2d: fast CPU equals the reference on awkward shapes", "[ops][conv
     p.out_channels = c.out;
     p.kernel_h = c.kernel_h;
     p.kernel_w = c.kernel_w;
-    p.stride_h = p.stride_w = c.stride;
+    p.stride_h = c.stride;
+    p.stride_w = c.stride_w > 0 ? c.stride_w : c.stride;
     p.padding_h = p.padding_w = c.padding;
     p.dilation_h = p.dilation_w = c.dilation;
     p.groups = c.groups;
@@ -268,8 +275,8 @@ TEST_CASE("conv2d: fast CPU equals the reference on awkward shapes", "[ops][conv
           const test::Difference d =
               test::compare(actual.view(), mode == Residual::none ? expected.view() : expected_with_residual.view());
           INFO("case in " << c.in << " out " << c.out << " " << c.height << "x" << c.width << " kernel " << c.kernel_h
-                          << "x" << c.kernel_w << " stride " << c.stride << " groups " << c.groups << " threads "
-                          << threads << " " << conv2d_algorithm_name(algorithm)
+                          << "x" << c.kernel_w << " stride " << p.stride_h << "x" << p.stride_w << " groups "
+                          << c.groups << " threads " << threads << " " << conv2d_algorithm_name(algorithm)
                           << residual_names[static_cast<int>(mode)] << ": " << d.describe());
           CHECK(test::close_enough(d, algorithm == Conv2dAlgorithm::winograd ? winograd_tolerance : fast_tolerance));
         }
