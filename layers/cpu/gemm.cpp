@@ -25,6 +25,9 @@ namespace {
 // the column strips: 18 ms at batch 8 against 12 with it whole, though it is more than L2 holds.
 constexpr int64_t rows_outer_most_b_floats = int64_t{1} << 20;
 
+// The most of B (floats, 1 MiB) taken to be in L2 still from whoever wrote it.
+constexpr int64_t b_in_l2_most_floats = int64_t{1} << 18;
+
 int64_t panels(int64_t n, int64_t per_panel) {
   return (n + per_panel - 1) / per_panel;
 }
@@ -135,15 +138,35 @@ void store_block(const SimdVector (&sum)[gemm_rows_per_panel][nv], float* c, int
   }
 }
 
+// Cache lines of B that a micro-kernel asks L2 for while it runs, one per step of its depth: lines
+// [first, end) of B's next panel, whose rows (each lines_per_panel_row lines) lie row_stride
+// floats apart from `rows` on. B's rows are the planes of an image, each in its own page, so the
+// hardware prefetcher does not see them coming; fetched while the current panel's products run,
+// they are in L2 when the panel is packed.
+constexpr int64_t floats_per_line = 16;
+constexpr int64_t lines_per_panel_row = std::max<int64_t>(1, gemm_columns_per_panel / floats_per_line);
+struct PanelPrefetch {
+  const float* rows = nullptr;
+  int64_t row_stride = 0, first = 0, end = 0;
+};
+
 // The sums of one block of C: a_panel (depth, 8) * the first nv vectors of each row of b_panel
 // (depth, 48). The last panel of a product whose width is not a multiple of 48 runs with only the
 // vectors it needs (nv < 3): 49 columns cost 1 1/3 panels, not 2.
 template <int64_t nv>
 void micro_kernel(int64_t depth, const float* a_panel, const float* b_panel, float* c, int64_t c_row_stride,
-                  int64_t rows, int64_t columns, bool accumulate, const GemmEpilogue* epilogue) {
+                  int64_t rows, int64_t columns, bool accumulate, const GemmEpilogue* epilogue,
+                  const PanelPrefetch& prefetch) {
   constexpr int64_t mr = gemm_rows_per_panel;
   SimdVector sum[mr][nv] = {};
+  const int64_t prefetches = std::min(depth, prefetch.end - prefetch.first);
   for (int64_t k = 0; k < depth; ++k, a_panel += mr, b_panel += gemm_columns_per_panel) {
+    if (k < prefetches) {
+      const int64_t line = prefetch.first + k;
+      __builtin_prefetch(prefetch.rows + line / lines_per_panel_row * prefetch.row_stride +
+                             line % lines_per_panel_row * floats_per_line,
+                         0, 2);
+    }
     SimdVector b_row[nv];
 #pragma GCC unroll 4
     for (int64_t v = 0; v < nv; ++v) b_row[v] = simd_load(b_panel + v * simd_floats);
@@ -158,7 +181,7 @@ void micro_kernel(int64_t depth, const float* a_panel, const float* b_panel, flo
 }
 
 using MicroKernel = void (*)(int64_t, const float*, const float*, float*, int64_t, int64_t, int64_t, bool,
-                             const GemmEpilogue*);
+                             const GemmEpilogue*, const PanelPrefetch&);
 
 // The micro-kernel for a panel `width` columns wide: as few vectors as cover it.
 MicroKernel micro_kernel_for(int64_t width) {
@@ -211,7 +234,8 @@ void pack_b_panel_bf16(const float* b, int64_t b_row_stride, int64_t depth, int6
 // micro_kernel in bf16: depth counts elements (pairs of them in the panels).
 template <int64_t nv>
 void micro_kernel_bf16(int64_t depth, const float* a_panel, const float* b_panel, float* c, int64_t c_row_stride,
-                       int64_t rows, int64_t columns, bool accumulate, const GemmEpilogue* epilogue) {
+                       int64_t rows, int64_t columns, bool accumulate, const GemmEpilogue* epilogue,
+                       const PanelPrefetch&) {
   constexpr int64_t mr = gemm_rows_per_panel;
   SimdVector sum[mr][nv] = {};
   for (int64_t pair = 0; pair < bf16_pairs(depth); ++pair, a_panel += mr, b_panel += gemm_columns_per_panel) {
@@ -354,7 +378,7 @@ void gemm_packed(const PackedMatrix& a, const float* b, int64_t b_row_stride, in
       pack_b(b + block * b_row_stride, b_row_stride, block_depth, jr * nr, columns, runs,
              workspace + jr * packed_depth * nr);
     };
-    auto block_product = [&](int64_t jr, int64_t ir) {
+    auto block_product = [&](int64_t jr, int64_t ir, const PanelPrefetch& prefetch = {}) {
       const int64_t column = jr * nr, width = std::min(nr, columns - column), rows = std::min(mr, a.rows - ir * mr);
       const float* a_panel = a_block + ir * packed_depth * mr;
       const float* b_panel = workspace + jr * packed_depth * nr;
@@ -368,7 +392,7 @@ void gemm_packed(const PackedMatrix& a, const float* b, int64_t b_row_stride, in
       if (columns_left_in_run(runs, column) >= width) {
         if (addend_rows) block_epilogue.addend = addend_rows + run_offset(runs, column, runs.addend_stride);
         kernel(block_depth, a_panel, b_panel, c_rows + run_offset(runs, column, runs.c_stride), c_row_stride, rows,
-               width, !first, has_epilogue ? &block_epilogue : nullptr);
+               width, !first, has_epilogue ? &block_epilogue : nullptr, prefetch);
         return;
       }
       // A block across runs (the end of one image and the start of the next): its C and addend
@@ -385,7 +409,8 @@ void gemm_packed(const PackedMatrix& a, const float* b, int64_t b_row_stride, in
         block_epilogue.addend = block_addend;
         block_epilogue.addend_row_stride = nr;
       }
-      kernel(block_depth, a_panel, b_panel, block_c, nr, rows, width, !first, has_epilogue ? &block_epilogue : nullptr);
+      kernel(block_depth, a_panel, b_panel, block_c, nr, rows, width, !first, has_epilogue ? &block_epilogue : nullptr,
+             prefetch);
       for (int64_t r = 0; r < rows; ++r) {
         scatter_columns(block_c + r * nr, c_rows, c_row_stride, runs.c_stride, runs, r, column, width);
       }
@@ -409,9 +434,25 @@ void gemm_packed(const PackedMatrix& a, const float* b, int64_t b_row_stride, in
     // at batch 8 72 -> 67 ms, VGG-16's 396 -> 376). Several: all panels packed first, then shared
     // out.
     if (num_threads == 1) {
+      // The next panel's lines, where it is a whole one in one run and this block of B too large
+      // to have stayed in L2, shared out over this one's row panels (the fp32 kernel's; bf16's
+      // fetch none). ResNet-50's narrowing 1x1s at 56x56, batch 8: 4.1-4.5 -> 3.7-3.9 ms
+      // (layer1.1.conv1, 256 -> 64 channels), 7.1-7.3 -> 6.9-7.0 (layer2.0.conv1, 256 -> 128). For
+      // every B it cost about 0.1 ms on layers whose B was in L2 (Winograd's).
+      const bool b_from_memory = block_depth * columns > b_in_l2_most_floats;
+      const int64_t lines = block_depth * lines_per_panel_row;
+      const int64_t share = (lines + end_panel - first_panel - 1) / std::max<int64_t>(1, end_panel - first_panel);
       for (int64_t jr = 0; jr < column_panels; ++jr) {
         pack_panel(jr);
-        for (int64_t ir = first_panel; ir < end_panel; ++ir) block_product(jr, ir);
+        const int64_t next = (jr + 1) * nr;
+        const bool whole = b_from_memory && next + nr <= columns && columns_left_in_run(runs, next) >= nr;
+        for (int64_t ir = first_panel; ir < end_panel; ++ir) {
+          const int64_t line = (ir - first_panel) * share;
+          block_product(jr, ir,
+                        whole ? PanelPrefetch{b + block * b_row_stride + run_offset(runs, next, runs.b_stride),
+                                              b_row_stride, line, std::min(lines, line + share)}
+                              : PanelPrefetch{});
+        }
       }
       continue;
     }
