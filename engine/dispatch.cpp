@@ -124,7 +124,16 @@ void prepare_step(Backend backend, Step& step, const Shape& input_shape, const P
         conv2d_choose_algorithm_cpu(step.node->conv2d, input_shape, options.winograd, num_threads, precision);
     step.conv2d_cpu = conv2d_prepare_cpu(step.node->conv2d, ConstTensorView(step.weight, step.weight_shape),
                                          input_shape, algorithm, precision);
+    if (step.max_pool) step.conv2d_cpu.max_pool = *step.max_pool;
   }
+}
+
+bool max_pool_fuses_into(Backend backend, const Step& conv_step, const Shape& input_shape, const PlanOptions& options,
+                         int num_threads) {
+  if (backend != Backend::cpu || conv_step.node->kind != OpKind::conv2d || conv_step.residual) return false;
+  const GemmPrecision precision = options.bf16 ? GemmPrecision::bf16 : GemmPrecision::fp32;
+  return conv2d_choose_algorithm_cpu(conv_step.node->conv2d, input_shape, options.winograd, num_threads, precision) ==
+         Conv2dAlgorithm::direct;
 }
 
 int64_t step_workspace_floats(Backend backend, const Step& step, const Shape& input_shape, int num_threads) {

@@ -18,6 +18,12 @@ void execute_step(Backend backend, const Step& step, const std::vector<ConstTens
 // when the plan is made.
 void prepare_step(Backend backend, Step& step, const Shape& input_shape, const PlanOptions& options, int num_threads);
 
+// Whether a max pool reading only a convolution step's output can join that step: on the CPU,
+// where the convolution runs direct (ResNet's stem), which then pools its results while they are
+// in cache instead of writing them all out for a pass of their own.
+bool max_pool_fuses_into(Backend backend, const Step& conv_step, const Shape& input_shape, const PlanOptions& options,
+                         int num_threads);
+
 // Scratch floats the step needs on this backend.
 int64_t step_workspace_floats(Backend backend, const Step& step, const Shape& input_shape, int num_threads);
 

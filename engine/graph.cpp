@@ -156,11 +156,11 @@ std::vector<Shape> Graph::infer_shapes(const Shape& input_shape) const {
   return shapes;
 }
 
-int64_t node_multiply_adds(const Node& node, const Shape& in, const Shape& out) {
+int64_t node_multiply_adds(const Node& node, const Shape& in) {
   switch (node.kind) {
     case OpKind::conv2d: {
       const Conv2dParams& p = node.conv2d;
-      return shape_numel(out) * (p.in_channels / p.groups) * p.kernel_h * p.kernel_w;
+      return shape_numel(conv2d_output_shape(p, in)) * (p.in_channels / p.groups) * p.kernel_h * p.kernel_w;
     }
     case OpKind::linear: return in[0] * node.linear.in_features * node.linear.out_features;
     default: return 0;

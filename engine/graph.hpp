@@ -82,7 +82,7 @@ struct Graph {
 // Number of state_dict parameters a node needs (weight, bias, running statistics).
 std::vector<ParameterSpec> node_parameters(const Node& node);
 
-// Multiply-adds of one node for the given input and output shapes (0 for data movement).
-int64_t node_multiply_adds(const Node& node, const Shape& input_shape, const Shape& output_shape);
+// Multiply-adds of one node for the given input shape (0 for data movement).
+int64_t node_multiply_adds(const Node& node, const Shape& input_shape);
 
 }  // namespace prism

@@ -48,7 +48,7 @@ Plan::Plan(const Model& model, const Shape& input_shape, const PlanOptions& opti
   };
   keep(options.taps, tapped_nodes);
   keep(options.mean_taps, mean_tapped_nodes);
-  const std::vector<int> node_value = make_steps(model, shapes, kept);
+  const std::vector<int> node_value = make_steps(model, shapes, kept, options);
   for (const auto& [tap, node] : tapped_nodes) taps_.emplace_back(tap, node == graph_input ? 0 : node_value[node]);
   for (const auto& [tap, node] : mean_tapped_nodes) {
     mean_taps_.emplace_back(tap, node == graph_input ? 0 : node_value[node]);
@@ -59,7 +59,8 @@ Plan::Plan(const Model& model, const Shape& input_shape, const PlanOptions& opti
   assign_buffers(options.memory_limit_bytes);
 }
 
-std::vector<int> Plan::make_steps(const Model& model, const std::vector<Shape>& shapes, const std::vector<bool>& kept) {
+std::vector<int> Plan::make_steps(const Model& model, const std::vector<Shape>& shapes, const std::vector<bool>& kept,
+                                  const PlanOptions& options) {
   const Graph& graph = model.graph;
   values_.push_back(Value{0, -1, -1, input_shape_});  // value 0: the caller's input
   std::vector<int> node_value(graph.nodes.size(), -1);
@@ -129,6 +130,15 @@ std::vector<int> Plan::make_steps(const Model& model, const std::vector<Shape>& 
         node_value[i] = later->output;
         continue;
       }
+    }
+    if (node.kind == OpKind::max_pool2d && previous && !previous->max_pool &&
+        max_pool_fuses_into(backend_, *previous, values_[previous->inputs[0]].shape, options, num_threads_)) {
+      // The convolution's output then never exists: the step's value takes the pool's shape.
+      previous->max_pool = &node.max_pool2d;
+      previous->fused_names.push_back(node.name);
+      values_[previous->output].shape = shapes[i];
+      node_value[i] = node_value[source];
+      continue;
     }
     if (node.kind == OpKind::relu && previous && !previous->relu &&
         (previous->node->kind == OpKind::conv2d || previous->node->kind == OpKind::linear ||

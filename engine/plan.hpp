@@ -46,6 +46,7 @@ struct Step {
   std::vector<std::string> fused_names;  // every node the step computes, e.g. conv1, bn1, relu
   bool relu = false;                     // a ReLU fused after the op
   bool residual = false;                 // conv: inputs[1] is added before the ReLU (a fused add)
+  const MaxPool2dParams* max_pool = nullptr;  // conv: a max pool after the ReLU (its node's params)
   const float* weight = nullptr;         // conv/linear: the prepared weight, in Step's tensors or
   const float* bias = nullptr;           //   the model's; nullptr bias: none
   Shape weight_shape;
@@ -98,7 +99,8 @@ class Plan {
     int buffer = -1;    // index into buffers_; -1: the caller's input
     Shape shape;
   };
-  std::vector<int> make_steps(const Model& model, const std::vector<Shape>& shapes, const std::vector<bool>& kept);
+  std::vector<int> make_steps(const Model& model, const std::vector<Shape>& shapes, const std::vector<bool>& kept,
+                              const PlanOptions& options);
   void assign_buffers(int64_t memory_limit_bytes);
   ConstTensorView value_view(int value, ConstTensorView input) const;
 

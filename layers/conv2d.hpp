@@ -2,10 +2,12 @@
 // optional bias and an optional fused ReLU. Padding is zeros, as torchvision's models use.
 #pragma once
 
+#include <optional>
 #include <vector>
 
 #include "engine/cuda/runtime.hpp"
 #include "engine/tensor.hpp"
+#include "layers/max_pool2d.hpp"
 #ifndef __CUDACC__
 #include "layers/cpu/gemm.hpp"  // GCC vector extensions: not for nvcc, which needs none of it
 #endif
@@ -62,6 +64,9 @@ struct Conv2dPreparedCpu {
   Conv2dAlgorithm algorithm = Conv2dAlgorithm::im2col_gemm;
   std::vector<PackedMatrix> matrices;  // im2col_gemm: one per group; winograd: 36
   Conv2dDirectWeights direct;
+  // direct only: a max pool fused after the bias and ReLU (ResNet's stem), so that the output is
+  // the pool's and the convolution's own never leaves the cache. Set by the plan.
+  std::optional<MaxPool2dParams> max_pool;
 };
 // What the fast path runs for this shape on num_threads threads (allow_winograd: whether the plan
 // permits Winograd's slightly larger rounding error).
@@ -77,7 +82,8 @@ int64_t conv2d_workspace_floats_cpu(const Conv2dParams& params, const Conv2dPrep
                                     const Shape& input_shape, int num_threads);
 // residual: a tensor shaped like the output added before the ReLU (a ResNet block's shortcut,
 // fused into the block's last convolution), or nullptr. It may be the output itself (the sum
-// written over the shortcut, which saves a stream of fresh memory; never the input).
+// written over the shortcut, which saves a stream of fresh memory; never the input). With
+// prepared.max_pool, output has the pool's shape.
 void conv2d_forward_cpu(const Conv2dParams& params, ConstTensorView input, const Conv2dPreparedCpu& prepared,
                         const float* bias, const float* residual, bool relu, TensorView output, float* workspace,
                         int num_threads);
@@ -85,10 +91,12 @@ void conv2d_forward_cpu(const Conv2dParams& params, ConstTensorView input, const
 // The direct path on its own (layers/cpu/conv2d_direct.cpp), for conv2d_forward_cpu.
 Conv2dDirectWeights conv2d_direct_pack_weights(const Conv2dParams& params, const float* weight,
                                                const Shape& input_shape);
-int64_t conv2d_direct_workspace_floats(const Conv2dParams& params, const Shape& input_shape, int num_threads);
+// pool: a max pool after the bias and ReLU (output is then the pool's; no residual), or nullptr.
+int64_t conv2d_direct_workspace_floats(const Conv2dParams& params, const Shape& input_shape, int num_threads,
+                                       const MaxPool2dParams* pool = nullptr);
 void conv2d_direct_forward_cpu(const Conv2dParams& params, ConstTensorView input, const Conv2dDirectWeights& weights,
                                const float* bias, const float* residual, bool relu, TensorView output, float* workspace,
-                               int num_threads);
+                               int num_threads, const MaxPool2dParams* pool = nullptr);
 
 // The Winograd path on its own (layers/cpu/conv2d_winograd.cpp), for conv2d_forward_cpu and tests.
 bool conv2d_winograd_applies(const Conv2dParams& params, const Shape& input_shape);

@@ -297,6 +297,52 @@ TEST_CASE("conv2d: fast CPU equals the reference on awkward shapes", "[ops][conv
   }
 }
 
+TEST_CASE("conv2d: a max pool fused into the direct convolution equals the two in turn", "[ops][conv2d]") {
+  struct Case {
+    int64_t batch, in, out, height, width, kernel, stride, padding;  // the convolution
+    int64_t pool_kernel, pool_stride, pool_padding, pool_dilation;
+    bool ceil, relu;
+  };
+  const std::vector<Case> cases = {
+      {2, 3, 64, 45, 39, 7, 2, 3, 3, 2, 1, 1, false, true},    // ResNet's stem and pool, odd sizes
+      {1, 3, 64, 224, 224, 7, 2, 3, 3, 2, 1, 1, false, true},  // the stem at 224: rows in many ranges
+      {3, 20, 40, 14, 17, 3, 1, 1, 2, 2, 0, 1, true, false},   // 2x2 pool, ceil_mode, 40 channels
+      {1, 16, 100, 13, 12, 3, 1, 1, 3, 1, 1, 2, false, true},  // stride 1, dilation 2, two blocks
+  };
+  uint32_t seed = 500;
+  for (const Case& c : cases) {
+    Conv2dParams p;
+    p.in_channels = c.in;
+    p.out_channels = c.out;
+    p.kernel_h = p.kernel_w = c.kernel;
+    p.stride_h = p.stride_w = c.stride;
+    p.padding_h = p.padding_w = c.padding;
+    MaxPool2dParams pool;
+    pool.kernel_h = pool.kernel_w = c.pool_kernel;
+    pool.stride_h = pool.stride_w = c.pool_stride;
+    pool.padding_h = pool.padding_w = c.pool_padding;
+    pool.dilation_h = pool.dilation_w = c.pool_dilation;
+    pool.ceil_mode = c.ceil;
+    const Tensor x = test::random_tensor({c.batch, c.in, c.height, c.width}, ++seed);
+    const Tensor w = test::random_tensor({c.out, c.in, c.kernel, c.kernel}, ++seed);
+    const Tensor b = test::random_tensor({c.out}, ++seed);
+    const Tensor conv = run_conv_ref(p, x, w, b.data(), c.relu);
+    Tensor expected(max_pool2d_output_shape(pool, conv.shape()));
+    max_pool2d_forward_ref(pool, conv.view(), expected.view());
+    Conv2dPreparedCpu prepared = conv2d_prepare_cpu(p, w.view(), x.shape(), Conv2dAlgorithm::direct);
+    prepared.max_pool = pool;
+    for (int threads : {1, 2, 3}) {
+      Tensor actual(expected.shape());
+      Tensor workspace({conv2d_workspace_floats_cpu(p, prepared, x.shape(), threads)});
+      conv2d_forward_cpu(p, x.view(), prepared, b.data(), nullptr, c.relu, actual.view(), workspace.data(), threads);
+      const test::Difference d = test::compare(actual.view(), expected.view());
+      INFO("case " << c.height << "x" << c.width << " kernel " << c.kernel << " pool " << c.pool_kernel << " stride "
+                   << c.pool_stride << " threads " << threads << ": " << d.describe());
+      CHECK(test::close_enough(d, fast_tolerance));
+    }
+  }
+}
+
 TEST_CASE("batch_norm2d: folding into the convolution equals running both", "[ops][batch_norm2d]") {
   Conv2dParams p;
   p.in_channels = 5;

@@ -11,10 +11,12 @@ using namespace prism;
 TEST_CASE("a fully fused resnet18 plan has one step per convolution, pool and linear", "[plan]") {
   const Model model = test::random_model("resnet18", 10, 1);
   const Plan plan(model, {1, 3, 64, 64});
-  // conv1 (+bn1+relu), maxpool, 8 blocks of conv1 + conv2 (+ the add and its ReLU; 3 blocks with
+  // conv1 (+bn1+relu+maxpool), 8 blocks of conv1 + conv2 (+ the add and its ReLU; 3 blocks with
   // a downsample conv), avgpool, fc.
-  CHECK(plan.steps().size() == 1 + 1 + 8 * 2 + 3 + 1 + 1);
-  CHECK(plan.steps()[0].fused_names == std::vector<std::string>{"conv1", "bn1", "relu"});
+  CHECK(plan.steps().size() == 1 + 8 * 2 + 3 + 1 + 1);
+  CHECK(plan.steps()[0].fused_names == std::vector<std::string>{"conv1", "bn1", "relu", "maxpool"});
+  CHECK(plan.steps()[0].conv2d_cpu.algorithm == Conv2dAlgorithm::direct);
+  CHECK(plan.step_output_shape(0) == Shape{1, 64, 16, 16});
   for (const Step& step : plan.steps()) CHECK(step.node->kind != OpKind::batch_norm2d);
   for (const Step& step : plan.steps()) {
     // The add joins the later of its operands' convolutions: conv2, or the downsample after it.
@@ -32,6 +34,14 @@ TEST_CASE("a fully fused resnet18 plan has one step per convolution, pool and li
   PlanOptions reference;
   reference.backend = Backend::reference;
   CHECK(Plan(model, {1, 3, 64, 64}, reference).steps().size() == 1 + 1 + 8 * 3 + 3 + 1 + 1);
+  // Where the stem's output is wanted (PRISM's captures ask for its channel mean), the pool is a
+  // step of its own.
+  PlanOptions tapped;
+  tapped.mean_taps = {"relu"};
+  const Plan with_tap(model, {1, 3, 64, 64}, tapped);
+  CHECK(with_tap.steps().size() == 1 + 1 + 8 * 2 + 3 + 1 + 1);
+  CHECK(with_tap.steps()[0].fused_names == std::vector<std::string>{"conv1", "bn1", "relu"});
+  CHECK(with_tap.steps()[1].fused_names == std::vector<std::string>{"maxpool"});
 }
 
 TEST_CASE("tapping a convolution keeps its output before batch norm", "[plan]") {

@@ -9,6 +9,7 @@
 #include <algorithm>
 #include <cstring>
 
+#include "engine/error.hpp"
 #include "layers/conv2d.hpp"
 
 namespace prism {
@@ -201,7 +202,9 @@ int64_t conv2d_workspace_floats_cpu(const Conv2dParams& p, const Conv2dPreparedC
                                     int num_threads) {
   switch (prepared.algorithm) {
     case Conv2dAlgorithm::winograd: return conv2d_winograd_workspace_floats(p, input_shape, num_threads);
-    case Conv2dAlgorithm::direct: return conv2d_direct_workspace_floats(p, input_shape, num_threads);
+    case Conv2dAlgorithm::direct:
+      return conv2d_direct_workspace_floats(p, input_shape, num_threads,
+                                            prepared.max_pool ? &*prepared.max_pool : nullptr);
     case Conv2dAlgorithm::im2col_gemm: break;
   }
   const Shape out = conv2d_output_shape(p, input_shape);
@@ -212,12 +215,16 @@ int64_t conv2d_workspace_floats_cpu(const Conv2dParams& p, const Conv2dPreparedC
 void conv2d_forward_cpu(const Conv2dParams& p, ConstTensorView input, const Conv2dPreparedCpu& prepared,
                         const float* bias, const float* residual, bool relu, TensorView output, float* workspace,
                         int num_threads) {
+  if (prepared.max_pool && prepared.algorithm != Conv2dAlgorithm::direct) {
+    throw Error("conv2d: a max pool fuses only into the direct convolution");
+  }
   switch (prepared.algorithm) {
     case Conv2dAlgorithm::winograd:
       conv2d_winograd_forward_cpu(p, input, prepared.matrices, bias, residual, relu, output, workspace, num_threads);
       return;
     case Conv2dAlgorithm::direct:
-      conv2d_direct_forward_cpu(p, input, prepared.direct, bias, residual, relu, output, workspace, num_threads);
+      conv2d_direct_forward_cpu(p, input, prepared.direct, bias, residual, relu, output, workspace, num_threads,
+                                prepared.max_pool ? &*prepared.max_pool : nullptr);
       return;
     case Conv2dAlgorithm::im2col_gemm: break;
   }

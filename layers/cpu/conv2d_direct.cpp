@@ -12,8 +12,10 @@
 
 #include <algorithm>
 #include <cstring>
+#include <utility>
 #include <vector>
 
+#include "engine/error.hpp"
 #include "layers/conv2d.hpp"
 
 namespace prism {
@@ -30,6 +32,7 @@ constexpr int64_t most_pixels_per_tile = 8;       // pointers the kernel keeps i
 constexpr int64_t weight_block_floats = 16384;    // 64 KiB of weights per depth block (measured: 16-128 KiB
                                                   // were alike; 8-32 KiB, sized for L1, up to 1.3x slower)
 constexpr int64_t tile_buffer_floats = 16384;     // 64 KiB of results per task: stays in L2
+constexpr int64_t pooled_buffer_floats = 1 << 17;  // 512 KiB of results per task before a fused max pool
 constexpr int64_t copied_chunk_floats = 1 << 20;  // padded or subsampled images copied at a time: 4 MiB
 constexpr int64_t floats_per_line = 16;           // of a 64-byte cache line
 
@@ -136,6 +139,74 @@ int64_t tiles_per_task(const Geometry& g, int64_t out_pixels, int64_t images_tim
   return std::clamp<int64_t>(ceil_div(tiles, wanted_ranges), 1, by_buffer);
 }
 
+// How an image's outputs are cut into the ranges of its tasks: runs of `per_range` tiles of
+// consecutive output pixels or, with a max pool fused after the convolution, runs of `per_range`
+// rows of the pool's output, for which a task computes every convolution row their windows read
+// (one row more than its share, for ResNet's 3x3 stride-2 pool, computed by both neighbours).
+// And the floats of results each thread keeps: the convolution's, then the pool's.
+struct Ranges {
+  int64_t per_range = 0, ranges = 0;
+  int64_t result_floats = 0, pooled_floats = 0;
+};
+
+// The convolution's rows [first, end) under pool rows [begin, end) (conv_h rows in all).
+std::pair<int64_t, int64_t> rows_under_pool(const MaxPool2dParams& pool, int64_t begin, int64_t end, int64_t conv_h) {
+  return {std::max<int64_t>(0, begin * pool.stride_h - pool.padding_h),
+          std::min(conv_h, (end - 1) * pool.stride_h - pool.padding_h + (pool.kernel_h - 1) * pool.dilation_h + 1)};
+}
+
+Ranges ranges_of(const Geometry& g, const MaxPool2dParams* pool, const Shape& conv_shape, const Shape& out_shape,
+                 int64_t images_times_blocks, int num_threads) {
+  Ranges r;
+  if (!pool) {
+    const int64_t out_pixels = out_shape[2] * out_shape[3];
+    r.per_range = tiles_per_task(g, out_pixels, images_times_blocks, num_threads);
+    r.ranges = ceil_div(ceil_div(out_pixels, g.pixels_per_tile), r.per_range);
+    r.result_floats = r.per_range * g.pixels_per_tile * g.block_channels;
+    return r;
+  }
+  const int64_t pool_h = out_shape[2], pool_w = out_shape[3], conv_w = conv_shape[3];
+  auto result_floats = [&](int64_t rows) {
+    const int64_t conv_rows = (rows - 1) * pool->stride_h + (pool->kernel_h - 1) * pool->dilation_h + 1;
+    return ceil_div(conv_rows * conv_w, g.pixels_per_tile) * g.pixels_per_tile * g.block_channels;
+  };
+  int64_t by_buffer = 1;
+  while (by_buffer < pool_h && result_floats(by_buffer + 1) <= pooled_buffer_floats) ++by_buffer;
+  const int64_t wanted_ranges = ceil_div(4 * num_threads, images_times_blocks);
+  r.per_range = std::clamp<int64_t>(ceil_div(pool_h, wanted_ranges), 1, by_buffer);
+  r.ranges = ceil_div(pool_h, r.per_range);
+  r.result_floats = result_floats(r.per_range);
+  r.pooled_floats = r.per_range * pool_w * g.block_channels;
+  return r;
+}
+
+// The pool's rows [begin, end) (pool_w outputs each) of one channel block's results (pixels,
+// block channels) for the convolution's rows from first_row on (conv_w pixels each), into pooled
+// (pixels, block channels). Windows skip what lies outside the convolution's output.
+void pool_results(const MaxPool2dParams& pool, const Geometry& g, const float* results, int64_t first_row,
+                  int64_t conv_h, int64_t conv_w, int64_t begin, int64_t end, int64_t pool_w, float* pooled) {
+  for (int64_t py = begin; py < end; ++py) {
+    for (int64_t px = 0; px < pool_w; ++px, pooled += g.block_channels) {
+      SimdVector best[4];
+      for (int64_t v = 0; v < g.vectors; ++v) best[v] = -__builtin_huge_valf() - SimdVector{};
+      for (int64_t ky = 0; ky < pool.kernel_h; ++ky) {
+        const int64_t y = py * pool.stride_h - pool.padding_h + ky * pool.dilation_h;
+        if (y < 0 || y >= conv_h) continue;
+        for (int64_t kx = 0; kx < pool.kernel_w; ++kx) {
+          const int64_t x = px * pool.stride_w - pool.padding_w + kx * pool.dilation_w;
+          if (x < 0 || x >= conv_w) continue;
+          const float* pixel = results + ((y - first_row) * conv_w + x) * g.block_channels;
+          for (int64_t v = 0; v < g.vectors; ++v) {
+            const SimdVector value = simd_load(pixel + v * simd_floats);
+            best[v] = (value > best[v]) | (value != value) ? value : best[v];  // NaN wins, as in PyTorch
+          }
+        }
+      }
+      for (int64_t v = 0; v < g.vectors; ++v) simd_store(pooled + v * simd_floats, best[v]);
+    }
+  }
+}
+
 int64_t images_per_chunk(const Conv2dParams& p, const Geometry& g, int64_t batch) {
   if (!g.copied) return batch;
   return std::clamp<int64_t>(copied_chunk_floats / (p.in_channels * g.image_h * g.image_w), 1, batch);
@@ -236,61 +307,80 @@ Conv2dDirectWeights conv2d_direct_pack_weights(const Conv2dParams& p, const floa
   return packed;
 }
 
-int64_t conv2d_direct_workspace_floats(const Conv2dParams& p, const Shape& input_shape, int num_threads) {
+int64_t conv2d_direct_workspace_floats(const Conv2dParams& p, const Shape& input_shape, int num_threads,
+                                       const MaxPool2dParams* pool) {
   const Geometry g = geometry(p, input_shape);
   const int64_t copies = g.copied ? images_per_chunk(p, g, input_shape[0]) * p.in_channels * g.image_h * g.image_w : 0;
-  const Shape out = conv2d_output_shape(p, input_shape);
-  // The most tiles a task takes: all of them, or what the tile buffer holds.
-  const int64_t tiles = tiles_per_task(g, out[2] * out[3], 4 * int64_t{num_threads}, num_threads);
-  return copies + int64_t{num_threads} * tiles * g.pixels_per_tile * g.block_channels;
+  const Shape conv = conv2d_output_shape(p, input_shape);
+  // The largest ranges: one task per thread or more wants them whole, up to what the buffers hold.
+  const Ranges r = ranges_of(g, pool, conv, pool ? max_pool2d_output_shape(*pool, conv) : conv,
+                             4 * int64_t{num_threads}, num_threads);
+  return copies + int64_t{num_threads} * (r.result_floats + r.pooled_floats);
 }
 
 void conv2d_direct_forward_cpu(const Conv2dParams& p, ConstTensorView input, const Conv2dDirectWeights& weights,
                                const float* bias, const float* residual, bool relu, TensorView output, float* workspace,
-                               int num_threads) {
+                               int num_threads, const MaxPool2dParams* pool) {
+  if (pool && residual) throw Error("conv2d: a fused max pool takes no residual");
   const Geometry g = geometry(p, input.shape);
   const int64_t batch = input.dim(0);
-  const int64_t out_w = output.dim(3), out_pixels = output.dim(2) * out_w;
+  const Shape conv = conv2d_output_shape(p, input.shape);
+  const int64_t conv_h = conv[2], conv_w = conv[3], conv_pixels = conv_h * conv_w;
+  const int64_t out_w = output.dim(3), out_pixels = output.dim(2) * out_w;  // the pool's, if fused
   const int64_t in_per_group = p.in_channels / p.groups, out_per_group = p.out_channels / p.groups;
   const int64_t chunk = images_per_chunk(p, g, batch);
   const int64_t image_floats = p.in_channels * g.image_h * g.image_w;  // one image as the kernel reads it
   float* copies = workspace;
-  float* tile_buffers = workspace + (g.copied ? chunk * image_floats : 0);
+  float* thread_buffers = workspace + (g.copied ? chunk * image_floats : 0);
   const DirectKernel kernel = direct_kernel_for(g);
-  const int64_t tiles = ceil_div(out_pixels, g.pixels_per_tile);
 
   for (int64_t first = 0; first < batch; first += chunk) {
     const int64_t count = std::min(chunk, batch - first);
     if (g.copied) copy_images(p, g, input, first, count, copies, num_threads);
     const float* images = g.copied ? copies : input.data + first * image_floats;
-    const int64_t per_task = tiles_per_task(g, out_pixels, count * p.groups * g.blocks, num_threads);
-    const int64_t ranges = ceil_div(tiles, per_task);
-    const int64_t tasks = count * p.groups * g.blocks * ranges;
+    const Ranges r = ranges_of(g, pool, conv, output.shape, count * p.groups * g.blocks, num_threads);
+    const int64_t tasks = count * p.groups * g.blocks * r.ranges;
     // Task order (image, group, block, range): neighbouring tasks share a block's weights.
     auto block_weights_of = [&](int64_t task) {
-      const int64_t group = task / (g.blocks * ranges) % p.groups, block = task / ranges % g.blocks;
+      const int64_t group = task / (g.blocks * r.ranges) % p.groups, block = task / r.ranges % g.blocks;
       return weights.data.data() + (group * g.blocks + block) * g.depth * g.block_channels;
     };
 #pragma omp parallel num_threads(num_threads)
     {
       // Where each pixel of a task's tiles starts reading its window (the last tile repeats the
-      // last pixel to fill up).
-      std::vector<const float*> pixel_inputs(per_task * g.pixels_per_tile);
+      // range's last pixel to fill up).
+      std::vector<const float*> pixel_inputs(r.result_floats / g.block_channels);
       // Each thread a run of consecutive tasks, so that it knows whose weights come next.
       const int64_t thread = omp_get_thread_num(), threads = omp_get_num_threads();
+      float* results = thread_buffers + thread * (r.result_floats + r.pooled_floats);
+      float* pooled = results + r.result_floats;
       const int64_t task_end = tasks * (thread + 1) / threads;
       for (int64_t task = tasks * thread / threads; task < task_end; ++task) {
-        const int64_t n = task / (p.groups * g.blocks * ranges);
-        const int64_t group = task / (g.blocks * ranges) % p.groups;
-        const int64_t block = task / ranges % g.blocks;
-        const int64_t tile_begin = task % ranges * per_task, tile_end = std::min(tiles, tile_begin + per_task);
+        const int64_t n = task / (p.groups * g.blocks * r.ranges);
+        const int64_t group = task / (g.blocks * r.ranges) % p.groups;
+        const int64_t block = task / r.ranges % g.blocks;
+        const int64_t range = task % r.ranges;
+        // The convolution's pixels [pixel_begin, pixel_end) this task computes, and the output's
+        // [out_begin, out_end) it writes: the same without a pool.
+        int64_t pixel_begin, pixel_end, out_begin, out_end;
+        if (pool) {
+          out_begin = range * r.per_range;
+          out_end = std::min(output.dim(2), out_begin + r.per_range);
+          const auto [row_first, row_end] = rows_under_pool(*pool, out_begin, out_end, conv_h);
+          pixel_begin = row_first * conv_w;
+          pixel_end = row_end * conv_w;
+          out_begin *= out_w;
+          out_end *= out_w;
+        } else {
+          pixel_begin = out_begin = range * r.per_range * g.pixels_per_tile;
+          pixel_end = out_end = std::min(conv_pixels, pixel_begin + r.per_range * g.pixels_per_tile);
+        }
+        const int64_t tiles = ceil_div(pixel_end - pixel_begin, g.pixels_per_tile);
         const float* image = images + (n * p.in_channels + group * in_per_group) * g.image_h * g.image_w;
         const float* block_weights = block_weights_of(task);
-        float* results = tile_buffers + thread * per_task * g.pixels_per_tile * g.block_channels;
-        const int64_t pixel_begin = tile_begin * g.pixels_per_tile;
-        for (int64_t i = 0; i < (tile_end - tile_begin) * g.pixels_per_tile; ++i) {
-          const int64_t pixel = std::min(pixel_begin + i, out_pixels - 1);
-          pixel_inputs[i] = image + pixel / out_w * g.stride_h * g.image_w + pixel % out_w * g.stride_w;
+        for (int64_t i = 0; i < tiles * g.pixels_per_tile; ++i) {
+          const int64_t pixel = std::min(pixel_begin + i, pixel_end - 1);
+          pixel_inputs[i] = image + pixel / conv_w * g.stride_h * g.image_w + pixel % conv_w * g.stride_w;
         }
         // Depth blocks outermost: one block's weights stay in cache while every tile of the range
         // uses them. Meanwhile the tiles fetch the next block's weights, or the next task's first,
@@ -304,18 +394,24 @@ void conv2d_direct_forward_cpu(const Conv2dParams& p, ConstTensorView input, con
                                                     : nullptr;
           const int64_t next_depth = std::min(g.depth_per_block, more_depth ? g.depth - k - depth : g.depth);
           const int64_t next_lines = next ? next_depth * g.block_channels / floats_per_line : 0;
-          for (int64_t t = 0; t < tile_end - tile_begin; ++t) {
+          for (int64_t t = 0; t < tiles; ++t) {
             const int64_t first_line = t * depth;  // this tile's share of the lines to fetch
             kernel(pixel_inputs.data() + t * g.pixels_per_tile, weights.tap_offsets.data() + k, depth,
                    block_weights + k * g.block_channels, results + t * g.pixels_per_tile * g.block_channels, k > 0,
                    first_line < next_lines ? next + first_line * floats_per_line : nullptr, next_lines - first_line);
           }
         }
+        // The pool takes the maxima of the sums: bias and ReLU, which never lower a larger sum
+        // below a smaller one, come after it, on a quarter of the values.
+        if (pool) {
+          pool_results(*pool, g, results, pixel_begin / conv_w, conv_h, conv_w, out_begin / out_w, out_end / out_w,
+                       out_w, pooled);
+        }
         // The output and residual of image first + n; channels past the group's end are padding.
         const int64_t image_offset = (first + n) * p.out_channels * out_pixels;
-        write_results(results, g.block_channels, std::min(g.block_channels, out_per_group - block * g.block_channels),
-                      group * out_per_group + block * g.block_channels, pixel_begin,
-                      std::min(out_pixels, tile_end * g.pixels_per_tile), bias,
+        write_results(pool ? pooled : results, g.block_channels,
+                      std::min(g.block_channels, out_per_group - block * g.block_channels),
+                      group * out_per_group + block * g.block_channels, out_begin, out_end, bias,
                       residual ? residual + image_offset : nullptr, relu, output.data + image_offset, out_pixels);
       }
     }

@@ -167,8 +167,7 @@ void run_bench(const BenchOptions& options) {
   std::vector<size_t> order(plan.steps().size());
   for (size_t s = 0; s < order.size(); ++s) {
     order[s] = s;
-    total_multiply_adds +=
-        node_multiply_adds(*plan.steps()[s].node, plan.step_input_shape(s), plan.step_output_shape(s));
+    total_multiply_adds += node_multiply_adds(*plan.steps()[s].node, plan.step_input_shape(s));
   }
   std::sort(order.begin(), order.end(), [&](size_t a, size_t b) { return total_steps[a] > total_steps[b]; });
   double all_steps = 0.0;
@@ -183,7 +182,7 @@ void run_bench(const BenchOptions& options) {
     std::string name;
     for (const std::string& part : step.fused_names) name += (name.empty() ? "" : "+") + part;
     const double ms = total_steps[s] / options.runs * 1e3;
-    const double flops = 2.0 * node_multiply_adds(*step.node, plan.step_input_shape(s), plan.step_output_shape(s));
+    const double flops = 2.0 * node_multiply_adds(*step.node, plan.step_input_shape(s));
     // Which of the CPU convolution's algorithms the plan chose for this shape.
     const bool cpu_convolution = plan.backend() == Backend::cpu && step.node->kind == OpKind::conv2d;
     fmt::print("{:<36} {:<22} {:<11} {:>9.2f} {:>9.1f} {:>6.1f}%\n", name.substr(0, 36),

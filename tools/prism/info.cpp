@@ -46,7 +46,7 @@ void run_info(const InfoOptions& options) {
   for (size_t i = 0; i < graph.nodes.size(); ++i) {
     const Node& node = graph.nodes[i];
     const Shape& in = node.inputs[0] == graph_input ? input_shape : shapes[node.inputs[0]];
-    const int64_t multiply_adds = node_multiply_adds(node, in, shapes[i]);
+    const int64_t multiply_adds = node_multiply_adds(node, in);
     total_multiply_adds += multiply_adds;
     int64_t count = 0;
     for (const ParameterSpec& spec : node_parameters(node)) count += shape_numel(spec.shape);
