@@ -52,7 +52,7 @@ void execute_step_cuda(const Step& step, const std::vector<ConstTensorView>& inp
 }  // namespace
 
 void execute_step(Backend backend, const Step& step, const std::vector<ConstTensorView>& inputs, TensorView output,
-                  float* workspace, int num_threads, const CudaContext* cuda) {
+                  float* workspace, int num_threads, const CudaContext* cuda, float* channel_means) {
   if (backend == Backend::cuda) {
     execute_step_cuda(step, inputs, output, workspace, *cuda);
     return;
@@ -68,7 +68,7 @@ void execute_step(Backend backend, const Step& step, const std::vector<ConstTens
       } else {
         const float* residual = step.residual ? inputs.at(1).data : nullptr;
         conv2d_forward_cpu(node.conv2d, x, step.conv2d_cpu, step.bias, residual, step.relu, output, workspace,
-                           num_threads);
+                           num_threads, channel_means);
       }
       return;
     case OpKind::batch_norm2d:
@@ -128,12 +128,14 @@ void prepare_step(Backend backend, Step& step, const Shape& input_shape, const P
   }
 }
 
-bool max_pool_fuses_into(Backend backend, const Step& conv_step, const Shape& input_shape, const PlanOptions& options,
-                         int num_threads) {
+bool max_pool_fuses_into(Backend backend, const Step& conv_step, const Shape& input_shape, const MaxPool2dParams& pool,
+                         bool with_channel_mean, const PlanOptions& options, int num_threads) {
   if (backend != Backend::cpu || conv_step.node->kind != OpKind::conv2d || conv_step.residual) return false;
+  const Conv2dParams& conv = conv_step.node->conv2d;
   const GemmPrecision precision = options.bf16 ? GemmPrecision::bf16 : GemmPrecision::fp32;
-  return conv2d_choose_algorithm_cpu(conv_step.node->conv2d, input_shape, options.winograd, num_threads, precision) ==
-         Conv2dAlgorithm::direct;
+  return conv2d_choose_algorithm_cpu(conv, input_shape, options.winograd, num_threads, precision) ==
+             Conv2dAlgorithm::direct &&
+         (!with_channel_mean || conv2d_direct_writes_channel_means(conv, pool, input_shape));
 }
 
 int64_t step_workspace_floats(Backend backend, const Step& step, const Shape& input_shape, int num_threads) {

@@ -37,18 +37,21 @@ Plan::Plan(const Model& model, const Shape& input_shape, const PlanOptions& opti
   }
 
   // A node whose output is tapped must really be computed: nothing may be folded or fused into it.
-  std::vector<bool> kept(graph.nodes.size(), false);
+  // Nodes wanted only as channel means may still be computed inside a fused step that writes their
+  // mean (a max pool joining ResNet's stem).
+  std::vector<bool> kept(graph.nodes.size(), false), mean_tapped_only(graph.nodes.size(), false);
   std::vector<std::pair<std::string, int>> tapped_nodes, mean_tapped_nodes;
-  auto keep = [&](const std::vector<std::string>& taps, std::vector<std::pair<std::string, int>>& nodes) {
+  auto keep = [&](const std::vector<std::string>& taps, std::vector<std::pair<std::string, int>>& nodes, bool mean) {
     for (const std::string& tap : taps) {
       const int node = graph.value_of(graph.resolve_tap(tap));
+      if (node != graph_input) mean_tapped_only[node] = mean && (mean_tapped_only[node] || !kept[node]);
       if (node != graph_input) kept[node] = true;
       nodes.emplace_back(tap, node);
     }
   };
-  keep(options.taps, tapped_nodes);
-  keep(options.mean_taps, mean_tapped_nodes);
-  const std::vector<int> node_value = make_steps(model, shapes, kept, options);
+  keep(options.taps, tapped_nodes, false);
+  keep(options.mean_taps, mean_tapped_nodes, true);
+  const std::vector<int> node_value = make_steps(model, shapes, kept, mean_tapped_only, options);
   for (const auto& [tap, node] : tapped_nodes) taps_.emplace_back(tap, node == graph_input ? 0 : node_value[node]);
   for (const auto& [tap, node] : mean_tapped_nodes) {
     mean_taps_.emplace_back(tap, node == graph_input ? 0 : node_value[node]);
@@ -60,7 +63,7 @@ Plan::Plan(const Model& model, const Shape& input_shape, const PlanOptions& opti
 }
 
 std::vector<int> Plan::make_steps(const Model& model, const std::vector<Shape>& shapes, const std::vector<bool>& kept,
-                                  const PlanOptions& options) {
+                                  const std::vector<bool>& mean_tapped_only, const PlanOptions& options) {
   const Graph& graph = model.graph;
   values_.push_back(Value{0, -1, -1, input_shape_});  // value 0: the caller's input
   std::vector<int> node_value(graph.nodes.size(), -1);
@@ -72,9 +75,12 @@ std::vector<int> Plan::make_steps(const Model& model, const std::vector<Shape>& 
     }
   }
   // The step that computes `node` if another node may join it: the node is read once, is not a
-  // tap, and its value is that step's own output (not a view of it).
-  auto joinable_step = [&](int node) -> Step* {
-    if (node == graph_input || readers[node] != 1 || kept[node]) return nullptr;
+  // tap (or only a mean tap, where the joining step can provide it), and its value is that step's
+  // own output (not a view of it).
+  auto joinable_step = [&](int node, bool mean_tap_allowed = false) -> Step* {
+    if (node == graph_input || readers[node] != 1 || (kept[node] && !(mean_tap_allowed && mean_tapped_only[node]))) {
+      return nullptr;
+    }
     const Value& value = values_[node_value[node]];
     if (value.producer < 0 || value.root != node_value[node]) return nullptr;
     return &steps_[value.producer];
@@ -131,14 +137,23 @@ std::vector<int> Plan::make_steps(const Model& model, const std::vector<Shape>& 
         continue;
       }
     }
-    if (node.kind == OpKind::max_pool2d && previous && !previous->max_pool &&
-        max_pool_fuses_into(backend_, *previous, values_[previous->inputs[0]].shape, options, num_threads_)) {
-      // The convolution's output then never exists: the step's value takes the pool's shape.
-      previous->max_pool = &node.max_pool2d;
-      previous->fused_names.push_back(node.name);
-      values_[previous->output].shape = shapes[i];
-      node_value[i] = node_value[source];
-      continue;
+    if (node.kind == OpKind::max_pool2d) {
+      const bool mean_tapped = source != graph_input && mean_tapped_only[source];
+      Step* conv = joinable_step(source, true);
+      if (conv && !conv->max_pool &&
+          max_pool_fuses_into(backend_, *conv, values_[conv->inputs[0]].shape, node.max_pool2d, mean_tapped, options,
+                              num_threads_)) {
+        // The convolution's output is then never stored (no step writes its value, so it gets no
+        // buffer); the step writes the pool's, and the channel mean where it is a mean tap.
+        conv->max_pool = &node.max_pool2d;
+        conv->fused_names.push_back(node.name);
+        if (mean_tapped) conv->channel_mean_value = conv->output;
+        const int pooled = static_cast<int>(values_.size());
+        values_.push_back(Value{pooled, static_cast<int>(conv - steps_.data()), -1, shapes[i]});
+        conv->output = pooled;
+        node_value[i] = pooled;
+        continue;
+      }
     }
     if (node.kind == OpKind::relu && previous && !previous->relu &&
         (previous->node->kind == OpKind::conv2d || previous->node->kind == OpKind::linear ||
@@ -307,12 +322,17 @@ RunResult Plan::run(ConstTensorView input, std::vector<double>* step_seconds) {
     return copy;
   };
   // Taps are copied (or reduced) as soon as their value is written: a later step may reuse the buffer.
-  auto copy_taps_of = [&](int producer) {
+  // `step_means`: the means a step wrote itself of a value it never stored (channel_mean_value).
+  auto copy_taps_of = [&](int producer, const Tensor& step_means) {
     for (const auto& [name, value] : taps_) {
       if (values_[value].producer == producer) result.taps[name] = copy_out(value_view(value, input));
     }
     for (const auto& [name, value] : mean_taps_) {
       if (values_[value].producer != producer) continue;
+      if (producer >= 0 && value == steps_[producer].channel_mean_value) {
+        result.channel_means[name] = step_means.clone();
+        continue;
+      }
       const ConstTensorView view = value_view(value, input);
       if (!on_gpu) {
         result.channel_means[name] = channel_mean(view);
@@ -323,7 +343,7 @@ RunResult Plan::run(ConstTensorView input, std::vector<double>* step_seconds) {
       result.channel_means[name] = outputs_on_device_ ? std::move(means) : means.to(Device::cpu);
     }
   };
-  copy_taps_of(-1);
+  copy_taps_of(-1, Tensor());
   if (step_seconds) step_seconds->assign(steps_.size(), 0.0);
   std::vector<ConstTensorView> inputs;
   for (size_t s = 0; s < steps_.size(); ++s) {
@@ -333,13 +353,16 @@ RunResult Plan::run(ConstTensorView input, std::vector<double>* step_seconds) {
     for (int value : step.inputs) inputs.push_back(value_view(value, input));
     const Value& out = values_[step.output];
     TensorView output{buffers_[out.buffer].data(), out.shape};
+    const Shape& unstored = values_[std::max(step.channel_mean_value, 0)].shape;
+    Tensor step_means =
+        step.channel_mean_value >= 0 ? Tensor::uninitialized({unstored[0], 1, unstored[2], unstored[3]}) : Tensor();
     execute_step(backend_, step, inputs, output, workspace_.empty() ? nullptr : workspace_.data(), num_threads_,
-                 cuda_.get());
+                 cuda_.get(), step_means.empty() ? nullptr : step_means.data());
     if (step_seconds) {
       if (on_gpu) cuda_->synchronize();  // a profile times each kernel, not its launch
       (*step_seconds)[s] = omp_get_wtime() - start;
     }
-    copy_taps_of(static_cast<int>(s));
+    copy_taps_of(static_cast<int>(s), step_means);
   }
   ConstTensorView logits = value_view(output_value_, input);
   if (on_gpu) {

@@ -47,6 +47,8 @@ struct Step {
   bool relu = false;                     // a ReLU fused after the op
   bool residual = false;                 // conv: inputs[1] is added before the ReLU (a fused add)
   const MaxPool2dParams* max_pool = nullptr;  // conv: a max pool after the ReLU (its node's params)
+  int channel_mean_value = -1;                // with max_pool: the convolution's own output (a value never stored),
+                                              // whose mean over channels the step writes for a mean tap
   const float* weight = nullptr;         // conv/linear: the prepared weight, in Step's tensors or
   const float* bias = nullptr;           //   the model's; nullptr bias: none
   Shape weight_shape;
@@ -100,7 +102,7 @@ class Plan {
     Shape shape;
   };
   std::vector<int> make_steps(const Model& model, const std::vector<Shape>& shapes, const std::vector<bool>& kept,
-                              const PlanOptions& options);
+                              const std::vector<bool>& mean_tapped_only, const PlanOptions& options);
   void assign_buffers(int64_t memory_limit_bytes);
   ConstTensorView value_view(int value, ConstTensorView input) const;
 

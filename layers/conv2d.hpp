@@ -83,20 +83,29 @@ int64_t conv2d_workspace_floats_cpu(const Conv2dParams& params, const Conv2dPrep
 // residual: a tensor shaped like the output added before the ReLU (a ResNet block's shortcut,
 // fused into the block's last convolution), or nullptr. It may be the output itself (the sum
 // written over the shortcut, which saves a stream of fresh memory; never the input). With
-// prepared.max_pool, output has the pool's shape.
+// prepared.max_pool, output has the pool's shape, and channel_means (or nullptr) receives the
+// convolution's own output's mean over channels, (N, 1, H, W), where
+// conv2d_direct_writes_channel_means says it can.
 void conv2d_forward_cpu(const Conv2dParams& params, ConstTensorView input, const Conv2dPreparedCpu& prepared,
                         const float* bias, const float* residual, bool relu, TensorView output, float* workspace,
-                        int num_threads);
+                        int num_threads, float* channel_means = nullptr);
 
 // The direct path on its own (layers/cpu/conv2d_direct.cpp), for conv2d_forward_cpu.
 Conv2dDirectWeights conv2d_direct_pack_weights(const Conv2dParams& params, const float* weight,
                                                const Shape& input_shape);
 // pool: a max pool after the bias and ReLU (output is then the pool's; no residual), or nullptr.
+// With a pool, channel_means (or nullptr) receives the mean over channels of the convolution's
+// output (after bias and ReLU), which is never stored whole: a PRISM capture of ResNet's stem.
 int64_t conv2d_direct_workspace_floats(const Conv2dParams& params, const Shape& input_shape, int num_threads,
                                        const MaxPool2dParams* pool = nullptr);
 void conv2d_direct_forward_cpu(const Conv2dParams& params, ConstTensorView input, const Conv2dDirectWeights& weights,
                                const float* bias, const float* residual, bool relu, TensorView output, float* workspace,
-                               int num_threads, const MaxPool2dParams* pool = nullptr);
+                               int num_threads, const MaxPool2dParams* pool = nullptr, float* channel_means = nullptr);
+// Whether it can write those means for this convolution and pool: one block of channels (a task
+// sees all of a pixel's channels), and the pool's windows read every row of the convolution's
+// output (each row's mean is written by the task whose windows start from it).
+bool conv2d_direct_writes_channel_means(const Conv2dParams& params, const MaxPool2dParams& pool,
+                                        const Shape& input_shape);
 
 // The Winograd path on its own (layers/cpu/conv2d_winograd.cpp), for conv2d_forward_cpu and tests.
 bool conv2d_winograd_applies(const Conv2dParams& params, const Shape& input_shape);

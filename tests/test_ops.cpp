@@ -331,16 +331,32 @@ TEST_CASE("conv2d: a max pool fused into the direct convolution equals the two i
     max_pool2d_forward_ref(pool, conv.view(), expected.view());
     Conv2dPreparedCpu prepared = conv2d_prepare_cpu(p, w.view(), x.shape(), Conv2dAlgorithm::direct);
     prepared.max_pool = pool;
+    // The convolution's mean over channels, where the fused step can write it (one block of
+    // channels: not the 100 of the last case).
+    const bool means = conv2d_direct_writes_channel_means(p, pool, x.shape());
+    CHECK(means == (c.out <= 64));
+    const Tensor expected_means = channel_mean(conv.view());
     for (int threads : {1, 2, 3}) {
-      Tensor actual(expected.shape());
+      Tensor actual(expected.shape()), actual_means(expected_means.shape());
       Tensor workspace({conv2d_workspace_floats_cpu(p, prepared, x.shape(), threads)});
-      conv2d_forward_cpu(p, x.view(), prepared, b.data(), nullptr, c.relu, actual.view(), workspace.data(), threads);
+      conv2d_forward_cpu(p, x.view(), prepared, b.data(), nullptr, c.relu, actual.view(), workspace.data(), threads,
+                         means ? actual_means.data() : nullptr);
       const test::Difference d = test::compare(actual.view(), expected.view());
       INFO("case " << c.height << "x" << c.width << " kernel " << c.kernel << " pool " << c.pool_kernel << " stride "
                    << c.pool_stride << " threads " << threads << ": " << d.describe());
       CHECK(test::close_enough(d, fast_tolerance));
+      if (means) CHECK(test::close_enough(test::compare(actual_means.view(), expected_means.view()), 1e-6));
     }
   }
+  // A pool whose windows leave the last row unread (2x2, stride 2, on 13 rows): that row's mean
+  // would be nobody's to write, so the fused step cannot give the means.
+  Conv2dParams p;
+  p.in_channels = 3, p.out_channels = 16, p.kernel_h = p.kernel_w = 3, p.padding_h = p.padding_w = 1;
+  MaxPool2dParams pool;
+  CHECK_FALSE(conv2d_direct_writes_channel_means(p, pool, {1, 3, 13, 12}));
+  CHECK(conv2d_direct_writes_channel_means(p, pool, {1, 3, 12, 13}));
+  pool.ceil_mode = true;
+  CHECK(conv2d_direct_writes_channel_means(p, pool, {1, 3, 13, 12}));
 }
 
 TEST_CASE("batch_norm2d: folding into the convolution equals running both", "[ops][batch_norm2d]") {

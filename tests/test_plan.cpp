@@ -34,14 +34,17 @@ TEST_CASE("a fully fused resnet18 plan has one step per convolution, pool and li
   PlanOptions reference;
   reference.backend = Backend::reference;
   CHECK(Plan(model, {1, 3, 64, 64}, reference).steps().size() == 1 + 1 + 8 * 3 + 3 + 1 + 1);
-  // Where the stem's output is wanted (PRISM's captures ask for its channel mean), the pool is a
-  // step of its own.
-  PlanOptions tapped;
-  tapped.mean_taps = {"relu"};
-  const Plan with_tap(model, {1, 3, 64, 64}, tapped);
+  // Where the stem's output is wanted in full, the pool is a step of its own; wanted as its mean
+  // over channels (PRISM's captures), the fused step writes that mean.
+  PlanOptions tapped, mean_tapped;
+  tapped.taps = {"relu"};
+  mean_tapped.mean_taps = {"relu", "maxpool:input"};
+  const Plan with_tap(model, {1, 3, 64, 64}, tapped), with_mean_tap(model, {1, 3, 64, 64}, mean_tapped);
   CHECK(with_tap.steps().size() == 1 + 1 + 8 * 2 + 3 + 1 + 1);
   CHECK(with_tap.steps()[0].fused_names == std::vector<std::string>{"conv1", "bn1", "relu"});
   CHECK(with_tap.steps()[1].fused_names == std::vector<std::string>{"maxpool"});
+  CHECK(with_mean_tap.steps().size() == 1 + 8 * 2 + 3 + 1 + 1);
+  CHECK(with_mean_tap.steps()[0].channel_mean_value >= 0);
 }
 
 TEST_CASE("tapping a convolution keeps its output before batch norm", "[plan]") {
@@ -150,6 +153,32 @@ TEST_CASE("mean taps are the channel means of the same taps in full", "[plan]") 
     const Tensor mean = channel_mean(expected.taps.at(name).view());
     REQUIRE(actual.channel_means.at(name).shape() == Shape{2, 1, mean.dim(2), mean.dim(3)});
     CHECK(test::close_enough(test::compare(actual.channel_means.at(name).view(), mean.view()), 1e-6));
+  }
+}
+
+TEST_CASE("a stem whose pool joins it still gives its mean tap, and the same output", "[plan]") {
+  const Model model = test::random_model("resnet18", 10, 6);
+  const Tensor x = test::random_tensor({3, 3, 61, 53}, 8);
+  PlanOptions full, reduced;
+  full.taps = {"relu", "layer1"};
+  reduced.mean_taps = {"relu", "maxpool:input"};
+  reduced.taps = {"layer1"};
+  Plan full_plan(model, x.shape(), full), reduced_plan(model, x.shape(), reduced);
+  REQUIRE(reduced_plan.steps()[0].fused_names.back() == "maxpool");
+  REQUIRE(full_plan.steps()[1].fused_names == std::vector<std::string>{"maxpool"});
+  for (int threads : {1, 2, 3}) {
+    full.num_threads = reduced.num_threads = threads;
+    const RunResult expected = Plan(model, x.shape(), full).run(x.view());
+    const RunResult actual = Plan(model, x.shape(), reduced).run(x.view());
+    INFO("threads " << threads);
+    CHECK(test::close_enough(test::compare(actual.taps.at("layer1").view(), expected.taps.at("layer1").view()), 1e-6));
+    CHECK(test::close_enough(test::compare(actual.output.view(), expected.output.view()), 1e-5));
+    const Tensor mean = channel_mean(expected.taps.at("relu").view());
+    for (const std::string& name : reduced.mean_taps) {
+      INFO(name);
+      CHECK(reduced_plan.tap_shape(name) == expected.taps.at("relu").shape());
+      CHECK(test::close_enough(test::compare(actual.channel_means.at(name).view(), mean.view()), 1e-6));
+    }
   }
 }
 

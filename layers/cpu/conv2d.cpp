@@ -214,17 +214,18 @@ int64_t conv2d_workspace_floats_cpu(const Conv2dParams& p, const Conv2dPreparedC
 
 void conv2d_forward_cpu(const Conv2dParams& p, ConstTensorView input, const Conv2dPreparedCpu& prepared,
                         const float* bias, const float* residual, bool relu, TensorView output, float* workspace,
-                        int num_threads) {
+                        int num_threads, float* channel_means) {
   if (prepared.max_pool && prepared.algorithm != Conv2dAlgorithm::direct) {
     throw Error("conv2d: a max pool fuses only into the direct convolution");
   }
+  if (channel_means && !prepared.max_pool) throw Error("conv2d: channel means come only with a fused max pool");
   switch (prepared.algorithm) {
     case Conv2dAlgorithm::winograd:
       conv2d_winograd_forward_cpu(p, input, prepared.matrices, bias, residual, relu, output, workspace, num_threads);
       return;
     case Conv2dAlgorithm::direct:
       conv2d_direct_forward_cpu(p, input, prepared.direct, bias, residual, relu, output, workspace, num_threads,
-                                prepared.max_pool ? &*prepared.max_pool : nullptr);
+                                prepared.max_pool ? &*prepared.max_pool : nullptr, channel_means);
       return;
     case Conv2dAlgorithm::im2col_gemm: break;
   }

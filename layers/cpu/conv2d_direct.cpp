@@ -207,6 +207,25 @@ void pool_results(const MaxPool2dParams& pool, const Geometry& g, const float* r
   }
 }
 
+// The mean over channels of results (pixels, block channels, all the convolution's channels in
+// one block) after bias and ReLU, for pixels [begin, end) of the task's, which start at
+// first_pixel, into means. `bias` holds a vector per block vector, zero past the last channel,
+// whose results are zero too (their weights are).
+void mean_results(const Geometry& g, const float* results, int64_t first_pixel, int64_t begin, int64_t end,
+                  const SimdVector* bias, bool relu, int64_t channels, float* means) {
+  for (int64_t pixel = begin; pixel < end; ++pixel) {
+    const float* values = results + (pixel - first_pixel) * g.block_channels;
+    SimdVector sum{};
+    for (int64_t v = 0; v < g.vectors; ++v) {
+      const SimdVector value = simd_load(values + v * simd_floats) + bias[v];
+      sum += relu ? (value > 0.0f ? value : SimdVector{}) : value;
+    }
+    float total = 0.0f;
+    for (int64_t lane = 0; lane < simd_floats; ++lane) total += sum[lane];
+    means[pixel] = total / static_cast<float>(channels);
+  }
+}
+
 int64_t images_per_chunk(const Conv2dParams& p, const Geometry& g, int64_t batch) {
   if (!g.copied) return batch;
   return std::clamp<int64_t>(copied_chunk_floats / (p.in_channels * g.image_h * g.image_w), 1, batch);
@@ -318,10 +337,22 @@ int64_t conv2d_direct_workspace_floats(const Conv2dParams& p, const Shape& input
   return copies + int64_t{num_threads} * (r.result_floats + r.pooled_floats);
 }
 
+bool conv2d_direct_writes_channel_means(const Conv2dParams& p, const MaxPool2dParams& pool, const Shape& input_shape) {
+  const Geometry g = geometry(p, input_shape);
+  const Shape conv = conv2d_output_shape(p, input_shape);
+  const int64_t pool_h = max_pool2d_output_shape(pool, conv)[2];
+  const int64_t span = (pool.kernel_h - 1) * pool.dilation_h + 1;  // rows one window's taps reach over
+  return p.groups == 1 && g.blocks == 1 && pool.stride_h <= span &&
+         rows_under_pool(pool, pool_h - 1, pool_h, conv[2]).second == conv[2];
+}
+
 void conv2d_direct_forward_cpu(const Conv2dParams& p, ConstTensorView input, const Conv2dDirectWeights& weights,
                                const float* bias, const float* residual, bool relu, TensorView output, float* workspace,
-                               int num_threads, const MaxPool2dParams* pool) {
+                               int num_threads, const MaxPool2dParams* pool, float* channel_means) {
   if (pool && residual) throw Error("conv2d: a fused max pool takes no residual");
+  if (channel_means && !(pool && conv2d_direct_writes_channel_means(p, *pool, input.shape))) {
+    throw Error("conv2d: this convolution cannot write its channel means");
+  }
   const Geometry g = geometry(p, input.shape);
   const int64_t batch = input.dim(0);
   const Shape conv = conv2d_output_shape(p, input.shape);
@@ -333,6 +364,10 @@ void conv2d_direct_forward_cpu(const Conv2dParams& p, ConstTensorView input, con
   float* copies = workspace;
   float* thread_buffers = workspace + (g.copied ? chunk * image_floats : 0);
   const DirectKernel kernel = direct_kernel_for(g);
+  // For the channel means: the bias as vectors of the one block, zero past the last channel.
+  SimdVector bias_vectors[4] = {};
+  for (int64_t c = 0; channel_means && bias && c < p.out_channels; ++c)
+    bias_vectors[c / simd_floats][c % simd_floats] = bias[c];
 
   for (int64_t first = 0; first < batch; first += chunk) {
     const int64_t count = std::min(chunk, batch - first);
@@ -400,6 +435,15 @@ void conv2d_direct_forward_cpu(const Conv2dParams& p, ConstTensorView input, con
                    block_weights + k * g.block_channels, results + t * g.pixels_per_tile * g.block_channels, k > 0,
                    first_line < next_lines ? next + first_line * floats_per_line : nullptr, next_lines - first_line);
           }
+        }
+        // The rows whose windows start in this range have their means written here (the range's
+        // first computed row on, up to the next range's first), the sums still in L1.
+        if (channel_means) {
+          const int64_t own_end = range + 1 < r.ranges
+                                      ? rows_under_pool(*pool, out_end / out_w, out_end / out_w + 1, conv_h).first
+                                      : conv_h;
+          mean_results(g, results, pixel_begin, pixel_begin, own_end * conv_w, bias_vectors, relu, p.out_channels,
+                       channel_means + (first + n) * conv_pixels);
         }
         // The pool takes the maxima of the sums: bias and ReLU, which never lower a larger sum
         // below a smaller one, come after it, on a quarter of the values.
