@@ -19,22 +19,31 @@ struct MaxPool2dParams {
 // its left padding, otherwise it is dropped.
 Shape max_pool2d_output_shape(const MaxPool2dParams& params, const Shape& input_shape);
 
-// One output value: the maximum over the window at (oy, ox) of one (height, width) plane, padding
-// never picked. PyTorch propagates NaN through max pooling; so does this comparison order. The
-// reference and the CUDA kernel share it.
-PRISM_HOST_DEVICE inline float max_pool2d_window(const MaxPool2dParams& p, const float* plane, int64_t height,
-                                                 int64_t width, int64_t oy, int64_t ox) {
-  float best = -__builtin_huge_valf();
+// The window at output (oy, ox) of a (height, width) input: visit(iy, ix) for each of its taps
+// inside the input, row by row. Padding is never visited, so never picked.
+template <typename Visit>
+PRISM_HOST_DEVICE inline void max_pool2d_for_each_tap(const MaxPool2dParams& p, int64_t height, int64_t width,
+                                                      int64_t oy, int64_t ox, Visit visit) {
   for (int64_t ky = 0; ky < p.kernel_h; ++ky) {
     const int64_t iy = oy * p.stride_h - p.padding_h + ky * p.dilation_h;
     if (iy < 0 || iy >= height) continue;
     for (int64_t kx = 0; kx < p.kernel_w; ++kx) {
       const int64_t ix = ox * p.stride_w - p.padding_w + kx * p.dilation_w;
-      if (ix < 0 || ix >= width) continue;
-      const float value = plane[iy * width + ix];
-      if (value > best || value != value) best = value;
+      if (ix >= 0 && ix < width) visit(iy, ix);
     }
   }
+}
+
+// One output value: the maximum over the window at (oy, ox) of one (height, width) plane.
+// PyTorch propagates NaN through max pooling; so does this comparison order. The reference and
+// the CUDA kernel share it; the direct convolution's fused pool walks the same windows.
+PRISM_HOST_DEVICE inline float max_pool2d_window(const MaxPool2dParams& p, const float* plane, int64_t height,
+                                                 int64_t width, int64_t oy, int64_t ox) {
+  float best = -__builtin_huge_valf();
+  max_pool2d_for_each_tap(p, height, width, oy, ox, [&](int64_t iy, int64_t ix) {
+    const float value = plane[iy * width + ix];
+    if (value > best || value != value) best = value;
+  });
   return best;
 }
 

@@ -44,6 +44,17 @@ Tensor run_conv_cpu(const Conv2dParams& p, const Tensor& x, const Tensor& w, con
   return out;
 }
 
+// A max pool with the same kernel, stride, padding and dilation along both axes.
+MaxPool2dParams square_pool(int64_t kernel, int64_t stride, int64_t padding, int64_t dilation, bool ceil_mode) {
+  MaxPool2dParams p;
+  p.kernel_h = p.kernel_w = kernel;
+  p.stride_h = p.stride_w = stride;
+  p.padding_h = p.padding_w = padding;
+  p.dilation_h = p.dilation_w = dilation;
+  p.ceil_mode = ceil_mode;
+  return p;
+}
+
 Tensor run_conv_ref(const Conv2dParams& p, const Tensor& x, const Tensor& w, const float* bias, bool relu) {
   Tensor out(conv2d_output_shape(p, x.shape()));
   conv2d_forward_ref(p, x.view(), w.view(), bias, relu, out.view());
@@ -317,12 +328,7 @@ TEST_CASE("conv2d: a max pool fused into the direct convolution equals the two i
     p.kernel_h = p.kernel_w = c.kernel;
     p.stride_h = p.stride_w = c.stride;
     p.padding_h = p.padding_w = c.padding;
-    MaxPool2dParams pool;
-    pool.kernel_h = pool.kernel_w = c.pool_kernel;
-    pool.stride_h = pool.stride_w = c.pool_stride;
-    pool.padding_h = pool.padding_w = c.pool_padding;
-    pool.dilation_h = pool.dilation_w = c.pool_dilation;
-    pool.ceil_mode = c.ceil;
+    const MaxPool2dParams pool = square_pool(c.pool_kernel, c.pool_stride, c.pool_padding, c.pool_dilation, c.ceil);
     const Tensor x = test::random_tensor({c.batch, c.in, c.height, c.width}, ++seed);
     const Tensor w = test::random_tensor({c.out, c.in, c.kernel, c.kernel}, ++seed);
     const Tensor b = test::random_tensor({c.out}, ++seed);
@@ -433,12 +439,7 @@ TEST_CASE("max_pool2d: fast CPU equals the reference", "[ops][max_pool2d]") {
                                    {17, 9, 3, 2, 1, 1, true},   {10, 12, 3, 1, 1, 2, false}, {5, 5, 2, 3, 1, 1, true}};
   uint32_t seed = 7;
   for (const Case& c : cases) {
-    MaxPool2dParams p;
-    p.kernel_h = p.kernel_w = c.k;
-    p.stride_h = p.stride_w = c.s;
-    p.padding_h = p.padding_w = c.pad;
-    p.dilation_h = p.dilation_w = c.dilation;
-    p.ceil_mode = c.ceil;
+    const MaxPool2dParams p = square_pool(c.k, c.s, c.pad, c.dilation, c.ceil);
     const Tensor x = test::random_tensor({2, 13, c.h, c.w}, ++seed);
     Tensor expected(max_pool2d_output_shape(p, x.shape())), actual(expected.shape());
     max_pool2d_forward_ref(p, x.view(), expected.view());

@@ -189,19 +189,13 @@ void pool_results(const MaxPool2dParams& pool, const Geometry& g, const float* r
     for (int64_t px = 0; px < pool_w; ++px, pooled += g.block_channels) {
       SimdVector best[4];
       for (int64_t v = 0; v < g.vectors; ++v) best[v] = -__builtin_huge_valf() - SimdVector{};
-      for (int64_t ky = 0; ky < pool.kernel_h; ++ky) {
-        const int64_t y = py * pool.stride_h - pool.padding_h + ky * pool.dilation_h;
-        if (y < 0 || y >= conv_h) continue;
-        for (int64_t kx = 0; kx < pool.kernel_w; ++kx) {
-          const int64_t x = px * pool.stride_w - pool.padding_w + kx * pool.dilation_w;
-          if (x < 0 || x >= conv_w) continue;
-          const float* pixel = results + ((y - first_row) * conv_w + x) * g.block_channels;
-          for (int64_t v = 0; v < g.vectors; ++v) {
-            const SimdVector value = simd_load(pixel + v * simd_floats);
-            best[v] = (value > best[v]) | (value != value) ? value : best[v];  // NaN wins, as in PyTorch
-          }
+      max_pool2d_for_each_tap(pool, conv_h, conv_w, py, px, [&](int64_t y, int64_t x) {
+        const float* pixel = results + ((y - first_row) * conv_w + x) * g.block_channels;
+        for (int64_t v = 0; v < g.vectors; ++v) {
+          const SimdVector value = simd_load(pixel + v * simd_floats);
+          best[v] = (value > best[v]) | (value != value) ? value : best[v];  // NaN wins, as in PyTorch
         }
-      }
+      });
       for (int64_t v = 0; v < g.vectors; ++v) simd_store(pooled + v * simd_floats, best[v]);
     }
   }
