@@ -6,8 +6,10 @@
 // pixels by one block of channels in registers, broadcasts each input value a pixel sees through a
 // tap, and multiplies it with the vector of weights of that tap. Padding is a zero border copied
 // around each image once per call, so no tap needs a bounds check; a strided 1x1 convolution (a
-// ResNet downsample) copies only the pixels it reads, side by side. Any kernel, stride, dilation
-// and groups; the plan chooses it by shape (conv2d_choose_algorithm_cpu).
+// ResNet downsample) copies only the pixels it reads, side by side. A max pool after it (ResNet's
+// stem) can be computed from each task's results while they are in cache, along with their mean
+// over channels. Any kernel, stride, dilation and groups; the plan chooses it by shape
+// (conv2d_choose_algorithm_cpu).
 #include <omp.h>
 
 #include <algorithm>
