@@ -7,6 +7,7 @@
 
 #include <cstdint>
 #include <cstring>
+#include <utility>
 
 namespace prism {
 
@@ -32,19 +33,19 @@ inline void simd_store(float* p, SimdVector v) {
 
 namespace simd_detail {
 
-typedef int32_t SimdIndices __attribute__((vector_size(sizeof(SimdVector))));
-
 // Lane j of rows i and i + d after the stage of distance d (i having bit d clear): lanes with bit
 // d clear keep row i's and take row i + d's shifted down by d; lanes with it set the other way
-// round. As __builtin_shuffle's indices into (row i, row i + d).
+// round. As __builtin_shufflevector's index into (row i, row i + d), which GCC and Clang both
+// take (GCC's own __builtin_shuffle is not Clang's).
 template <int64_t d, bool upper>
-constexpr SimdIndices transpose_indices() {
-  SimdIndices indices{};
-  for (int64_t j = 0; j < simd_floats; ++j) {
-    const bool set = (j & d) != 0;
-    indices[j] = static_cast<int32_t>(upper ? (set ? simd_floats + j : j + d) : (set ? simd_floats + j - d : j));
-  }
-  return indices;
+constexpr int transpose_index(int64_t j) {
+  const bool set = (j & d) != 0;
+  return static_cast<int>(upper ? (set ? simd_floats + j : j + d) : (set ? simd_floats + j - d : j));
+}
+
+template <int64_t d, bool upper, size_t... j>
+inline SimdVector transpose_shuffle(SimdVector a, SimdVector b, std::index_sequence<j...>) {
+  return __builtin_shufflevector(a, b, transpose_index<d, upper>(j)...);
 }
 
 // Swaps the off-diagonal d x d squares of every 2d x 2d square, then the halves of those: after
@@ -52,11 +53,12 @@ constexpr SimdIndices transpose_indices() {
 template <int64_t d>
 inline void transpose_stages(SimdVector (&rows)[simd_floats]) {
   if constexpr (d >= 1) {
+    constexpr auto lanes = std::make_index_sequence<simd_floats>();
     for (int64_t i = 0; i < simd_floats; ++i) {
       if (i & d) continue;
       const SimdVector a = rows[i], b = rows[i + d];
-      rows[i] = __builtin_shuffle(a, b, transpose_indices<d, false>());
-      rows[i + d] = __builtin_shuffle(a, b, transpose_indices<d, true>());
+      rows[i] = transpose_shuffle<d, false>(a, b, lanes);
+      rows[i + d] = transpose_shuffle<d, true>(a, b, lanes);
     }
     transpose_stages<d / 2>(rows);
   }
