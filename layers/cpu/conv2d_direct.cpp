@@ -35,7 +35,7 @@ constexpr int64_t weight_block_floats = 16384;    // 64 KiB of weights per depth
                                                   // were alike; 8-32 KiB, sized for L1, up to 1.3x slower)
 constexpr int64_t tile_buffer_floats = 16384;     // 64 KiB of results per task: stays in L2
 constexpr int64_t pooled_buffer_floats = 1 << 17;  // 512 KiB of results per task before a fused max pool
-constexpr int64_t copied_chunk_floats = 1 << 20;  // padded or subsampled images copied at a time: 4 MiB
+constexpr int64_t copied_chunk_floats = 1 << 20;   // padded or subsampled images copied at a time: 4 MiB
 constexpr int64_t floats_per_line = 16;           // of a 64-byte cache line
 
 int64_t ceil_div(int64_t a, int64_t b) {
