@@ -151,10 +151,15 @@ struct Ranges {
   int64_t result_floats = 0, pooled_floats = 0;
 };
 
+// Rows one window of the pool reaches over, from its first tap's to its last's.
+int64_t pool_window_rows(const MaxPool2dParams& pool) {
+  return (pool.kernel_h - 1) * pool.dilation_h + 1;
+}
+
 // The convolution's rows [first, end) under pool rows [begin, end) (conv_h rows in all).
 std::pair<int64_t, int64_t> rows_under_pool(const MaxPool2dParams& pool, int64_t begin, int64_t end, int64_t conv_h) {
   return {std::max<int64_t>(0, begin * pool.stride_h - pool.padding_h),
-          std::min(conv_h, (end - 1) * pool.stride_h - pool.padding_h + (pool.kernel_h - 1) * pool.dilation_h + 1)};
+          std::min(conv_h, (end - 1) * pool.stride_h - pool.padding_h + pool_window_rows(pool))};
 }
 
 Ranges ranges_of(const Geometry& g, const MaxPool2dParams* pool, const Shape& conv_shape, const Shape& out_shape,
@@ -169,7 +174,7 @@ Ranges ranges_of(const Geometry& g, const MaxPool2dParams* pool, const Shape& co
   }
   const int64_t pool_h = out_shape[2], pool_w = out_shape[3], conv_w = conv_shape[3];
   auto result_floats = [&](int64_t rows) {
-    const int64_t conv_rows = (rows - 1) * pool->stride_h + (pool->kernel_h - 1) * pool->dilation_h + 1;
+    const int64_t conv_rows = (rows - 1) * pool->stride_h + pool_window_rows(*pool);
     return ceil_div(conv_rows * conv_w, g.pixels_per_tile) * g.pixels_per_tile * g.block_channels;
   };
   int64_t by_buffer = 1;
@@ -340,8 +345,7 @@ bool conv2d_direct_writes_channel_means(const Conv2dParams& p, const MaxPool2dPa
   const Geometry g = geometry(p, input_shape);
   const Shape conv = conv2d_output_shape(p, input_shape);
   const int64_t pool_h = max_pool2d_output_shape(pool, conv)[2];
-  const int64_t span = (pool.kernel_h - 1) * pool.dilation_h + 1;  // rows one window's taps reach over
-  return p.groups == 1 && g.blocks == 1 && pool.stride_h <= span &&
+  return p.groups == 1 && g.blocks == 1 && pool.stride_h <= pool_window_rows(pool) &&
          rows_under_pool(pool, pool_h - 1, pool_h, conv[2]).second == conv[2];
 }
 
