@@ -36,7 +36,6 @@ constexpr int64_t weight_block_floats = 16384;    // 64 KiB of weights per depth
 constexpr int64_t tile_buffer_floats = 16384;     // 64 KiB of results per task: stays in L2
 constexpr int64_t pooled_buffer_floats = 1 << 17;  // 512 KiB of results per task before a fused max pool
 constexpr int64_t copied_chunk_floats = 1 << 20;   // padded or subsampled images copied at a time: 4 MiB
-constexpr int64_t floats_per_line = 16;           // of a 64-byte cache line
 
 int64_t ceil_div(int64_t a, int64_t b) {
   return (a + b - 1) / b;
@@ -103,7 +102,7 @@ void direct_kernel(const float* const* pixel_inputs, const int64_t* offsets, int
   }
   for (int64_t k = 0; k < depth; ++k, weights += vectors * simd_floats) {
     const int64_t offset = offsets[k];
-    if (k < prefetch_lines) __builtin_prefetch(prefetch + k * floats_per_line, 0, 2);
+    if (k < prefetch_lines) __builtin_prefetch(prefetch + k * floats_per_cache_line, 0, 2);
     SimdVector w[vectors];
 #pragma GCC unroll 4
     for (int64_t v = 0; v < vectors; ++v) w[v] = simd_load(weights + v * simd_floats);
@@ -431,12 +430,13 @@ void conv2d_direct_forward_cpu(const Conv2dParams& p, ConstTensorView input, con
                               : task + 1 < task_end ? block_weights_of(task + 1)
                                                     : nullptr;
           const int64_t next_depth = std::min(g.depth_per_block, more_depth ? g.depth - k - depth : g.depth);
-          const int64_t next_lines = next ? next_depth * g.block_channels / floats_per_line : 0;
+          const int64_t next_lines = next ? next_depth * g.block_channels / floats_per_cache_line : 0;
           for (int64_t t = 0; t < tiles; ++t) {
             const int64_t first_line = t * depth;  // this tile's share of the lines to fetch
             kernel(pixel_inputs.data() + t * g.pixels_per_tile, weights.tap_offsets.data() + k, depth,
                    block_weights + k * g.block_channels, results + t * g.pixels_per_tile * g.block_channels, k > 0,
-                   first_line < next_lines ? next + first_line * floats_per_line : nullptr, next_lines - first_line);
+                   first_line < next_lines ? next + first_line * floats_per_cache_line : nullptr,
+                   next_lines - first_line);
           }
         }
         // The rows whose windows start in this range have their means written here (the range's

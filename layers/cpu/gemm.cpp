@@ -143,8 +143,7 @@ void store_block(const SimdVector (&sum)[gemm_rows_per_panel][nv], float* c, int
 // floats apart from `rows` on. B's rows are the planes of an image, each in its own page, so the
 // hardware prefetcher does not see them coming; fetched while the current panel's products run,
 // they are in L2 when the panel is packed.
-constexpr int64_t floats_per_line = 16;
-constexpr int64_t lines_per_panel_row = std::max<int64_t>(1, gemm_columns_per_panel / floats_per_line);
+constexpr int64_t lines_per_panel_row = std::max<int64_t>(1, gemm_columns_per_panel / floats_per_cache_line);
 struct PanelPrefetch {
   const float* rows = nullptr;
   int64_t row_stride = 0, first = 0, end = 0;
@@ -164,7 +163,7 @@ void micro_kernel(int64_t depth, const float* a_panel, const float* b_panel, flo
     if (k < prefetches) {
       const int64_t line = prefetch.first + k;
       __builtin_prefetch(prefetch.rows + line / lines_per_panel_row * prefetch.row_stride +
-                             line % lines_per_panel_row * floats_per_line,
+                             line % lines_per_panel_row * floats_per_cache_line,
                          0, 2);
     }
     SimdVector b_row[nv];

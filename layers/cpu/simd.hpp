@@ -1,8 +1,8 @@
 // layers/cpu/simd.hpp: one vector register of floats as GCC's vector extensions see it, sized to
 // what the compiler targets (AVX-512: 16 floats, AVX: 8, plain x86-64: 4), with unaligned loads
-// and stores, and a transpose of a square of them. The fast CPU kernels use it instead of
-// intrinsics, so every build compiles the same code. Leaves out everything but what those kernels
-// need.
+// and stores, a transpose of a square of them, and a cache line's floats (for prefetches). The
+// fast CPU kernels use it instead of intrinsics, so every build compiles the same code. Leaves out
+// everything but what those kernels need.
 #pragma once
 
 #include <cstdint>
@@ -26,6 +26,8 @@ inline SimdVector simd_load(const float* p) {
   std::memcpy(&v, p, sizeof(v));  // compiles to one unaligned vector load
   return v;
 }
+
+inline constexpr int64_t floats_per_cache_line = 16;  // 64 bytes
 
 inline void simd_store(float* p, SimdVector v) {
   std::memcpy(p, &v, sizeof(v));
