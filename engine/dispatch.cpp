@@ -99,6 +99,22 @@ void execute_step(Backend backend, const Step& step, const std::vector<ConstTens
   throw Error(std::string("no kernel for ") + op_kind_name(node.kind) + " at " + node.name);
 }
 
+namespace {
+
+GemmPrecision cpu_precision(const PlanOptions& options) {
+  return options.bf16 ? GemmPrecision::bf16 : GemmPrecision::fp32;
+}
+
+// The algorithm the CPU runs a convolution step with: what prepare_step packs its weights for, and
+// what max_pool_fuses_into asks about.
+Conv2dAlgorithm cpu_conv_algorithm(const Step& step, const Shape& input_shape, const PlanOptions& options,
+                                   int num_threads) {
+  return conv2d_choose_algorithm_cpu(step.node->conv2d, input_shape, options.winograd, num_threads,
+                                     cpu_precision(options));
+}
+
+}  // namespace
+
 void prepare_step(Backend backend, Step& step, const Shape& input_shape, const PlanOptions& options, int num_threads) {
   if (backend == Backend::cuda) {
     const OpKind kind = step.node->kind;
@@ -119,11 +135,9 @@ void prepare_step(Backend backend, Step& step, const Shape& input_shape, const P
     step.linear_bf16 = linear_weights_bf16(step.node->linear, step.weight);
   }
   if (backend == Backend::cpu && step.node->kind == OpKind::conv2d) {
-    const GemmPrecision precision = options.bf16 ? GemmPrecision::bf16 : GemmPrecision::fp32;
-    const Conv2dAlgorithm algorithm =
-        conv2d_choose_algorithm_cpu(step.node->conv2d, input_shape, options.winograd, num_threads, precision);
-    step.conv2d_cpu = conv2d_prepare_cpu(step.node->conv2d, ConstTensorView(step.weight, step.weight_shape),
-                                         input_shape, algorithm, precision);
+    step.conv2d_cpu =
+        conv2d_prepare_cpu(step.node->conv2d, ConstTensorView(step.weight, step.weight_shape), input_shape,
+                           cpu_conv_algorithm(step, input_shape, options, num_threads), cpu_precision(options));
     if (step.max_pool) step.conv2d_cpu.max_pool = *step.max_pool;
   }
 }
@@ -131,11 +145,8 @@ void prepare_step(Backend backend, Step& step, const Shape& input_shape, const P
 bool max_pool_fuses_into(Backend backend, const Step& conv_step, const Shape& input_shape, const MaxPool2dParams& pool,
                          bool with_channel_mean, const PlanOptions& options, int num_threads) {
   if (backend != Backend::cpu || conv_step.node->kind != OpKind::conv2d || conv_step.residual) return false;
-  const Conv2dParams& conv = conv_step.node->conv2d;
-  const GemmPrecision precision = options.bf16 ? GemmPrecision::bf16 : GemmPrecision::fp32;
-  return conv2d_choose_algorithm_cpu(conv, input_shape, options.winograd, num_threads, precision) ==
-             Conv2dAlgorithm::direct &&
-         (!with_channel_mean || conv2d_direct_writes_channel_means(conv, pool, input_shape));
+  return cpu_conv_algorithm(conv_step, input_shape, options, num_threads) == Conv2dAlgorithm::direct &&
+         (!with_channel_mean || conv2d_direct_writes_channel_means(conv_step.node->conv2d, pool, input_shape));
 }
 
 int64_t step_workspace_floats(Backend backend, const Step& step, const Shape& input_shape, int num_threads) {
