@@ -322,15 +322,19 @@ RunResult Plan::run(ConstTensorView input, std::vector<double>* step_seconds) {
     return copy;
   };
   // Taps are copied (or reduced) as soon as their value is written: a later step may reuse the buffer.
-  // `step_means`: the means a step wrote itself of a value it never stored (channel_mean_value).
-  auto copy_taps_of = [&](int producer, const Tensor& step_means) {
+  // `step_means`: the means a step wrote itself of a value it never stored (channel_mean_value),
+  // handed to the first tap naming that value and copied for any other.
+  auto copy_taps_of = [&](int producer, Tensor step_means) {
+    const Tensor* handed = nullptr;
     for (const auto& [name, value] : taps_) {
       if (values_[value].producer == producer) result.taps[name] = copy_out(value_view(value, input));
     }
     for (const auto& [name, value] : mean_taps_) {
       if (values_[value].producer != producer) continue;
       if (producer >= 0 && value == steps_[producer].channel_mean_value) {
-        result.channel_means[name] = step_means.clone();
+        Tensor& means = result.channel_means[name];
+        means = handed ? handed->clone() : std::move(step_means);
+        handed = &means;
         continue;
       }
       const ConstTensorView view = value_view(value, input);
@@ -353,16 +357,18 @@ RunResult Plan::run(ConstTensorView input, std::vector<double>* step_seconds) {
     for (int value : step.inputs) inputs.push_back(value_view(value, input));
     const Value& out = values_[step.output];
     TensorView output{buffers_[out.buffer].data(), out.shape};
-    const Shape& unstored = values_[std::max(step.channel_mean_value, 0)].shape;
-    Tensor step_means =
-        step.channel_mean_value >= 0 ? Tensor::uninitialized({unstored[0], 1, unstored[2], unstored[3]}) : Tensor();
+    Tensor step_means;
+    if (step.channel_mean_value >= 0) {
+      const Shape& unstored = values_[step.channel_mean_value].shape;
+      step_means = Tensor::uninitialized({unstored[0], 1, unstored[2], unstored[3]});
+    }
     execute_step(backend_, step, inputs, output, workspace_.empty() ? nullptr : workspace_.data(), num_threads_,
                  cuda_.get(), step_means.empty() ? nullptr : step_means.data());
     if (step_seconds) {
       if (on_gpu) cuda_->synchronize();  // a profile times each kernel, not its launch
       (*step_seconds)[s] = omp_get_wtime() - start;
     }
-    copy_taps_of(static_cast<int>(s), step_means);
+    copy_taps_of(static_cast<int>(s), std::move(step_means));
   }
   ConstTensorView logits = value_view(output_value_, input);
   if (on_gpu) {
