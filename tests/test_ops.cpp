@@ -188,6 +188,35 @@ TEST_CASE("gemm: columns in runs (images side by side) equal the plain product",
   }
 }
 
+TEST_CASE("gemm: a B too large for L2, read in place where its panels lie whole in one run", "[ops][gemm]") {
+  // Depth 300 (a block of 256, over 1 MiB of B, then one of 44) by 1100 columns in runs of 517
+  // (a panel across the first two runs, a partial last panel), rows 520 floats apart: on one
+  // thread the first block's whole panels are read where they lie and the others packed.
+  constexpr int64_t rows = 13, depth = 300, columns = 1100, run = 517, row_stride = 520;
+  const Tensor a = test::random_tensor({rows, depth}, 1), b = test::random_tensor({depth, columns}, 2);
+  const Tensor bias = test::random_tensor({rows}, 3), zero({rows, columns});
+  // B's runs lie apart; C's follow each other, so that C is a plain (rows, columns) matrix.
+  const GemmColumnRuns runs{run, depth * row_stride + 7, run, 0};
+  std::vector<float> b_runs(3 * runs.b_stride);
+  for (int64_t k = 0; k < depth; ++k) {
+    for (int64_t j = 0; j < columns; ++j) {
+      b_runs[j / run * runs.b_stride + k * row_stride + j % run] = b.data()[k * columns + j];
+    }
+  }
+  const PackedMatrix packed = gemm_pack_a(a.data(), rows, depth, depth);
+  const Tensor expected = product_in_double(a, b, bias, zero, false);
+  for (int threads : {1, 2}) {
+    Tensor c({rows, columns});
+    std::vector<float> workspace(gemm_workspace_floats(depth, columns));
+    gemm_packed(packed, b_runs.data(), row_stride, columns, c.data(), columns,
+                GemmEpilogue{bias.data(), nullptr, 0, true}, workspace.data(), threads, 0, -1, runs);
+    INFO(threads << " threads");
+    const test::Difference d = test::compare(c.view(), expected.view());
+    INFO(d.describe());
+    CHECK(d.max_abs < 1e-5 * std::max(1.0, d.scale));
+  }
+}
+
 TEST_CASE("conv2d: a 3x3 convolution computed by hand", "[ops][conv2d]") {
   // Input 1..16 in a 4x4 grid; a kernel that sums the 3x3 neighbourhood with the centre counted
   // twice; padding 1, so the corner (0, 0) sees 1 + 2 + 5 + 6 plus the centre again: 15.

@@ -150,16 +150,17 @@ struct PanelPrefetch {
 };
 
 // The sums of one block of C: a_panel (depth, 8) * the first nv vectors of each row of b_panel
-// (depth, 48). The last panel of a product whose width is not a multiple of 48 runs with only the
+// (depth, 48; its rows b_step floats apart: 48 packed, or B's row stride where B is read in
+// place). The last panel of a product whose width is not a multiple of 48 runs with only the
 // vectors it needs (nv < 3): 49 columns cost 1 1/3 panels, not 2.
 template <int64_t nv>
-void micro_kernel(int64_t depth, const float* a_panel, const float* b_panel, float* c, int64_t c_row_stride,
-                  int64_t rows, int64_t columns, bool accumulate, const GemmEpilogue* epilogue,
+void micro_kernel(int64_t depth, const float* a_panel, const float* b_panel, int64_t b_step, float* c,
+                  int64_t c_row_stride, int64_t rows, int64_t columns, bool accumulate, const GemmEpilogue* epilogue,
                   const PanelPrefetch& prefetch) {
   constexpr int64_t mr = gemm_rows_per_panel;
   SimdVector sum[mr][nv] = {};
   const int64_t prefetches = std::min(depth, prefetch.end - prefetch.first);
-  for (int64_t k = 0; k < depth; ++k, a_panel += mr, b_panel += gemm_columns_per_panel) {
+  for (int64_t k = 0; k < depth; ++k, a_panel += mr, b_panel += b_step) {
     if (k < prefetches) {
       const int64_t line = prefetch.first + k;
       __builtin_prefetch(prefetch.rows + line / lines_per_panel_row * prefetch.row_stride +
@@ -179,7 +180,7 @@ void micro_kernel(int64_t depth, const float* a_panel, const float* b_panel, flo
   store_block<nv>(sum, c, c_row_stride, rows, columns, accumulate, epilogue);
 }
 
-using MicroKernel = void (*)(int64_t, const float*, const float*, float*, int64_t, int64_t, int64_t, bool,
+using MicroKernel = void (*)(int64_t, const float*, const float*, int64_t, float*, int64_t, int64_t, int64_t, bool,
                              const GemmEpilogue*, const PanelPrefetch&);
 
 // The micro-kernel for a panel `width` columns wide: as few vectors as cover it.
@@ -232,12 +233,12 @@ void pack_b_panel_bf16(const float* b, int64_t b_row_stride, int64_t depth, int6
 
 // micro_kernel in bf16: depth counts elements (pairs of them in the panels).
 template <int64_t nv>
-void micro_kernel_bf16(int64_t depth, const float* a_panel, const float* b_panel, float* c, int64_t c_row_stride,
-                       int64_t rows, int64_t columns, bool accumulate, const GemmEpilogue* epilogue,
-                       const PanelPrefetch&) {
+void micro_kernel_bf16(int64_t depth, const float* a_panel, const float* b_panel, int64_t b_step, float* c,
+                       int64_t c_row_stride, int64_t rows, int64_t columns, bool accumulate,
+                       const GemmEpilogue* epilogue, const PanelPrefetch&) {
   constexpr int64_t mr = gemm_rows_per_panel;
   SimdVector sum[mr][nv] = {};
-  for (int64_t pair = 0; pair < bf16_pairs(depth); ++pair, a_panel += mr, b_panel += gemm_columns_per_panel) {
+  for (int64_t pair = 0; pair < bf16_pairs(depth); ++pair, a_panel += mr, b_panel += b_step) {
     __m512bh b_row[nv];
 #pragma GCC unroll 4
     for (int64_t v = 0; v < nv; ++v) b_row[v] = (__m512bh)_mm512_loadu_ps(b_panel + v * simd_floats);
@@ -377,10 +378,14 @@ void gemm_packed(const PackedMatrix& a, const float* b, int64_t b_row_stride, in
       pack_b(b + block * b_row_stride, b_row_stride, block_depth, jr * nr, columns, runs,
              workspace + jr * packed_depth * nr);
     };
-    auto block_product = [&](int64_t jr, int64_t ir, const PanelPrefetch& prefetch = {}) {
+    // Panel jr is whole and in one run: B's own rows can stand in for its packed copy.
+    auto whole_panel = [&](int64_t jr) { return (jr + 1) * nr <= columns && columns_left_in_run(runs, jr * nr) >= nr; };
+    auto block_product = [&](int64_t jr, int64_t ir, const PanelPrefetch& prefetch = {}, bool b_in_place = false) {
       const int64_t column = jr * nr, width = std::min(nr, columns - column), rows = std::min(mr, a.rows - ir * mr);
       const float* a_panel = a_block + ir * packed_depth * mr;
-      const float* b_panel = workspace + jr * packed_depth * nr;
+      const float* b_panel = b_in_place ? b + block * b_row_stride + run_offset(runs, column, runs.b_stride)
+                                        : workspace + jr * packed_depth * nr;
+      const int64_t b_step = b_in_place ? b_row_stride : nr;
       float* c_rows = c + ir * mr * c_row_stride;
       const float* addend_rows =
           block_part.addend ? block_part.addend + ir * mr * block_part.addend_row_stride : nullptr;
@@ -390,8 +395,8 @@ void gemm_packed(const PackedMatrix& a, const float* b, int64_t b_row_stride, in
       const MicroKernel kernel = kernel_for(width);
       if (columns_left_in_run(runs, column) >= width) {
         if (addend_rows) block_epilogue.addend = addend_rows + run_offset(runs, column, runs.addend_stride);
-        kernel(block_depth, a_panel, b_panel, c_rows + run_offset(runs, column, runs.c_stride), c_row_stride, rows,
-               width, !first, has_epilogue ? &block_epilogue : nullptr, prefetch);
+        kernel(block_depth, a_panel, b_panel, b_step, c_rows + run_offset(runs, column, runs.c_stride), c_row_stride,
+               rows, width, !first, has_epilogue ? &block_epilogue : nullptr, prefetch);
         return;
       }
       // A block across runs (the end of one image and the start of the next): its C and addend
@@ -408,8 +413,8 @@ void gemm_packed(const PackedMatrix& a, const float* b, int64_t b_row_stride, in
         block_epilogue.addend = block_addend;
         block_epilogue.addend_row_stride = nr;
       }
-      kernel(block_depth, a_panel, b_panel, block_c, nr, rows, width, !first, has_epilogue ? &block_epilogue : nullptr,
-             prefetch);
+      kernel(block_depth, a_panel, b_panel, b_step, block_c, nr, rows, width, !first,
+             has_epilogue ? &block_epilogue : nullptr, prefetch);
       for (int64_t r = 0; r < rows; ++r) {
         scatter_columns(block_c + r * nr, c_rows, c_row_stride, runs.c_stride, runs, r, column, width);
       }
@@ -438,19 +443,27 @@ void gemm_packed(const PackedMatrix& a, const float* b, int64_t b_row_stride, in
       // fetch none). ResNet-50's narrowing 1x1s at 56x56, batch 8: 4.1-4.5 -> 3.7-3.9 ms
       // (layer1.1.conv1, 256 -> 64 channels), 7.1-7.3 -> 6.9-7.0 (layer2.0.conv1, 256 -> 128). For
       // every B it cost about 0.1 ms on layers whose B was in L2 (Winograd's).
+      // Such a panel, fetched so, is then read in place rather than packed (fp32: bf16 packs
+      // pairs of rows): the kernel's first row panel takes it from L2 as the packing did, and the
+      // copy is saved. The same layers: layer1.1.conv1 3.8 -> 3.2 ms, layer2.0.conv1 6.9 -> 6.3
+      // (three profiles each); at batch 1, 0.48 -> 0.37 ms and 0.84 -> 0.75. A B in L2 (fetched
+      // by no one ahead of the kernel) stays packed: read in place, layer3.0.conv1 at batch 1 took
+      // 0.91 ms against 0.80.
       const bool b_from_memory = block_depth * columns > b_in_l2_most_floats;
       const int64_t lines = block_depth * lines_per_panel_row;
       const int64_t share = (lines + end_panel - first_panel - 1) / std::max<int64_t>(1, end_panel - first_panel);
       for (int64_t jr = 0; jr < column_panels; ++jr) {
-        pack_panel(jr);
+        const bool in_place = b_from_memory && !bf16 && whole_panel(jr);
+        if (!in_place) pack_panel(jr);
         const int64_t next = (jr + 1) * nr;
-        const bool whole = b_from_memory && next + nr <= columns && columns_left_in_run(runs, next) >= nr;
+        const bool fetch_next = b_from_memory && whole_panel(jr + 1);
         for (int64_t ir = first_panel; ir < end_panel; ++ir) {
           const int64_t line = (ir - first_panel) * share;
           block_product(jr, ir,
-                        whole ? PanelPrefetch{b + block * b_row_stride + run_offset(runs, next, runs.b_stride),
-                                              b_row_stride, line, std::min(lines, line + share)}
-                              : PanelPrefetch{});
+                        fetch_next ? PanelPrefetch{b + block * b_row_stride + run_offset(runs, next, runs.b_stride),
+                                                   b_row_stride, line, std::min(lines, line + share)}
+                                   : PanelPrefetch{},
+                        in_place);
         }
       }
       continue;
