@@ -189,9 +189,9 @@ TEST_CASE("gemm: columns in runs (images side by side) equal the plain product",
 }
 
 TEST_CASE("gemm: a B too large for L2, read in place where its panels lie whole in one run", "[ops][gemm]") {
-  // Depth 300 (a block of 256, over 1 MiB of B, then one of 44) by 1100 columns in runs of 517
-  // (a panel across the first two runs, a partial last panel), rows 520 floats apart: on one
-  // thread the first block's whole panels are read where they lie and the others packed.
+  // Depth 300 (blocks of 256 and 44) by 1100 columns in runs of 517 (a panel across the first two
+  // runs, a partial last panel), rows 520 floats apart: on one thread the whole panels are read
+  // where they lie and the others packed.
   constexpr int64_t rows = 13, depth = 300, columns = 1100, run = 517, row_stride = 520;
   const Tensor a = test::random_tensor({rows, depth}, 1), b = test::random_tensor({depth, columns}, 2);
   const Tensor bias = test::random_tensor({rows}, 3), zero({rows, columns});
