@@ -27,6 +27,13 @@ void prepare_step(Backend backend, Step& step, const Shape& input_shape, const P
 bool max_pool_fuses_into(Backend backend, const Step& conv_step, const Shape& input_shape, const MaxPool2dParams& pool,
                          bool with_channel_mean, const PlanOptions& options, int num_threads);
 
+// Whether a convolution step with a fused residual may write its sums over the residual (when
+// nothing reads it afterwards): on the CPU, which reads each element of the residual before
+// writing that element of the output; not where the direct kernel's threads share out one image
+// by blocks of channels (see dispatch.cpp). The CUDA convolution writes its product before adding
+// the residual.
+bool residual_sum_in_place(Backend backend, const Step& conv_step, const Shape& input_shape, int num_threads);
+
 // Scratch floats the step needs on this backend.
 int64_t step_workspace_floats(Backend backend, const Step& step, const Shape& input_shape, int num_threads);
 

@@ -202,19 +202,20 @@ void Plan::assign_buffers(int64_t memory_limit_bytes) {
   for (size_t s = 0; s < steps_.size(); ++s) {
     Step& step = steps_[s];
     const int64_t need = shape_numel(values_[step.output].shape);
-    workspace_floats =
-        std::max(workspace_floats, step_workspace_floats(backend_, step, values_[step.inputs[0]].shape, num_threads_));
+    const Shape& input_shape = values_[step.inputs[0]].shape;
+    workspace_floats = std::max(workspace_floats, step_workspace_floats(backend_, step, input_shape, num_threads_));
     int buffer = -1;
     int handed_over = -1;
     // Inputs the step may write its output over when nobody reads them afterwards: any input of
-    // an element-wise step; on the CPU, a fused residual (each sum lands where its shortcut value
-    // was read, which spares the memory traffic of a fresh buffer; the CUDA convolution writes its
-    // product before adding the residual, and no step may write over its own input).
+    // an element-wise step; a fused residual where the backend allows (each sum lands where its
+    // shortcut value was read, which spares the memory traffic of a fresh buffer; see
+    // residual_sum_in_place), and no step may write over its own input.
     std::vector<int> writable;
     const OpKind kind = step.node->kind;
     if (kind == OpKind::relu || kind == OpKind::batch_norm2d || kind == OpKind::add) {
       writable = step.inputs;
-    } else if (kind == OpKind::conv2d && step.residual && backend_ == Backend::cpu &&
+    } else if (kind == OpKind::conv2d && step.residual &&
+               residual_sum_in_place(backend_, step, input_shape, num_threads_) &&
                values_[step.inputs[1]].root != values_[step.inputs[0]].root) {
       writable = {step.inputs[1]};
     }

@@ -97,24 +97,36 @@ TEST_CASE("large transient tensors reuse freed memory, zero-filled when asked", 
 #endif
 }
 
-TEST_CASE("on the CPU a residual is added in place, on the GPU into a buffer of its own", "[plan]") {
+TEST_CASE("on the CPU a residual is added in place unless threads share an image by channels, on the GPU apart",
+          "[plan]") {
   const Model model = test::random_model("resnet50", 10, 4);
+  int in_place = 0, apart = 0;  // on the CPU
   for (Backend backend : {Backend::cpu, Backend::cuda}) {
-    PlanOptions options;
-    options.backend = backend;
-    options.taps = {"layer1.1"};  // a tapped shortcut is copied out before it is written over
     if (backend == Backend::cuda && !cuda_device_available()) continue;
-    const Plan plan(model, {1, 3, 64, 64}, options);
-    int residual_steps = 0;
-    for (size_t s = 0; s < plan.steps().size(); ++s) {
-      if (!plan.steps()[s].residual) continue;
-      ++residual_steps;
-      INFO(plan.steps()[s].fused_names[0]);
-      CHECK(plan.step_writes_over_input(s, 1) == (backend == Backend::cpu));
-      CHECK_FALSE(plan.step_writes_over_input(s, 0));
+    for (int64_t batch : {1, 2}) {
+      PlanOptions options;
+      options.backend = backend;
+      options.num_threads = 2;
+      options.taps = {"layer1.1"};  // a tapped shortcut is copied out before it is written over
+      const Plan plan(model, {batch, 3, 64, 64}, options);
+      int residual_steps = 0;
+      for (size_t s = 0; s < plan.steps().size(); ++s) {
+        const Step& step = plan.steps()[s];
+        if (!step.residual) continue;
+        ++residual_steps;
+        INFO(step.fused_names[0] << ", batch " << batch);
+        // The direct kernel on one image: its two threads take blocks of channels of it.
+        const bool shared_out = step.conv2d_cpu.algorithm == Conv2dAlgorithm::direct && batch < 2;
+        const bool expected = backend == Backend::cpu && !shared_out;
+        CHECK(plan.step_writes_over_input(s, 1) == expected);
+        CHECK_FALSE(plan.step_writes_over_input(s, 0));
+        if (backend == Backend::cpu) ++(expected ? in_place : apart);
+      }
+      CHECK(residual_steps == 16);
     }
-    CHECK(residual_steps == 16);
   }
+  CHECK(in_place > 0);
+  CHECK(apart > 0);
 }
 
 TEST_CASE("taps equal the same values computed with nothing tapped", "[plan]") {
