@@ -33,19 +33,25 @@ constexpr int64_t smallest_block_krylov_side = 768;
 using MatrixFRows = Eigen::Matrix<float, Eigen::Dynamic, Eigen::Dynamic, Eigen::RowMajor>;
 
 // G = A A^T (side x side) over `depth`, A packed, b = A^T (depth, side) row-major, in single
-// precision by the engine's packed GEMM on every thread: only the blocks on and below the
-// diagonal, band by band, then mirrored. Eigen's symmetric rank update used one thread and took
-// 46 ms for 32 images of ResNet-50's layer4 (1568 x 1568 over 2048 channels).
+// precision by the engine's packed GEMM: only the blocks on and below the diagonal, in bands of
+// eight row panels shared out over the threads (each band one thread's product, the longest
+// first), then mirrored. Eigen's symmetric rank update used one thread and took 46 ms for 32
+// images of ResNet-50's layer4 (1568 x 1568 over 2048 channels). Bands of 32 panels, each
+// product on every thread, wasted more above the diagonal and waited at every depth block: the
+// PCA of 8 images of ResNet-50's layer4 (392 x 392 over 2048) took 4.3-4.5 ms, now 3.7-3.9.
 Eigen::MatrixXf lower_half_product(const PackedMatrix& a, const float* b) {
   const int64_t side = a.rows;
   Eigen::MatrixXf gram(side, side);  // column-major; symmetric, so its storage reads row-major too
-  constexpr int64_t band = 32 * gemm_rows_per_panel;
-  Tensor workspace({gemm_workspace_floats(a.depth, side)});
-  for (int64_t first = 0; first < side; first += band) {
+  constexpr int64_t band = 8 * gemm_rows_per_panel;
+  const int threads = omp_get_max_threads();
+  const int64_t per_thread = gemm_workspace_floats(a.depth, side);
+  Tensor workspace({per_thread * threads});
+#pragma omp parallel for schedule(dynamic) num_threads(threads)
+  for (int64_t first = (side - 1) / band * band; first >= 0; first -= band) {
     const int64_t last = std::min(side, first + band);
     // Rows [first, last) of G, columns [0, last): the band's part on and below the diagonal.
-    gemm_packed(a, b, side, last, gram.data(), side, GemmEpilogue{}, workspace.data(), omp_get_max_threads(), first,
-                last);
+    gemm_packed(a, b, side, last, gram.data(), side, GemmEpilogue{},
+                workspace.data() + omp_get_thread_num() * per_thread, 1, first, last);
   }
   // Row i of G (computed up to its band's end) is column i of the column-major matrix: the
   // entries above the diagonal are there; copy them below, tile by tile (element by element the
