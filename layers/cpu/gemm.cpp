@@ -442,15 +442,15 @@ void gemm_packed(const PackedMatrix& a, const float* b, int64_t b_row_stride, in
       // in L2, shared out over this one's row panels (the fp32 kernel's; bf16's fetch none).
       // ResNet-50's narrowing 1x1s at 56x56, batch 8: 4.1-4.5 -> 3.7-3.9 ms (layer1.1.conv1, 256
       // -> 64 channels), 7.1-7.3 -> 6.9-7.0 (layer2.0.conv1, 256 -> 128). For every B it cost
-      // about 0.1 ms on layers whose B was in L2 (Winograd's). All of B counts, not only this
-      // depth block: at batch 8 layer2's 512 -> 128 1x1s (blocks of 256 x 392 floats, 1 MiB of
-      // B in all) 3.2 -> 2.8 ms, layer3.0.conv1 6.1 -> 5.6.
+      // about 0.1 ms on layers whose B was in L2 (Winograd's).
       // Such a panel, fetched so, is then read in place rather than packed (fp32: bf16 packs
       // pairs of rows): the kernel's first row panel takes it from L2 as the packing did, and the
       // copy is saved. The same layers: layer1.1.conv1 3.8 -> 3.2 ms, layer2.0.conv1 6.9 -> 6.3
       // (three profiles each); at batch 1, 0.48 -> 0.37 ms and 0.84 -> 0.75. A B in L2 (fetched
       // by no one ahead of the kernel) stays packed: read in place, layer3.0.conv1 at batch 1 took
       // 0.91 ms against 0.80.
+      // All of B counts, not only this depth block: at batch 8 layer2's 512 -> 128 1x1s (blocks
+      // of 256 x 784 floats, 1.5 MiB of B in all) 3.2 -> 2.8 ms, layer3.0.conv1 6.1 -> 5.6.
       const bool b_from_memory = a.depth * columns > b_in_l2_most_floats;
       const int64_t lines = block_depth * lines_per_panel_row;
       const int64_t share = (lines + end_panel - first_panel - 1) / std::max<int64_t>(1, end_panel - first_panel);
