@@ -160,7 +160,20 @@ void micro_kernel(int64_t depth, const float* a_panel, const float* b_panel, int
   constexpr int64_t mr = gemm_rows_per_panel;
   SimdVector sum[mr][nv] = {};
   const int64_t prefetches = std::min(depth, prefetch.end - prefetch.first);
+  // This block's lines of C (and of an addend apart from C), asked for with intent to write, one
+  // per step from the middle of the depth on: at the store they are in cache and this core's, not
+  // in memory or in the other core's cache (where the previous layer, or the residual's, left
+  // them). ResNet-50 at batch 8, three alternating profiles: layer2's 128 -> 512 1x1s 3.16 -> 2.77
+  // ms, layer2.0.conv1 6.38 -> 5.98, layer2.0.downsample 6.69 -> 6.34, forward 222-231 -> 218-225.
+  const int64_t c_lines = rows == mr && columns == nv * simd_floats ? mr * nv : 0;
+  const int64_t c_first = std::max<int64_t>(0, depth / 2 - c_lines);
+  const float* addend = epilogue && epilogue->addend != c ? epilogue->addend : nullptr;
   for (int64_t k = 0; k < depth; ++k, a_panel += mr, b_panel += b_step) {
+    if (k >= c_first && k - c_first < c_lines) {
+      const int64_t row = (k - c_first) / nv, vector = (k - c_first) % nv;
+      __builtin_prefetch(c + row * c_row_stride + vector * simd_floats, 1, 3);
+      if (addend) __builtin_prefetch(addend + row * epilogue->addend_row_stride + vector * simd_floats, 0, 3);
+    }
     if (k < prefetches) {
       const int64_t line = prefetch.first + k;
       __builtin_prefetch(prefetch.rows + line / lines_per_panel_row * prefetch.row_stride +
