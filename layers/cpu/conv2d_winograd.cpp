@@ -42,11 +42,43 @@ int64_t round_up(int64_t n, int64_t multiple) {
 // (36, C_out, chunk), stay near 8 MiB, in whole GEMM panels. At least 4 panels, so that each
 // panel of the transformed weights is used 4 times once fetched (measured on vgg16's layers:
 // 48-tile chunks were up to 1.6x slower, the transformed weights streaming from memory).
+constexpr int64_t smallest_chunk = 4 * gemm_columns_per_panel;
 int64_t tiles_per_chunk(const Conv2dParams& p) {
   const int64_t budget_floats = int64_t{1} << 21;
   const int64_t per_tile = points * (p.in_channels + p.out_channels);
   const int64_t chunk = budget_floats / per_tile / gemm_columns_per_panel * gemm_columns_per_panel;
-  return std::clamp<int64_t>(chunk, 4 * gemm_columns_per_panel, 10 * gemm_columns_per_panel);
+  return std::clamp<int64_t>(chunk, smallest_chunk, 10 * gemm_columns_per_panel);
+}
+
+// Tiles per chunk where every thread takes chunks of its own, in turn: of the sizes from the
+// smallest worth a chunk (or an equal share, where the tiles give each thread fewer) up to
+// tiles_per_chunk (and at most an equal share, so that every thread gets one), the one whose
+// chunks are done soonest. A chunk costs its products' vectors of columns (a part-filled vector
+// costs a whole one) and its tiles' transforms; the threads take the equal chunks in turn and the
+// last, smaller one goes to the first thread free. Whole panels per chunk and as many as fitted
+// gave ResNet-50's 14x14 3x3s at batch 8 chunks of 96 and 32 tiles (one thread idle a third of
+// the time: 5.4 ms each, 4.0 as two of 64), its 56x56 ones at batch 1 chunks of 144 and 52 (0.76
+// ms, 0.60 as two of 98).
+int64_t balanced_chunk(const Conv2dParams& p, int64_t tiles, int num_threads) {
+  const int64_t share = (tiles + num_threads - 1) / num_threads;
+  const int64_t smallest = std::min(smallest_chunk, share), largest = std::min(tiles_per_chunk(p), share);
+  const double per_column = static_cast<double>(p.in_channels) * p.out_channels;
+  const double per_tile = 8.0 * static_cast<double>(p.in_channels + p.out_channels);
+  auto cost = [&](int64_t count) { return round_up(count, simd_floats) * per_column + count * per_tile; };
+  auto finish = [&](int64_t chunk) {
+    const int64_t chunks = (tiles + chunk - 1) / chunk, rounds = (chunks - 1) / num_threads;
+    const bool last_alone = (chunks - 1) % num_threads == 0;  // the others' chunks even: it adds to one
+    return last_alone ? rounds * cost(chunk) + cost(tiles - (chunks - 1) * chunk) : (rounds + 1) * cost(chunk);
+  };
+  // Candidates from the largest down (a tie keeps the larger): whole vectors, and equal shares.
+  int64_t best = largest;
+  auto consider = [&](int64_t chunk) {
+    if (chunk >= smallest && chunk <= largest && finish(chunk) < finish(best)) best = chunk;
+  };
+  for (int64_t chunk = largest / simd_floats * simd_floats; chunk >= smallest; chunk -= simd_floats) consider(chunk);
+  const int64_t fewest = (tiles + largest - 1) / largest;
+  for (int64_t chunks = fewest; chunks <= fewest + 4 * num_threads; ++chunks) consider((tiles + chunks - 1) / chunks);
+  return best;
 }
 
 // One thread's chunk: V, M and the GEMM's packed B. Threads sharing a chunk need V and M once and a
@@ -351,9 +383,10 @@ void conv2d_winograd_forward_cpu(const Conv2dParams& p, ConstTensorView input, c
                                  const float* bias, const float* residual, bool relu, TensorView output,
                                  float* workspace, int num_threads) {
   const TileGeometry g = tile_geometry(input.dim(0), output.dim(2), output.dim(3));
-  // Chunks no larger than needed to give every thread one, but at least a GEMM panel wide.
-  const int64_t even_share = round_up((g.tiles + num_threads - 1) / num_threads, gemm_columns_per_panel);
-  const int64_t chunk = std::min({tiles_per_chunk(p), even_share, g.tiles});
+  // Fewer tiles than a GEMM panel per thread: chunks the threads share (ResNet-50's 28x28 3x3s at
+  // batch 1, 49 tiles: 0.61-0.65 ms against 0.67-0.70 as chunks of 25 and 24). Else each its own.
+  const int64_t chunk = g.tiles < num_threads * gemm_columns_per_panel ? std::min(g.tiles, tiles_per_chunk(p))
+                                                                       : balanced_chunk(p, g.tiles, num_threads);
   const int64_t chunks = (g.tiles + chunk - 1) / chunk;
   const int64_t per_thread = chunk_workspace_floats(p, chunk);
   if (chunks >= num_threads) {
