@@ -23,12 +23,14 @@ constexpr int64_t column_tile_budget_floats = int64_t{1} << 19;  // 2 MiB: about
 // (layer4's 1x1s 3.34 -> 3.13 and 3.35 -> 3.0 ms, the downsample 6.75 -> 6.2). The 14x14 stage
 // (392 columns) stays with the GEMM where its products are shallow (below).
 constexpr int64_t gemm_fewest_columns_to_choose = 256;
-// Products 512 deep or more want twice the columns. The direct kernel ran ResNet-50's 14x14 1x1s
-// of depth 1024 at batch 8 (two images a task: 392 columns) faster than the GEMM, five alternating
-// profiles each: layer3's conv1s 3.00-3.03 -> 2.84-2.86 ms, layer4.0.conv1 5.93 -> 5.66, the
-// strided layer3.0.downsample (depth 512) 6.65 -> 6.14; at batch 64 layer4's 1x1s too (eight 7x7
-// images a task), the downsample 59.0 -> 52.3 ms. Those of depth 256 (conv3, 256 -> 1024) ran
-// faster on the GEMM (2.91 against 3.03 ms) and stay there.
+// Products 512 deep or more over several small images a task want twice the columns. The direct
+// kernel ran ResNet-50's 14x14 1x1s of depth 1024 at batch 8 (two images a task: 392 columns)
+// faster than the GEMM, five alternating profiles each: layer3's conv1s 3.00-3.03 -> 2.84-2.86 ms,
+// layer4.0.conv1 5.93 -> 5.66, the strided layer3.0.downsample (depth 512) 6.65 -> 6.14; at batch
+// 64 layer4's 1x1s too (eight 7x7 images a task), the downsample 59.0 -> 52.3 ms. Those of depth
+// 256 (conv3, 256 -> 1024) ran faster on the GEMM (2.91 against 3.03 ms) and stay there, and so do
+// tiles of one image: at batch 1 (the direct kernel's threads then share the image by channels)
+// layer2's 512 -> 128 1x1s took 0.46-0.57 ms direct against 0.38 on the GEMM (392 columns a task).
 constexpr int64_t deep_product = 512;
 constexpr int64_t gemm_fewest_columns_deep = 512;
 constexpr int64_t direct_most_channels_windowed = 128;
@@ -170,7 +172,8 @@ Conv2dAlgorithm choose_for_fp32(const Conv2dParams& p, const Shape& input_shape,
   const int64_t tasks = shape.image_blocks(input_shape[0]) * p.groups * shape.row_tiles(out[2]);
   const int64_t columns = shape.images * shape.rows * out[3];
   const int64_t depth = p.in_channels / p.groups * p.kernel_h * p.kernel_w;
-  const int64_t fewest_columns = depth >= deep_product ? gemm_fewest_columns_deep : gemm_fewest_columns_to_choose;
+  const bool deep_over_images = depth >= deep_product && shape.images > 1;
+  const int64_t fewest_columns = deep_over_images ? gemm_fewest_columns_deep : gemm_fewest_columns_to_choose;
   if (direct_suits && (tasks < num_threads || columns < fewest_columns)) return Conv2dAlgorithm::direct;
   return Conv2dAlgorithm::im2col_gemm;
 }
