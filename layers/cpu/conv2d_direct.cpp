@@ -234,7 +234,7 @@ void mean_results(const Geometry& g, const float* results, int64_t first_pixel, 
   // A vector's worth of pixels at a time: their lane sums transposed, so that adding the rows
   // sums every pixel's lanes at once, in the same order as lane by lane below. Lane by lane each
   // pixel was a chain of dependent additions: ResNet-50's stem with its pool and means at batch 8
-  // took 8.4 ms against 7.4 without the means, now 7.7.
+  // took 8.4 ms against 7.4 without the means, now 7.7 (a harness of the fused step).
   int64_t pixel = begin;
   for (; pixel + simd_floats <= end; pixel += simd_floats) {
     SimdVector sums[simd_floats];
