@@ -45,7 +45,7 @@ Eigen::MatrixXf lower_half_product(const PackedMatrix& a, const float* b) {
   constexpr int64_t band = 8 * gemm_rows_per_panel;
   const int threads = omp_get_max_threads();
   const int64_t per_thread = gemm_workspace_floats(a.depth, side);
-  Tensor workspace({per_thread * threads});
+  Tensor workspace = Tensor::uninitialized({per_thread * threads});  // each panel packed before it is read
 #pragma omp parallel for schedule(dynamic) num_threads(threads)
   for (int64_t first = (side - 1) / band * band; first >= 0; first -= band) {
     const int64_t last = std::min(side, first + band);
