@@ -145,11 +145,11 @@ namespace {
 Conv2dAlgorithm choose_for_fp32(const Conv2dParams& p, const Shape& input_shape, bool allow_winograd, int num_threads) {
   const bool windowed = p.kernel_h > 1 || p.kernel_w > 1;
   const bool strided = p.stride_h > 1 || p.stride_w > 1;
+  const int64_t depth = p.in_channels / p.groups * p.kernel_h * p.kernel_w;
   // The direct kernel's tile is a block of 16 channels or more (AVX-512) by a few pixels, and its
   // results cross over to the output's planes one by one: it wastes lanes on groups of few
   // channels (ResNeXt's first stages) and loses to that crossing on shallow products (an RGB 3x3).
-  const bool direct_suits = p.out_channels / p.groups >= 2 * simd_floats &&
-                            p.in_channels / p.groups * p.kernel_h * p.kernel_w >= direct_fewest_depth;
+  const bool direct_suits = p.out_channels / p.groups >= 2 * simd_floats && depth >= direct_fewest_depth;
   // im2col of strided windows (the stem, ResNet's strided 3x3s) copies more than the GEMM then
   // saves over the direct kernel.
   if (direct_suits && windowed && strided) return Conv2dAlgorithm::direct;
@@ -171,7 +171,6 @@ Conv2dAlgorithm choose_for_fp32(const Conv2dParams& p, const Shape& input_shape,
   const TaskShape shape = task_shape(p, input_shape[0], out[2], out[3], num_threads);
   const int64_t tasks = shape.image_blocks(input_shape[0]) * p.groups * shape.row_tiles(out[2]);
   const int64_t columns = shape.images * shape.rows * out[3];
-  const int64_t depth = p.in_channels / p.groups * p.kernel_h * p.kernel_w;
   const bool deep_over_images = depth >= deep_product && shape.images > 1;
   const int64_t fewest_columns = deep_over_images ? gemm_fewest_columns_deep : gemm_fewest_columns_to_choose;
   if (direct_suits && (tasks < num_threads || columns < fewest_columns)) return Conv2dAlgorithm::direct;

@@ -163,8 +163,9 @@ void micro_kernel(int64_t depth, const float* a_panel, const float* b_panel, int
   // This block's lines of C (and of an addend apart from C), asked for with intent to write, one
   // per step over the steps before the middle of the depth: at the store they are in cache and
   // this core's, not in memory or in the other core's cache (where the previous layer, or the
-  // residual's, left them). ResNet-50 at batch 8, three alternating profiles: layer2's 128 -> 512 1x1s 3.16 -> 2.77
-  // ms, layer2.0.conv1 6.38 -> 5.98, layer2.0.downsample 6.69 -> 6.34, forward 222-231 -> 218-225.
+  // residual's, left them). ResNet-50 at batch 8, three alternating profiles: layer2's 128 -> 512
+  // 1x1s 3.16 -> 2.77 ms, layer2.0.conv1 6.38 -> 5.98, layer2.0.downsample 6.69 -> 6.34, forward
+  // 222-231 -> 218-225.
   const int64_t c_lines = rows == mr && columns == nv * simd_floats ? mr * nv : 0;
   const int64_t c_first = std::max<int64_t>(0, depth / 2 - c_lines);
   const float* addend = epilogue && epilogue->addend != c ? epilogue->addend : nullptr;
