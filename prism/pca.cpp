@@ -82,6 +82,32 @@ Eigen::MatrixXf pixel_gram(const Eigen::MatrixXf& x) {
   return lower_half_product(a, x.data());
 }
 
+// The Gram matrix of small data in double (side under smallest_single_precision_gram): X^T X on
+// the channel side, X X^T on the pixels', X (rows, C) by columns. The sum over the other side
+// runs in fixed groups of 256 terms, each group's product a symmetric rank update (the lower
+// half only) on whichever thread takes it, the groups then added in order: the same result on
+// any number of threads. Eigen's full product on one thread took 0.17 ms for ResNet-50's layer4
+// at batch 1 (49 x 49 over 2048 channels), this 0.095 on two (a harness of the PCA's parts).
+MatrixD small_gram(const MatrixD& x, bool channel_side) {
+  const Eigen::Index side = channel_side ? x.cols() : x.rows(), terms = channel_side ? x.rows() : x.cols();
+  constexpr Eigen::Index group = 256;
+  const Eigen::Index groups = (terms + group - 1) / group;
+  std::vector<MatrixD> partial(groups);
+#pragma omp parallel for schedule(dynamic)
+  for (Eigen::Index g = 0; g < groups; ++g) {
+    const Eigen::Index first = g * group, count = std::min(group, terms - first);
+    partial[g] = MatrixD::Zero(side, side);
+    if (channel_side) {
+      partial[g].selfadjointView<Eigen::Lower>().rankUpdate(x.middleRows(first, count).transpose());
+    } else {
+      partial[g].selfadjointView<Eigen::Lower>().rankUpdate(x.middleCols(first, count));
+    }
+  }
+  MatrixD gram = std::move(partial[0]);
+  for (Eigen::Index g = 1; g < groups; ++g) gram.triangularView<Eigen::Lower>() += partial[g];
+  return gram.selfadjointView<Eigen::Lower>();  // the upper half mirrored from the lower
+}
+
 // y = G x for Lanczos, with G held in single precision (exact where it was formed in single
 // precision, see gram.hpp) and every sum in double. Lanczos takes tens of these products (66 for
 // 32 eigenpairs of a 2048 x 2048 matrix): only the triangle on and below the diagonal is read,
@@ -438,7 +464,7 @@ PrincipalComponents principal_components(ConstTensorView activations, const std:
     solved = leading_eigen_by_blocks(ImplicitGramProduct(a), static_cast<int>(side), wanted, eigen);
   }
   if (!solved && !single_precision) {
-    eigen = solve_gram(channel_side ? MatrixD(x.transpose() * x) : MatrixD(x * x.transpose()), wanted);
+    eigen = solve_gram(small_gram(x, channel_side), wanted);
   } else if (!solved) {
     eigen = solve_gram(channel_side ? channel_gram(x_rows) : pixel_gram(x_single), wanted);
   }
