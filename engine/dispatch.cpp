@@ -149,6 +149,12 @@ bool max_pool_fuses_into(Backend backend, const Step& conv_step, const Shape& in
          (!with_channel_mean || conv2d_direct_writes_channel_means(conv_step.node->conv2d, pool, input_shape));
 }
 
+bool step_writes_output_means(Backend backend, const Step& conv_step, const Shape& input_shape, int num_threads) {
+  return backend == Backend::cpu && conv_step.node->kind == OpKind::conv2d && !conv_step.max_pool &&
+         conv_step.conv2d_cpu.algorithm == Conv2dAlgorithm::im2col_gemm &&
+         conv2d_gemm_writes_channel_means(conv_step.node->conv2d, input_shape, num_threads);
+}
+
 bool residual_sum_in_place(Backend backend, const Step& conv_step, const Shape& input_shape, int num_threads) {
   if (backend != Backend::cpu) return false;
   // With fewer images than threads the direct kernel's threads take blocks of channels of the

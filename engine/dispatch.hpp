@@ -27,6 +27,12 @@ void prepare_step(Backend backend, Step& step, const Shape& input_shape, const P
 bool max_pool_fuses_into(Backend backend, const Step& conv_step, const Shape& input_shape, const MaxPool2dParams& pool,
                          bool with_channel_mean, const PlanOptions& options, int num_threads);
 
+// Whether a prepared convolution step (without a max pool) can write its output's mean over
+// channels as it goes, for a mean tap on that output, instead of a pass of its own reading the
+// output back: on the CPU, on the GEMM path in tasks of whole pixels (see
+// conv2d_gemm_writes_channel_means).
+bool step_writes_output_means(Backend backend, const Step& conv_step, const Shape& input_shape, int num_threads);
+
 // Whether a convolution step with a fused residual may write its sums over the residual (when
 // nothing reads it afterwards): on the CPU, which reads each element of the residual before
 // writing that element of the output; not where the direct kernel's threads share out one image

@@ -47,8 +47,9 @@ struct Step {
   bool relu = false;                     // a ReLU fused after the op
   bool residual = false;                 // conv: inputs[1] is added before the ReLU (a fused add)
   const MaxPool2dParams* max_pool = nullptr;  // conv: a max pool after the ReLU (its node's params)
-  int channel_mean_value = -1;                // with max_pool: the convolution's own output (a value never stored),
-                                              // whose mean over channels the step writes for a mean tap
+  int channel_mean_value = -1;                // a value whose mean over channels the step writes for a mean tap:
+                                              // with max_pool the convolution's own output (never stored), else
+                                              // the step's output (step_writes_output_means)
   const float* weight = nullptr;         // conv/linear: the prepared weight, in Step's tensors or
   const float* bias = nullptr;           //   the model's; nullptr bias: none
   Shape weight_shape;

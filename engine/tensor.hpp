@@ -110,6 +110,11 @@ Tensor nchw_to_nhwc(ConstTensorView tensor);
 // keeps of an earlier capture, so memory per image is one plane per capture, not the activation.
 Tensor channel_mean(ConstTensorView activations);
 
+// The same for `count` pixels of one image: channel c's values from planes + c * plane_stride on,
+// their means into means. channel_mean's arithmetic exactly, for a step that writes the means of
+// its own output while it is in cache (the CPU convolution's GEMM path).
+void channel_mean_of_pixels(const float* planes, int64_t channels, int64_t plane_stride, int64_t count, float* means);
+
 // The same on the GPU (engine/cuda/channel_mean.cu): both views in device memory, means shaped
 // (N, 1, H, W), queued on the context's stream.
 class CudaContext;

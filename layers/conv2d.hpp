@@ -85,10 +85,16 @@ int64_t conv2d_workspace_floats_cpu(const Conv2dParams& params, const Conv2dPrep
 // written over the shortcut, which saves a stream of fresh memory; never the input). With
 // prepared.max_pool, output has the pool's shape, and channel_means (or nullptr) receives the
 // convolution's own output's mean over channels, (N, 1, H, W), where
-// conv2d_direct_writes_channel_means says it can.
+// conv2d_direct_writes_channel_means says it can; without, channel_means receives the output's
+// mean over channels where conv2d_gemm_writes_channel_means says it can.
 void conv2d_forward_cpu(const Conv2dParams& params, ConstTensorView input, const Conv2dPreparedCpu& prepared,
                         const float* bias, const float* residual, bool relu, TensorView output, float* workspace,
                         int num_threads, float* channel_means = nullptr);
+// Whether the GEMM path (im2col_gemm) can write its output's mean over channels, each task the
+// means of its own pixels while their results are in cache (a PRISM capture of a ResNet stage's
+// output, which a pass of its own reads back from memory): one group, and tasks of every output
+// channel, enough for every thread (else the threads share out each task's channels).
+bool conv2d_gemm_writes_channel_means(const Conv2dParams& params, const Shape& input_shape, int num_threads);
 
 // The direct path on its own (layers/cpu/conv2d_direct.cpp), for conv2d_forward_cpu.
 Conv2dDirectWeights conv2d_direct_pack_weights(const Conv2dParams& params, const float* weight,

@@ -394,6 +394,70 @@ TEST_CASE("conv2d: a max pool fused into the direct convolution equals the two i
   CHECK(conv2d_direct_writes_channel_means(p, pool, {1, 3, 13, 12}));
 }
 
+TEST_CASE("conv2d: the GEMM path's channel means are exactly channel_mean of its output", "[ops][conv2d]") {
+  struct Case {
+    int64_t batch, in, out, height, width, kernel, stride, padding;
+    bool residual;
+  };
+  const std::vector<Case> cases = {
+      {2, 16, 40, 20, 18, 1, 1, 0, true},   // pointwise, a residual written over
+      {3, 8, 24, 9, 7, 1, 1, 0, false},     // several small images a task
+      {1, 20, 33, 40, 37, 3, 3, 1, false},  // im2col, strided, row tiles of one image
+      {2, 70, 20, 40, 40, 3, 1, 1, true},   // several row tiles per image
+      {1, 16, 32, 7, 7, 1, 1, 0, false},    // one task: shared out by channels on several threads
+      // Tasks of one image whose results exceed what the means are read back from L2 at once:
+      // the product runs in parts of whole panels, the last one partial.
+      {2, 8, 512, 48, 47, 1, 1, 0, true},
+      {1, 6, 300, 60, 60, 3, 1, 1, false},
+  };
+  uint32_t seed = 700;
+  int written = 0;
+  for (const Case& c : cases) {
+    Conv2dParams p;
+    p.in_channels = c.in;
+    p.out_channels = c.out;
+    p.kernel_h = p.kernel_w = c.kernel;
+    p.stride_h = p.stride_w = c.stride;
+    p.padding_h = p.padding_w = c.padding;
+    const Tensor x = test::random_tensor({c.batch, c.in, c.height, c.width}, ++seed);
+    const Tensor w = test::random_tensor({c.out, c.in, c.kernel, c.kernel}, ++seed);
+    const Tensor b = test::random_tensor({c.out}, ++seed);
+    const Shape out_shape = conv2d_output_shape(p, x.shape());
+    const Tensor residual = test::random_tensor(out_shape, ++seed);
+    const Conv2dPreparedCpu prepared = conv2d_prepare_cpu(p, w.view(), x.shape(), Conv2dAlgorithm::im2col_gemm);
+    for (int threads : {1, 2, 3}) {
+      INFO("case " << c.batch << "x" << c.in << "x" << c.height << "x" << c.width << " -> " << c.out << ", threads "
+                   << threads);
+      Tensor output = c.residual ? residual.clone() : Tensor(out_shape);
+      Tensor means({out_shape[0], 1, out_shape[2], out_shape[3]});
+      Tensor workspace({conv2d_workspace_floats_cpu(p, prepared, x.shape(), threads)});
+      if (!conv2d_gemm_writes_channel_means(p, x.shape(), threads)) {
+        // Fewer tasks than threads: the threads share each task's channels, and no one sees a
+        // pixel's all; asked anyway, the step refuses.
+        CHECK_THROWS_WITH(conv2d_forward_cpu(p, x.view(), prepared, b.data(), nullptr, true, output.view(),
+                                             workspace.data(), threads, means.data()),
+                          Catch::Contains("channel means"));
+        continue;
+      }
+      ++written;
+      // The same output as without the means (the product in parts sums each element alike).
+      Tensor alone = c.residual ? residual.clone() : Tensor(out_shape);
+      conv2d_forward_cpu(p, x.view(), prepared, b.data(), c.residual ? alone.data() : nullptr, true, alone.view(),
+                         workspace.data(), threads);
+      conv2d_forward_cpu(p, x.view(), prepared, b.data(), c.residual ? output.data() : nullptr, true, output.view(),
+                         workspace.data(), threads, means.data());
+      CHECK(test::compare(output.view(), alone.view()).max_abs == 0.0);
+      CHECK(test::compare(means.view(), channel_mean(output.view()).view()).max_abs == 0.0);
+    }
+  }
+  CHECK(written >= 16);
+  // Groups: a task holds one group's channels only.
+  Conv2dParams grouped;
+  grouped.in_channels = grouped.out_channels = 32;
+  grouped.groups = 2;
+  CHECK_FALSE(conv2d_gemm_writes_channel_means(grouped, {4, 32, 16, 16}, 2));
+}
+
 TEST_CASE("batch_norm2d: folding into the convolution equals running both", "[ops][batch_norm2d]") {
   Conv2dParams p;
   p.in_channels = 5;

@@ -194,6 +194,37 @@ TEST_CASE("a stem whose pool joins it still gives its mean tap, and the same out
   }
 }
 
+TEST_CASE("a convolution on the GEMM path writes its output's mean tap itself, exactly channel_mean's", "[plan]") {
+  const Model model = test::random_model("resnet50", 10, 12);
+  const Tensor x = test::random_tensor({2, 3, 96, 80}, 13);
+  PlanOptions full, reduced;
+  full.taps = {"layer1", "layer2", "layer4"};
+  reduced.mean_taps = {"layer1", "layer2"};
+  reduced.taps = {"layer4"};
+  int writing = 0;  // steps writing the means themselves: some must, or the test proves nothing
+  for (int threads : {1, 2, 3}) {
+    full.num_threads = reduced.num_threads = threads;
+    Plan reduced_plan(model, x.shape(), reduced);
+    for (const Step& step : reduced_plan.steps()) {
+      if (step.channel_mean_value < 0 || step.max_pool) continue;
+      CHECK(step.channel_mean_value == step.output);
+      CHECK(step.conv2d_cpu.algorithm == Conv2dAlgorithm::im2col_gemm);
+      ++writing;
+    }
+    INFO("threads " << threads);
+    const RunResult expected = Plan(model, x.shape(), full).run(x.view());
+    const RunResult actual = reduced_plan.run(x.view());
+    CHECK(test::compare(actual.taps.at("layer4").view(), expected.taps.at("layer4").view()).max_abs == 0.0);
+    for (const std::string& name : reduced.mean_taps) {
+      INFO(name);
+      const Tensor mean = channel_mean(expected.taps.at(name).view());
+      REQUIRE(actual.channel_means.at(name).shape() == mean.shape());
+      CHECK(test::compare(actual.channel_means.at(name).view(), mean.view()).max_abs == 0.0);
+    }
+  }
+  CHECK(writing >= 2);
+}
+
 TEST_CASE("whole models on the reference backend equal the fast CPU backend", "[plan][slow]") {
   for (const auto& [architecture, size] :
        {std::pair{"resnet18", int64_t{37}}, std::pair{"resnext50_32x4d", int64_t{33}},
