@@ -13,27 +13,36 @@ namespace prism {
 
 namespace {
 
-// sum over i of term(i) for i in [0, count), in double, by blocks of a fixed size summed in order,
-// each in eight interleaved partial sums (a vector's worth: one running sum waits on every
-// addition, 6 ms a pass over 64 images' maps at 224x224): the same result on any number of
-// threads.
+// Blocks of a fixed size for the sums below: summed in order, the same result on any number of
+// threads. Small enough to share out evenly: blocks of 64K values gave 8 images' maps at 112x112
+// (301K values) five, three of them to one thread.
+constexpr int64_t sum_block = 1 << 13;
+
+// sum over i of term(i) for i in [first, end), in double, in eight interleaved partial sums (a
+// vector's worth: one running sum waits on every addition, 6 ms a pass over 64 images' maps at
+// 224x224).
+template <typename Term>
+double block_sum(int64_t first, int64_t end, Term term) {
+  constexpr int64_t lanes = 8;
+  double lane[lanes] = {};
+  int64_t i = first;
+  for (; i + lanes <= end; i += lanes) {
+    for (int64_t l = 0; l < lanes; ++l) lane[l] += term(i + l);
+  }
+  double sum = 0.0;
+  for (; i < end; ++i) sum += term(i);
+  for (double l : lane) sum += l;
+  return sum;
+}
+
+// sum over i of term(i) for i in [0, count), block by block.
 template <typename Term>
 double blocked_sum(int64_t count, Term term) {
-  constexpr int64_t block = 1 << 16, lanes = 8;
-  const int64_t blocks = (count + block - 1) / block;
+  const int64_t blocks = (count + sum_block - 1) / sum_block;
   std::vector<double> partial(blocks, 0.0);
 #pragma omp parallel for schedule(static)
   for (int64_t b = 0; b < blocks; ++b) {
-    const int64_t end = std::min(count, (b + 1) * block);
-    double lane[lanes] = {};
-    int64_t i = b * block;
-    for (; i + lanes <= end; i += lanes) {
-      for (int64_t l = 0; l < lanes; ++l) lane[l] += term(i + l);
-    }
-    double sum = 0.0;
-    for (; i < end; ++i) sum += term(i);
-    for (double l : lane) sum += l;
-    partial[b] = sum;
+    partial[b] = block_sum(b * sum_block, std::min(count, (b + 1) * sum_block), term);
   }
   double sum = 0.0;
   for (double p : partial) sum += p;
@@ -45,28 +54,70 @@ double blocked_sum(int64_t count, Term term) {
 typedef double Doubles __attribute__((vector_size(8 * sizeof(double))));
 typedef float Floats __attribute__((vector_size(8 * sizeof(float))));
 
+// The sum (blocked_sum's), least and most of count values, in one parallel pass over them.
+struct Extent {
+  double sum = 0.0;
+  float least = 0.0f, most = 0.0f;
+};
+Extent extent(const float* values, int64_t count) {
+  const int64_t blocks = (count + sum_block - 1) / sum_block;
+  std::vector<Extent> partial(blocks);
+#pragma omp parallel for schedule(static)
+  for (int64_t b = 0; b < blocks; ++b) {
+    const int64_t first = b * sum_block, end = std::min(count, first + sum_block);
+    Extent& e = partial[b];
+    e.sum = block_sum(first, end, [&](int64_t i) { return static_cast<double>(values[i]); });
+    // The extremes eight lanes at a time, then across the lanes and the rest.
+    Floats least = values[first] - Floats{}, most = least;
+    int64_t i = first;
+    for (; i + 8 <= end; i += 8) {
+      Floats value;
+      std::memcpy(&value, values + i, sizeof value);
+      least = value < least ? value : least;
+      most = value > most ? value : most;
+    }
+    e.least = e.most = values[first];
+    for (int l = 0; l < 8; ++l) {
+      e.least = std::min(e.least, least[l]);
+      e.most = std::max(e.most, most[l]);
+    }
+    for (; i < end; ++i) {
+      e.least = std::min(e.least, values[i]);
+      e.most = std::max(e.most, values[i]);
+    }
+  }
+  Extent all = partial[0];
+  for (int64_t b = 1; b < blocks; ++b) {
+    all.sum += partial[b].sum;
+    all.least = std::min(all.least, partial[b].least);
+    all.most = std::max(all.most, partial[b].most);
+  }
+  return all;
+}
+
 // normalise_to_colours of `count` values into `colours`, which may be `maps`.
 void normalise(const float* maps, int64_t count, float* colours) {
   auto none = [&] { std::fill(colours, colours + count, 0.0f); };
   if (count < 2) return none();
-  const double mean = blocked_sum(count, [&](int64_t i) { return static_cast<double>(maps[i]); }) / count;
+  const Extent e = extent(maps, count);
+  const double mean = e.sum / count;
   const double squares = blocked_sum(count, [&](int64_t i) { return (maps[i] - mean) * (maps[i] - mean); });
   const double std = std::sqrt(squares / (count - 1));  // torch.std is unbiased
   if (!(std > 0.0) || !std::isfinite(std)) return none();
 
   // Standardised and clipped to [-1, 1] (z), then scaled so that its minimum is 0 and its maximum
-  // 1. z is monotonic in the value, so its extremes are z of the value's extremes.
-  auto z = [mean, std](float value) { return std::clamp((value - mean) / std, -1.0, 1.0); };
-  float least = maps[0], most = maps[0];
-#pragma omp parallel for schedule(static) reduction(min : least) reduction(max : most)
-  for (int64_t i = 0; i < count; ++i) {
-    least = std::min(least, maps[i]);
-    most = std::max(most, maps[i]);
-  }
-  const double low = z(least), high = z(most);
+  // 1. z is monotonic in the value, so its extremes are z of the value's extremes. Divisions as
+  // multiplications by the reciprocal (the results may differ in the last bit of the double,
+  // which rounding to float hides nearly always). 8 images' maps at 112x112, the whole of
+  // normalise: 0.51 ms with a pass for the extremes, blocks of 64K values and divisions; 0.32 with
+  // the extremes in the sum's pass, vectorised, and blocks of 8K; 0.20 multiplying.
+  const double inverse_std = 1.0 / std;
+  auto z = [mean, inverse_std](float value) { return std::clamp((value - mean) * inverse_std, -1.0, 1.0); };
+  const double low = z(e.least), high = z(e.most);
   if (!(high > low)) return none();
+  const double inverse_range = 1.0 / (high - low);
   auto colour = [&](float value) {  // TorchPRISM's standardised maps are float
-    return static_cast<float>((static_cast<float>(z(value)) - low) / (high - low));
+    return static_cast<float>((static_cast<float>(z(value)) - low) * inverse_range);
   };
   constexpr int64_t lanes = 8;
   const int64_t whole = count / lanes * lanes;
@@ -74,11 +125,11 @@ void normalise(const float* maps, int64_t count, float* colours) {
   for (int64_t i = 0; i < whole; i += lanes) {  // colour() on eight values
     Floats value;
     std::memcpy(&value, maps + i, sizeof value);
-    Doubles standardised = (__builtin_convertvector(value, Doubles) - mean) / std;
+    Doubles standardised = (__builtin_convertvector(value, Doubles) - mean) * inverse_std;
     standardised = standardised < -1.0 ? -1.0 : standardised;
     standardised = standardised > 1.0 ? 1.0 : standardised;
     const Doubles rounded = __builtin_convertvector(__builtin_convertvector(standardised, Floats), Doubles);
-    const Floats result = __builtin_convertvector((rounded - low) / (high - low), Floats);
+    const Floats result = __builtin_convertvector((rounded - low) * inverse_range, Floats);
     std::memcpy(colours + i, &result, sizeof result);
   }
   for (int64_t i = whole; i < count; ++i) colours[i] = colour(maps[i]);
