@@ -44,6 +44,17 @@ Tensor run_conv_cpu(const Conv2dParams& p, const Tensor& x, const Tensor& w, con
   return out;
 }
 
+// A convolution with the same kernel, stride and padding along both axes.
+Conv2dParams square_conv(int64_t in, int64_t out, int64_t kernel, int64_t stride, int64_t padding) {
+  Conv2dParams p;
+  p.in_channels = in;
+  p.out_channels = out;
+  p.kernel_h = p.kernel_w = kernel;
+  p.stride_h = p.stride_w = stride;
+  p.padding_h = p.padding_w = padding;
+  return p;
+}
+
 // A max pool with the same kernel, stride, padding and dilation along both axes.
 MaxPool2dParams square_pool(int64_t kernel, int64_t stride, int64_t padding, int64_t dilation, bool ceil_mode) {
   MaxPool2dParams p;
@@ -351,12 +362,7 @@ TEST_CASE("conv2d: a max pool fused into the direct convolution equals the two i
   };
   uint32_t seed = 500;
   for (const Case& c : cases) {
-    Conv2dParams p;
-    p.in_channels = c.in;
-    p.out_channels = c.out;
-    p.kernel_h = p.kernel_w = c.kernel;
-    p.stride_h = p.stride_w = c.stride;
-    p.padding_h = p.padding_w = c.padding;
+    const Conv2dParams p = square_conv(c.in, c.out, c.kernel, c.stride, c.padding);
     const MaxPool2dParams pool = square_pool(c.pool_kernel, c.pool_stride, c.pool_padding, c.pool_dilation, c.ceil);
     const Tensor x = test::random_tensor({c.batch, c.in, c.height, c.width}, ++seed);
     const Tensor w = test::random_tensor({c.out, c.in, c.kernel, c.kernel}, ++seed);
@@ -413,12 +419,7 @@ TEST_CASE("conv2d: the GEMM path's channel means are exactly channel_mean of its
   uint32_t seed = 700;
   int written = 0;
   for (const Case& c : cases) {
-    Conv2dParams p;
-    p.in_channels = c.in;
-    p.out_channels = c.out;
-    p.kernel_h = p.kernel_w = c.kernel;
-    p.stride_h = p.stride_w = c.stride;
-    p.padding_h = p.padding_w = c.padding;
+    const Conv2dParams p = square_conv(c.in, c.out, c.kernel, c.stride, c.padding);
     const Tensor x = test::random_tensor({c.batch, c.in, c.height, c.width}, ++seed);
     const Tensor w = test::random_tensor({c.out, c.in, c.kernel, c.kernel}, ++seed);
     const Tensor b = test::random_tensor({c.out}, ++seed);
