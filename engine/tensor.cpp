@@ -254,11 +254,14 @@ Tensor nchw_to_nhwc(ConstTensorView tensor) {
   return out;
 }
 
+namespace {
+constexpr int64_t channel_mean_run = 1024;  // pixels summed at once: their sums stay in L1
+}  // namespace
+
 void channel_mean_of_pixels(const float* planes, int64_t channels, int64_t plane_stride, int64_t count, float* means) {
-  constexpr int64_t run = 1024;  // pixels: their sums stay in L1
-  for (int64_t first = 0; first < count; first += run) {
-    const int64_t length = std::min(run, count - first);
-    double sum[run] = {};
+  for (int64_t first = 0; first < count; first += channel_mean_run) {
+    const int64_t length = std::min(channel_mean_run, count - first);
+    double sum[channel_mean_run] = {};
     // Each pixel's channels added in order, four planes a pass along the run: a sum loaded and
     // stored once for four channels rather than for each.
     int64_t c = 0;
@@ -284,7 +287,8 @@ Tensor channel_mean(ConstTensorView activations) {
   // Tasks of (image, a run of pixels), each pixel summed over the channels in order, in double:
   // the same result on any number of threads. On one thread, ResNet-50's four means at batch 8
   // (70 MB of activations read) took 4-5 ms of the forward pass outside any step.
-  constexpr int64_t run = 1024;
+  // A task a run of channel_mean_of_pixels (whose sums stay in L1), so that batch 1 is shared out.
+  constexpr int64_t run = channel_mean_run;
   const int64_t runs = (plane + run - 1) / run;
 #pragma omp parallel for schedule(static) if (batch * channels * plane >= (int64_t{1} << 16))
   for (int64_t task = 0; task < batch * runs; ++task) {

@@ -51,6 +51,10 @@ struct TaskShape {
 
   int64_t row_tiles(int64_t out_h) const { return (out_h + rows - 1) / rows; }          // per image
   int64_t image_blocks(int64_t batch) const { return (batch + images - 1) / images; }  // of `images` each
+  // Tasks in all, one GEMM each.
+  int64_t tasks(int64_t batch, int64_t groups, int64_t out_h) const {
+    return image_blocks(batch) * groups * row_tiles(out_h);
+  }
 };
 
 // Tiles keep the column matrix within the cache budget, and when the batch is too small to give
@@ -170,7 +174,7 @@ Conv2dAlgorithm choose_for_fp32(const Conv2dParams& p, const Shape& input_shape,
   // whole column matrix again for its share of the channels.
   const Shape out = conv2d_output_shape(p, input_shape);
   const TaskShape shape = task_shape(p, input_shape[0], out[2], out[3], num_threads);
-  const int64_t tasks = shape.image_blocks(input_shape[0]) * p.groups * shape.row_tiles(out[2]);
+  const int64_t tasks = shape.tasks(input_shape[0], p.groups, out[2]);
   const int64_t columns = shape.images * shape.rows * out[3];
   const bool deep_over_images = depth >= deep_product && shape.images > 1;
   const int64_t fewest_columns = deep_over_images ? gemm_fewest_columns_deep : gemm_fewest_columns_to_choose;
@@ -228,7 +232,7 @@ int64_t conv2d_workspace_floats_cpu(const Conv2dParams& p, const Conv2dPreparedC
 bool conv2d_gemm_writes_channel_means(const Conv2dParams& p, const Shape& input_shape, int num_threads) {
   const Shape out = conv2d_output_shape(p, input_shape);
   const TaskShape shape = task_shape(p, input_shape[0], out[2], out[3], num_threads);
-  return p.groups == 1 && shape.image_blocks(input_shape[0]) * shape.row_tiles(out[2]) >= num_threads;
+  return p.groups == 1 && shape.tasks(input_shape[0], p.groups, out[2]) >= num_threads;
 }
 
 void conv2d_forward_cpu(const Conv2dParams& p, ConstTensorView input, const Conv2dPreparedCpu& prepared,
@@ -259,7 +263,7 @@ void conv2d_forward_cpu(const Conv2dParams& p, ConstTensorView input, const Conv
   const bool pointwise = is_pointwise(p);
   const TaskShape shape = task_shape(p, batch, out_h, out_w, num_threads);
   const int64_t tiles = shape.row_tiles(out_h);
-  const int64_t tasks = shape.image_blocks(batch) * p.groups * tiles;
+  const int64_t tasks = shape.tasks(batch, p.groups, out_h);
   const int64_t per_task_floats = task_workspace_floats(p, shape, out_w);
 
   // One task, or the rows [row_first, row_last) of its output channels (one thread's share).
@@ -299,24 +303,25 @@ void conv2d_forward_cpu(const Conv2dParams& p, ConstTensorView input, const Conv
                                     : GemmColumnRuns{};
     const GemmEpilogue epilogue{bias ? bias + group * out_per_group : nullptr,
                                 residual ? residual + out_at(n_begin) : nullptr, out_pixels, relu};
-    float* c = output.data + out_at(n_begin);
+    const bool one_image = n_end - n_begin == 1;
     // With the channel means, each part's pixels are read back over every channel while they are
     // in L2: a task of one image in parts of at most means_part_floats results (whole panels).
     // ResNet-50 at batch 8, a harness of the stage's last 1x1 with its residual: layer1's (an
     // image a task, 3.2 MB of results) 3.24 ms alone, 3.99 with the means of the whole task, 3.58
     // in parts; a pass of its own after the step (what the plan did) 4.04.
     const int64_t part =
-        channel_means && n_end - n_begin == 1
+        channel_means && one_image
             ? std::max<int64_t>(1, means_part_floats / p.out_channels / gemm_columns_per_panel) * gemm_columns_per_panel
             : columns;
     for (int64_t first = 0; first < columns; first += part) {
       const int64_t count = std::min(part, columns - first);  // columns != part: one image, no runs
       GemmEpilogue part_epilogue = epilogue;
       if (residual) part_epilogue.addend += first;
-      gemm_packed(weights, cols + first, cols_stride, count, c + first, out_pixels, part_epilogue, rest, 1, row_first,
-                  row_last, runs);
+      gemm_packed(weights, cols + first, cols_stride, count, output.data + out_at(n_begin) + first, out_pixels,
+                  part_epilogue, rest, 1, row_first, row_last, runs);
+      // Each image's pixels of this part: the part itself, or (several images) each whole image.
+      const int64_t offset = one_image ? first : 0, length = one_image ? count : pixels;
       for (int64_t n = n_begin; channel_means && n < n_end; ++n) {
-        const int64_t offset = n_end - n_begin == 1 ? first : 0, length = n_end - n_begin == 1 ? count : pixels;
         channel_mean_of_pixels(output.data + out_at(n) + offset, p.out_channels, out_pixels, length,
                                channel_means + n * out_pixels + row_begin * out_w + offset);
       }
