@@ -155,15 +155,8 @@ bool step_writes_output_means(Backend backend, const Step& conv_step, const Shap
          conv2d_gemm_writes_channel_means(conv_step.node->conv2d, input_shape, num_threads);
 }
 
-bool residual_sum_in_place(Backend backend, const Step& conv_step, const Shape& input_shape, int num_threads) {
-  if (backend != Backend::cpu) return false;
-  // With fewer images than threads the direct kernel's threads take blocks of channels of the
-  // same pixels, after a layer (the bottleneck's first 1x1) whose threads each read all of the
-  // residual: its cache lines are then in both cores' caches, and writing over them has the
-  // other core drop its copies first. A fresh buffer spares that. ResNet-50 at batch 1: layer3's
-  // 256 -> 1024 1x1s with the residual 0.48 -> 0.42 ms; the GEMM's layers (split by pixels) and
-  // batch 8 (split by images) were faster in place.
-  return !(conv_step.conv2d_cpu.algorithm == Conv2dAlgorithm::direct && input_shape[0] < num_threads);
+bool residual_sum_in_place(Backend backend) {
+  return backend == Backend::cpu;
 }
 
 int64_t step_workspace_floats(Backend backend, const Step& step, const Shape& input_shape, int num_threads) {

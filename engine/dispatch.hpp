@@ -35,10 +35,9 @@ bool step_writes_output_means(Backend backend, const Step& conv_step, const Shap
 
 // Whether a convolution step with a fused residual may write its sums over the residual (when
 // nothing reads it afterwards): on the CPU, which reads each element of the residual before
-// writing that element of the output; not where the direct kernel's threads share out one image
-// by blocks of channels (see dispatch.cpp). The CUDA convolution writes its product before adding
-// the residual.
-bool residual_sum_in_place(Backend backend, const Step& conv_step, const Shape& input_shape, int num_threads);
+// writing that element of the output. The CUDA convolution writes its product before adding the
+// residual.
+bool residual_sum_in_place(Backend backend);
 
 // Scratch floats the step needs on this backend.
 int64_t step_workspace_floats(Backend backend, const Step& step, const Shape& input_shape, int num_threads);

@@ -225,8 +225,7 @@ void Plan::assign_buffers(int64_t memory_limit_bytes) {
     const OpKind kind = step.node->kind;
     if (kind == OpKind::relu || kind == OpKind::batch_norm2d || kind == OpKind::add) {
       writable = step.inputs;
-    } else if (kind == OpKind::conv2d && step.residual &&
-               residual_sum_in_place(backend_, step, input_shape, num_threads_) &&
+    } else if (kind == OpKind::conv2d && step.residual && residual_sum_in_place(backend_) &&
                values_[step.inputs[1]].root != values_[step.inputs[0]].root) {
       writable = {step.inputs[1]};
     }

@@ -297,7 +297,28 @@ void write_results(const float* results, int64_t block_channels, int64_t channel
   // layers with all their data in memory: 0.50 -> 0.49 ms, a harness after a 400 MB flush).
   const int64_t whole_pixels = (pixel_end - pixel_begin) / simd_floats * simd_floats;
   const int64_t whole_channels = channels / simd_floats * simd_floats;
+  // The lines of planes [c, c + simd_floats), asked for a group of planes ahead: the output's with
+  // intent to write, a residual's apart from it to read. With one image the threads share out its
+  // channels, and the residual that the sums are written over was read by both cores in the
+  // block's first 1x1: each line written waited for the other core to give up its copy. Asked
+  // for early, those waits overlap. Over the whole task's products instead, the lines pushed its
+  // working set out of L1 (the layer was slower where they were this core's already). ResNet-50
+  // at batch 1, `prism bench` in two sets of four rounds alternating with a fresh buffer for the
+  // sums (what the plan did), medians: layer3's 256 -> 1024 1x1s 1.98 and 2.06 -> 1.88 ms for
+  // the five, forward 29.0 and 29.7 -> 28.6 and 29.0.
+  auto fetch_planes = [&](int64_t c) {
+    for (int64_t j = c; j < std::min(c + simd_floats, channels); ++j) {
+      const int64_t plane = (first_channel + j) * out_pixels;
+      for (int64_t pixel = pixel_begin; pixel < pixel_end + floats_per_cache_line; pixel += floats_per_cache_line) {
+        const int64_t at = plane + std::min(pixel, pixel_end - 1);
+        prefetch_for_write(image_output + at);
+        if (residual && residual != image_output) prefetch_for_read(residual + at);
+      }
+    }
+  };
+  fetch_planes(0);
   for (int64_t c = 0; c < whole_channels; c += simd_floats) {
+    fetch_planes(c + simd_floats);
     for (int64_t from = pixel_begin; from < pixel_begin + whole_pixels; from += simd_floats) {
       const float* source = results + (from - pixel_begin) * block_channels + c;
       SimdVector square[simd_floats];  // a pixel per vector, then a channel per vector

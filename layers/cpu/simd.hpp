@@ -1,6 +1,6 @@
 // layers/cpu/simd.hpp: one vector register of floats as GCC's vector extensions see it, sized to
 // what the compiler targets (AVX-512: 16 floats, AVX: 8, plain x86-64: 4), with unaligned loads
-// and stores, a transpose of a square of them, and a cache line's floats (for prefetches). The
+// and stores, a transpose of a square of them, a cache line's floats and prefetches of lines. The
 // fast CPU kernels use it instead of intrinsics, so every build compiles the same code. Leaves out
 // everything but what those kernels need.
 #pragma once
@@ -28,6 +28,18 @@ inline SimdVector simd_load(const float* p) {
 }
 
 inline constexpr int64_t floats_per_cache_line = 16;  // 64 bytes
+
+// Asks for the cache line holding `address` ahead of a write to it (the line comes to this core
+// exclusively, the other core's copy given up) or of a read. The empty asm statement keeps the
+// prefetch: in a loop that did nothing else GCC 12 deleted the loop, prefetches and all.
+inline void prefetch_for_write(const float* address) {
+  __builtin_prefetch(address, 1, 3);
+  asm volatile("");
+}
+inline void prefetch_for_read(const float* address) {
+  __builtin_prefetch(address, 0, 3);
+  asm volatile("");
+}
 
 inline void simd_store(float* p, SimdVector v) {
   std::memcpy(p, &v, sizeof(v));
