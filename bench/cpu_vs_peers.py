@@ -1,8 +1,10 @@
 #!/usr/bin/python3
 """bench/cpu_vs_peers.py: images/s of prism (forward + PRISM) beside PyTorch (forward + TorchPRISM's
 algorithm) and ONNX Runtime (forward only), on the same seeded weights, batch sizes and thread
-count, measured in one run and printed as ratios. These machines are shared and noisy: compare
-the ratios, not the absolute numbers. Nothing here is a test.
+count, measured in one run and printed as ratios. These machines are shared and noisy (the same
+binary's time moves by up to 1.4x within minutes): compare the ratios, not the absolute numbers.
+So each contender runs once per round, in an order turned by one every round (3 rounds by
+default), and every figure is the median over the rounds. Nothing here is a test.
 
   bench/cpu_vs_peers.py --prism build/prism --threads 2 --batches 1 8 --archs vgg16 resnet50 [--bf16]
 
@@ -29,6 +31,7 @@ import argparse
 import json
 import os
 import re
+import statistics
 import subprocess
 import sys
 import tempfile
@@ -119,7 +122,9 @@ def main():
     parser.add_argument("--archs", nargs="+", default=["vgg16", "resnet50"])
     parser.add_argument("--batches", nargs="+", type=int, default=[1, 8])
     parser.add_argument("--threads", type=int, default=os.cpu_count())
-    parser.add_argument("--runs", type=int, default=5)
+    parser.add_argument("--runs", type=int, default=5, help="timed runs of each contender per round (their median)")
+    parser.add_argument("--rounds", type=int, default=3,
+                        help="rounds of every contender in turn; each figure is the median over the rounds")
     parser.add_argument("--onnxruntime", default=os.path.join(HERE, "node_modules"),
                         help="folder holding onnxruntime-node (default: bench/node_modules)")
     parser.add_argument("--json", help="also write every figure to this file")
@@ -145,17 +150,36 @@ def main():
                               opset_version=13)
             del model
             for index, batch in enumerate(args.batches):
-                ours = prism_run(args.prism, h5_path, batch, args.threads, args.runs, validate=index == 0)
-                profiles.append(f"== {arch} batch {batch}\n{ours.pop('report')}")
+                # Each round runs every contender once, in an order turned by one each round, so
+                # that a slow spell of the machine falls on each of them alike.
+                contenders = {
+                    "prism": lambda first: prism_run(args.prism, h5_path, batch, args.threads, args.runs,
+                                                     validate=index == 0 and first),
+                    "pytorch": lambda first: pytorch_run(arch, batch, args.threads, args.runs),
+                    "onnxruntime": lambda first: onnxruntime_run(args.onnxruntime, onnx_path, batch, args.threads,
+                                                                 args.runs),
+                }
                 if args.bf16:
-                    ours["bf16"] = prism_run(args.prism, h5_path, batch, args.threads, args.runs, True, bf16=True)
-                    profiles.append(f"== {arch} batch {batch} --bf16\n{ours['bf16'].pop('report')}")
-                torch_figures = pytorch_run(arch, batch, args.threads, args.runs)
-                onnx = onnxruntime_run(args.onnxruntime, onnx_path, batch, args.threads, args.runs)
-                row = {"arch": arch, "batch": batch, "threads": args.threads, "prism": ours, "pytorch": torch_figures,
-                       "onnxruntime": onnx}
+                    contenders["bf16"] = lambda first: prism_run(args.prism, h5_path, batch, args.threads, args.runs,
+                                                                 first, bf16=True)
+                names = list(contenders)
+                rounds = {name: [] for name in names}
+                for number in range(args.rounds):
+                    order = names[number % len(names):] + names[:number % len(names)]
+                    for name in order:
+                        rounds[name].append(contenders[name](number == 0))
+                    print_row({"arch": arch, "batch": batch, "threads": args.threads,
+                               **{name: figures[-1] for name, figures in rounds.items()}},
+                              f"round {number + 1}: ")
+                row = {"arch": arch, "batch": batch, "threads": args.threads,
+                       **{name: over_rounds(figures) for name, figures in rounds.items()}}
+                profiles.append(f"== {arch} batch {batch}\n{row['prism'].pop('report')}")
+                if args.bf16:
+                    row["prism"]["bf16"] = row.pop("bf16")
+                    profiles.append(f"== {arch} batch {batch} --bf16\n{row['prism']['bf16'].pop('report')}")
                 rows.append(row)
-                print_row(row)
+                if args.rounds > 1:
+                    print_row(row, f"median of {args.rounds} rounds: ")
 
     print("\nimages/s; 'prism' is forward + PRISM, so is 'PyTorch'; ONNX Runtime is forward only")
     print(f"{'model':<9} {'batch':>5} {'prism':>8} {'PyTorch':>8} {'ORT':>8} {'vs PyTorch':>10} {'vs ORT':>7} "
@@ -180,14 +204,26 @@ def main():
             f.write("\n".join(profiles))
 
 
-def print_row(row):
+def over_rounds(figures):
+    """One contender's figures over the rounds: the median of each time, the largest peak, the rest
+    (the per-layer report, the bf16 error) from the first round, which validated."""
+    merged = dict(figures[0])
+    for key in ("forward_s", "prism_s"):
+        if key in merged:
+            merged[key] = statistics.median(f[key] for f in figures)
+    merged["peak_mib"] = max(f["peak_mib"] for f in figures)
+    return merged
+
+
+def print_row(row, prefix=""):
     ours, theirs, onnx = row["prism"], row["pytorch"], row["onnxruntime"]
-    print(f"{row['arch']} batch {row['batch']}, {row['threads']} threads: prism forward {ours['forward_s'] * 1e3:.1f} ms"
+    print(f"{prefix}{row['arch']} batch {row['batch']}, {row['threads']} threads: prism forward {ours['forward_s'] * 1e3:.1f} ms"
           f" + PRISM {ours['prism_s'] * 1e3:.1f} ms; PyTorch forward {theirs['forward_s'] * 1e3:.1f} ms + PRISM "
           f"{theirs['prism_s'] * 1e3:.1f} ms; ONNX Runtime forward {onnx['forward_s'] * 1e3:.1f} ms", flush=True)
-    if "bf16" in ours:
-        print(f"  prism --bf16: forward {ours['bf16']['forward_s'] * 1e3:.1f} ms + PRISM {ours['bf16']['prism_s'] * 1e3:.1f} "
-              f"ms; {ours['bf16'].get('bf16_error', '')}", flush=True)
+    bf16 = row.get("bf16", ours.get("bf16"))
+    if bf16:
+        print(f"  prism --bf16: forward {bf16['forward_s'] * 1e3:.1f} ms + PRISM {bf16['prism_s'] * 1e3:.1f} "
+              f"ms; {bf16.get('bf16_error', '')}", flush=True)
 
 
 if __name__ == "__main__":
