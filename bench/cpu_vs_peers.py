@@ -4,7 +4,8 @@ algorithm) and ONNX Runtime (forward only), on the same seeded weights, batch si
 count, measured in one run and printed as ratios. These machines are shared and noisy (the same
 binary's time moves by up to 1.4x within minutes): compare the ratios, not the absolute numbers.
 So each contender runs once per round, in an order turned by one every round (3 rounds by
-default), and every figure is the median over the rounds. Nothing here is a test.
+default); every time is the median over the rounds, and every ratio the median of the rounds'
+ratios (a round's contenders run within seconds of each other). Nothing here is a test.
 
   bench/cpu_vs_peers.py --prism build/prism --threads 2 --batches 1 8 --archs vgg16 resnet50 [--bf16]
 
@@ -172,7 +173,8 @@ def main():
                                **{name: figures[-1] for name, figures in rounds.items()}},
                               f"round {number + 1}: ")
                 row = {"arch": arch, "batch": batch, "threads": args.threads,
-                       **{name: over_rounds(figures) for name, figures in rounds.items()}}
+                       **{name: over_rounds(figures) for name, figures in rounds.items()},
+                       "ratios": ratios_over_rounds(batch, rounds)}
                 profiles.append(f"== {arch} batch {batch}\n{row['prism'].pop('report')}")
                 if args.bf16:
                     row["prism"]["bf16"] = row.pop("bf16")
@@ -181,20 +183,18 @@ def main():
                 if args.rounds > 1:
                     print_row(row, f"median of {args.rounds} rounds: ")
 
-    print("\nimages/s; 'prism' is forward + PRISM, so is 'PyTorch'; ONNX Runtime is forward only")
+    print("\nimages/s (medians over the rounds); 'prism' is forward + PRISM, so is 'PyTorch'; ONNX Runtime is forward "
+          "only;\nthe ratios are the medians of each round's ratio")
     print(f"{'model':<9} {'batch':>5} {'prism':>8} {'PyTorch':>8} {'ORT':>8} {'vs PyTorch':>10} {'vs ORT':>7} "
           f"{'PRISM %':>7}  peak MiB prism / PyTorch / ORT" + (f"  {'bf16':>8} {'vs ORT':>7}" if args.bf16 else ""))
     for row in rows:
-        ours, theirs, onnx = row["prism"], row["pytorch"], row["onnxruntime"]
-        ours_rate = row["batch"] / (ours["forward_s"] + ours["prism_s"])
-        torch_rate = row["batch"] / (theirs["forward_s"] + theirs["prism_s"])
-        onnx_rate = row["batch"] / onnx["forward_s"]
-        print(f"{row['arch']:<9} {row['batch']:>5} {ours_rate:>8.2f} {torch_rate:>8.2f} {onnx_rate:>8.2f} "
-              f"{ours_rate / torch_rate:>9.2f}x {ours_rate / onnx_rate:>6.2f}x "
+        ours, theirs, onnx, ratios = row["prism"], row["pytorch"], row["onnxruntime"], row["ratios"]
+        print(f"{row['arch']:<9} {row['batch']:>5} {rate(row['batch'], ours):>8.2f} "
+              f"{rate(row['batch'], theirs):>8.2f} {rate(row['batch'], onnx):>8.2f} "
+              f"{ratios['pytorch']:>9.2f}x {ratios['onnxruntime']:>6.2f}x "
               f"{100 * ours['prism_s'] / ours['forward_s']:>6.1f}%  "
               f"{ours['peak_mib']:.0f} / {theirs['peak_mib']:.0f} / {onnx['peak_mib']:.0f}"
-              + (f"  {row['batch'] / (ours['bf16']['forward_s'] + ours['bf16']['prism_s']):>8.2f} "
-                 f"{row['batch'] / (ours['bf16']['forward_s'] + ours['bf16']['prism_s']) / onnx_rate:>6.2f}x"
+              + (f"  {rate(row['batch'], ours['bf16']):>8.2f} {ratios['bf16_onnxruntime']:>6.2f}x"
                  if args.bf16 else ""))
     if args.json:
         with open(args.json, "w") as f:
@@ -213,6 +213,22 @@ def over_rounds(figures):
             merged[key] = statistics.median(f[key] for f in figures)
     merged["peak_mib"] = max(f["peak_mib"] for f in figures)
     return merged
+
+
+def rate(batch, figures):
+    """Images/s: of prism and PyTorch forward + PRISM, of ONNX Runtime forward alone."""
+    return batch / (figures["forward_s"] + figures.get("prism_s", 0.0))
+
+
+def ratios_over_rounds(batch, rounds):
+    """prism's images/s over each peer's, the median of the rounds' ratios: the contenders of one
+    round ran within seconds of each other, those of different rounds maybe minutes apart."""
+    pairs = {"pytorch": ("prism", "pytorch"), "onnxruntime": ("prism", "onnxruntime")}
+    if "bf16" in rounds:
+        pairs["bf16_onnxruntime"] = ("bf16", "onnxruntime")
+    return {key: statistics.median(rate(batch, mine) / rate(batch, theirs)
+                                   for mine, theirs in zip(rounds[ours], rounds[peer]))
+            for key, (ours, peer) in pairs.items()}
 
 
 def print_row(row, prefix=""):
