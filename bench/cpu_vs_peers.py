@@ -233,7 +233,8 @@ def ratios_over_rounds(batch, rounds):
 
 def print_row(row, prefix=""):
     ours, theirs, onnx = row["prism"], row["pytorch"], row["onnxruntime"]
-    print(f"{prefix}{row['arch']} batch {row['batch']}, {row['threads']} threads: prism forward {ours['forward_s'] * 1e3:.1f} ms"
+    print(f"{prefix}{row['arch']} batch {row['batch']}, {row['threads']} threads: "
+          f"prism forward {ours['forward_s'] * 1e3:.1f} ms"
           f" + PRISM {ours['prism_s'] * 1e3:.1f} ms; PyTorch forward {theirs['forward_s'] * 1e3:.1f} ms + PRISM "
           f"{theirs['prism_s'] * 1e3:.1f} ms; ONNX Runtime forward {onnx['forward_s'] * 1e3:.1f} ms", flush=True)
     bf16 = row.get("bf16", ours.get("bf16"))
