@@ -2,14 +2,14 @@
 // batch 1), where im2col + GEMM loses to its own copying: the column matrix of one 14x14 layer is
 // nine times its input, and with one image each thread packed all of it again. Here nothing is
 // gathered. The weights are packed once, per block of output channels, into (depth, channels)
-// rows whose channels fill whole vectors; the micro-kernel keeps a tile of a few consecutive output
-// pixels by one block of channels in registers, broadcasts each input value a pixel sees through a
-// tap, and multiplies it with the vector of weights of that tap. Padding is a zero border copied
-// around each image once per call, so no tap needs a bounds check; a strided 1x1 convolution (a
-// ResNet downsample) copies only the pixels it reads, side by side. A max pool after it (ResNet's
-// stem) can be computed from each task's results while they are in cache, along with their mean
-// over channels. Any kernel, stride, dilation and groups; the plan chooses it by shape
-// (conv2d_choose_algorithm_cpu).
+// rows whose channels fill whole vectors; the micro-kernel (layers/cpu/direct_kernel.cpp) keeps a
+// tile of a few consecutive output pixels by one block of channels in registers, broadcasts each
+// input value a pixel sees through a tap, and multiplies it with the vector of weights of that
+// tap. Padding is a zero border copied around each image once per call, so no tap needs a bounds
+// check; a strided 1x1 convolution (a ResNet downsample) copies only the pixels it reads, side by
+// side. A max pool after it (ResNet's stem) can be computed from each task's results while they
+// are in cache, along with their mean over channels. Any kernel, stride, dilation and groups; the
+// plan chooses it by shape (conv2d_choose_algorithm_cpu).
 #include <omp.h>
 
 #include <algorithm>
@@ -19,18 +19,11 @@
 
 #include "engine/error.hpp"
 #include "layers/conv2d.hpp"
+#include "layers/cpu/direct_kernel.hpp"
 
 namespace prism {
 namespace {
 
-// Vector registers the accumulators may take: the rest hold the weights of one tap. With AVX-512's
-// 32 registers a tile of 6 pixels by 4 vectors (64 channels); with 16, half of that.
-#if defined(__AVX512F__)
-constexpr int64_t accumulator_registers = 24;
-#else
-constexpr int64_t accumulator_registers = 12;
-#endif
-constexpr int64_t most_pixels_per_tile = 8;       // pointers the kernel keeps in general registers
 constexpr int64_t weight_block_floats = 16384;    // 64 KiB of weights per depth block (measured: 16-128 KiB
                                                   // were alike; 8-32 KiB, sized for L1, up to 1.3x slower)
 constexpr int64_t tile_buffer_floats = 16384;     // 64 KiB of results per task: stays in L2
@@ -58,8 +51,8 @@ struct Geometry {
 Geometry geometry(const Conv2dParams& p, const Shape& input_shape) {
   Geometry g;
   const int64_t out_per_group = p.out_channels / p.groups;
-  g.vectors = std::clamp<int64_t>(ceil_div(out_per_group, simd_floats), 1, 4);
-  g.pixels_per_tile = std::min(most_pixels_per_tile, accumulator_registers / g.vectors);
+  g.vectors = direct_vectors_for(out_per_group);
+  g.pixels_per_tile = direct_pixels_per_tile(g.vectors);
   g.block_channels = g.vectors * simd_floats;
   g.blocks = ceil_div(out_per_group, g.block_channels);
   g.depth = p.in_channels / p.groups * p.kernel_h * p.kernel_w;
@@ -83,55 +76,6 @@ Geometry geometry(const Conv2dParams& p, const Shape& input_shape) {
     g.stride_w = p.stride_w;
   }
   return g;
-}
-
-// sum (pixels, vectors) of one tile = or += the input each pixel sees through taps [0, depth) times
-// those taps' weights: pixel[r][offset[k]] is what pixel r sees through tap k, weights (depth,
-// vectors * simd_floats). The sums go to tile (pixels, vectors * simd_floats). Along the way it
-// asks for the first prefetch_lines cache lines from prefetch (into L2), one per tap, and with
-// fetch_input_ahead each tap also for the cache line after the last pixel's (into L1).
-template <int64_t pixels, int64_t vectors>
-void direct_kernel(const float* const* pixel_inputs, const int64_t* offsets, int64_t depth, const float* weights,
-                   float* tile, bool accumulate, const float* prefetch, int64_t prefetch_lines,
-                   bool fetch_input_ahead) {
-  const float* pixel[pixels];
-  for (int64_t r = 0; r < pixels; ++r) pixel[r] = pixel_inputs[r];
-  SimdVector sum[pixels][vectors];
-  for (int64_t r = 0; r < pixels; ++r) {
-    for (int64_t v = 0; v < vectors; ++v) {
-      sum[r][v] = accumulate ? simd_load(tile + (r * vectors + v) * simd_floats) : SimdVector{};
-    }
-  }
-  for (int64_t k = 0; k < depth; ++k, weights += vectors * simd_floats) {
-    const int64_t offset = offsets[k];
-    if (k < prefetch_lines) __builtin_prefetch(prefetch + k * floats_per_cache_line, 0, 2);
-    if (fetch_input_ahead) __builtin_prefetch(pixel[pixels - 1] + offset + floats_per_cache_line, 0, 3);
-    SimdVector w[vectors];
-#pragma GCC unroll 4
-    for (int64_t v = 0; v < vectors; ++v) w[v] = simd_load(weights + v * simd_floats);
-#pragma GCC unroll 8
-    for (int64_t r = 0; r < pixels; ++r) {
-      const SimdVector x = pixel[r][offset] - SimdVector{};  // broadcast
-#pragma GCC unroll 4
-      for (int64_t v = 0; v < vectors; ++v) sum[r][v] += x * w[v];
-    }
-  }
-  for (int64_t r = 0; r < pixels; ++r) {
-    for (int64_t v = 0; v < vectors; ++v) simd_store(tile + (r * vectors + v) * simd_floats, sum[r][v]);
-  }
-}
-
-using DirectKernel = void (*)(const float* const*, const int64_t*, int64_t, const float*, float*, bool, const float*,
-                              int64_t, bool);
-
-DirectKernel direct_kernel_for(const Geometry& g) {
-  // pixels_per_tile is min(8, accumulator_registers / vectors): the pairs geometry() can choose.
-  switch (g.vectors) {
-    case 1: return direct_kernel<std::min(most_pixels_per_tile, accumulator_registers / 1), 1>;
-    case 2: return direct_kernel<std::min(most_pixels_per_tile, accumulator_registers / 2), 2>;
-    case 3: return direct_kernel<std::min(most_pixels_per_tile, accumulator_registers / 3), 3>;
-    default: return direct_kernel<std::min(most_pixels_per_tile, accumulator_registers / 4), 4>;
-  }
 }
 
 // Tiles per task: the task's results fit the tile buffer, and there are enough tasks for every
@@ -285,70 +229,6 @@ void copy_images(const Conv2dParams& p, const Geometry& g, ConstTensorView input
   }
 }
 
-// A task's results (pixels, block channels) to the output's planes (channels, pixels) of one
-// image, with bias, residual and ReLU, in squares of simd_floats pixels by simd_floats channels
-// transposed in registers. Value by value, this was a quarter of the time of ResNet-50's widening
-// 1x1s at batch 1 (layer3's conv3: 0.52 ms, 0.39 with no results written); now 0.43.
-void write_results(const float* results, int64_t block_channels, int64_t channels, int64_t first_channel,
-                   int64_t pixel_begin, int64_t pixel_end, const float* bias, const float* residual, bool relu,
-                   float* image_output, int64_t out_pixels) {
-  // Whole squares, channels outermost: each plane is then written (and its residual read) in
-  // order, which the hardware prefetcher follows better than a line of every plane in turn (those
-  // layers with all their data in memory: 0.50 -> 0.49 ms, a harness after a 400 MB flush).
-  const int64_t whole_pixels = (pixel_end - pixel_begin) / simd_floats * simd_floats;
-  const int64_t whole_channels = channels / simd_floats * simd_floats;
-  // The lines of planes [c, c + simd_floats), asked for a group of planes ahead: the output's with
-  // intent to write, a residual's apart from it to read. With one image the threads share out its
-  // channels, and the residual that the sums are written over was read by both cores in the
-  // block's first 1x1: each line written waited for the other core to give up its copy. Asked
-  // for early, those waits overlap. Over the whole task's products instead, the lines pushed its
-  // working set out of L1 (the layer was slower where they were this core's already). ResNet-50
-  // at batch 1, `prism bench` in two sets of four rounds alternating with a fresh buffer for the
-  // sums (what the plan did), medians: layer3's 256 -> 1024 1x1s 1.98 and 2.06 -> 1.88 ms for
-  // the five, forward 29.0 and 29.7 -> 28.6 and 29.0.
-  auto fetch_planes = [&](int64_t c) {
-    for (int64_t j = c; j < std::min(c + simd_floats, channels); ++j) {
-      const int64_t plane = (first_channel + j) * out_pixels;
-      for (int64_t pixel = pixel_begin; pixel < pixel_end + floats_per_cache_line; pixel += floats_per_cache_line) {
-        const int64_t at = plane + std::min(pixel, pixel_end - 1);
-        prefetch_for_write(image_output + at);
-        if (residual && residual != image_output) prefetch_for_read(residual + at);
-      }
-    }
-  };
-  fetch_planes(0);
-  for (int64_t c = 0; c < whole_channels; c += simd_floats) {
-    fetch_planes(c + simd_floats);
-    for (int64_t from = pixel_begin; from < pixel_begin + whole_pixels; from += simd_floats) {
-      const float* source = results + (from - pixel_begin) * block_channels + c;
-      SimdVector square[simd_floats];  // a pixel per vector, then a channel per vector
-      for (int64_t i = 0; i < simd_floats; ++i) square[i] = simd_load(source + i * block_channels);
-      simd_transpose(square);
-      for (int64_t j = 0; j < simd_floats; ++j) {
-        const int64_t plane = (first_channel + c + j) * out_pixels;
-        SimdVector value = square[j] + (bias ? bias[first_channel + c + j] : 0.0f);
-        if (residual) value += simd_load(residual + plane + from);
-        if (relu) value = value > 0.0f ? value : SimdVector{};
-        simd_store(image_output + plane + from, value);
-      }
-    }
-  }
-  // The rest one by one: every channel of the last few pixels, and the channels past the last
-  // whole square.
-  auto write = [&](int64_t c, int64_t begin, int64_t end) {
-    const float add = bias ? bias[first_channel + c] : 0.0f;
-    float* to = image_output + (first_channel + c) * out_pixels;
-    const float* shortcut = residual ? residual + (first_channel + c) * out_pixels : nullptr;
-    for (int64_t pixel = begin; pixel < end; ++pixel) {
-      float value = results[(pixel - pixel_begin) * block_channels + c] + add;
-      if (shortcut) value += shortcut[pixel];
-      to[pixel] = relu ? std::max(value, 0.0f) : value;
-    }
-  };
-  for (int64_t c = 0; c < whole_channels; ++c) write(c, pixel_begin + whole_pixels, pixel_end);
-  for (int64_t c = whole_channels; c < channels; ++c) write(c, pixel_begin, pixel_end);
-}
-
 }  // namespace
 
 Conv2dDirectWeights conv2d_direct_pack_weights(const Conv2dParams& p, const float* weight, const Shape& input_shape) {
@@ -412,7 +292,7 @@ void conv2d_direct_forward_cpu(const Conv2dParams& p, ConstTensorView input, con
   const int64_t image_floats = p.in_channels * g.image_h * g.image_w;  // one image as the kernel reads it
   float* copies = workspace;
   float* thread_buffers = workspace + (g.copied ? chunk * image_floats : 0);
-  const DirectKernel kernel = direct_kernel_for(g);
+  const DirectKernel kernel = direct_kernel_for(g.vectors);
   // For the channel means: the bias as vectors of the one block, zero past the last channel.
   SimdVector bias_vectors[4] = {};
   for (int64_t c = 0; channel_means && bias && c < p.out_channels; ++c)
@@ -515,7 +395,7 @@ void conv2d_direct_forward_cpu(const Conv2dParams& p, ConstTensorView input, con
         }
         // The output and residual of image first + n; channels past the group's end are padding.
         const int64_t image_offset = (first + n) * p.out_channels * out_pixels;
-        write_results(pool ? pooled : results, g.block_channels,
+        direct_write_results(pool ? pooled : results, g.block_channels,
                       std::min(g.block_channels, out_per_group - block * g.block_channels),
                       group * out_per_group + block * g.block_channels, out_begin, out_end, bias,
                       residual ? residual + image_offset : nullptr, relu, output.data + image_offset, out_pixels);

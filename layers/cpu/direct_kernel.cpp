@@ -1,0 +1,135 @@
+// layers/cpu/direct_kernel.cpp: the direct convolution's micro-kernel and the writing of its
+// results into planes (layers/cpu/direct_kernel.hpp).
+#include "layers/cpu/direct_kernel.hpp"
+
+#include <algorithm>
+
+namespace prism {
+namespace {
+
+// Vector registers the accumulators may take: the rest hold the weights of one tap. With AVX-512's
+// 32 registers a tile of 6 pixels by 4 vectors (64 channels); with 16, half of that.
+#if defined(__AVX512F__)
+constexpr int64_t accumulator_registers = 24;
+#else
+constexpr int64_t accumulator_registers = 12;
+#endif
+constexpr int64_t most_pixels_per_tile = 8;  // pointers the kernel keeps in general registers
+
+// A DirectKernel (layers/cpu/direct_kernel.hpp) for tiles of `pixels` by `vectors`.
+template <int64_t pixels, int64_t vectors>
+void direct_kernel(const float* const* pixel_inputs, const int64_t* offsets, int64_t depth, const float* weights,
+                   float* tile, bool accumulate, const float* prefetch, int64_t prefetch_lines,
+                   bool fetch_input_ahead) {
+  const float* pixel[pixels];
+  for (int64_t r = 0; r < pixels; ++r) pixel[r] = pixel_inputs[r];
+  SimdVector sum[pixels][vectors];
+  for (int64_t r = 0; r < pixels; ++r) {
+    for (int64_t v = 0; v < vectors; ++v) {
+      sum[r][v] = accumulate ? simd_load(tile + (r * vectors + v) * simd_floats) : SimdVector{};
+    }
+  }
+  for (int64_t k = 0; k < depth; ++k, weights += vectors * simd_floats) {
+    const int64_t offset = offsets[k];
+    if (k < prefetch_lines) __builtin_prefetch(prefetch + k * floats_per_cache_line, 0, 2);
+    if (fetch_input_ahead) __builtin_prefetch(pixel[pixels - 1] + offset + floats_per_cache_line, 0, 3);
+    SimdVector w[vectors];
+#pragma GCC unroll 4
+    for (int64_t v = 0; v < vectors; ++v) w[v] = simd_load(weights + v * simd_floats);
+#pragma GCC unroll 8
+    for (int64_t r = 0; r < pixels; ++r) {
+      const SimdVector x = pixel[r][offset] - SimdVector{};  // broadcast
+#pragma GCC unroll 4
+      for (int64_t v = 0; v < vectors; ++v) sum[r][v] += x * w[v];
+    }
+  }
+  for (int64_t r = 0; r < pixels; ++r) {
+    for (int64_t v = 0; v < vectors; ++v) simd_store(tile + (r * vectors + v) * simd_floats, sum[r][v]);
+  }
+}
+
+}  // namespace
+
+int64_t direct_vectors_for(int64_t channels) {
+  return std::clamp<int64_t>((channels + simd_floats - 1) / simd_floats, 1, 4);
+}
+
+int64_t direct_pixels_per_tile(int64_t vectors) {
+  return std::min(most_pixels_per_tile, accumulator_registers / vectors);
+}
+
+DirectKernel direct_kernel_for(int64_t vectors) {
+  // The pairs (direct_pixels_per_tile(vectors), vectors).
+  switch (vectors) {
+    case 1: return direct_kernel<std::min(most_pixels_per_tile, accumulator_registers / 1), 1>;
+    case 2: return direct_kernel<std::min(most_pixels_per_tile, accumulator_registers / 2), 2>;
+    case 3: return direct_kernel<std::min(most_pixels_per_tile, accumulator_registers / 3), 3>;
+    default: return direct_kernel<std::min(most_pixels_per_tile, accumulator_registers / 4), 4>;
+  }
+}
+
+// A task's results (pixels, block channels) to the output's planes (channels, pixels) of one
+// image, with bias, residual and ReLU, in squares of simd_floats pixels by simd_floats channels
+// transposed in registers. Value by value, this was a quarter of the time of ResNet-50's widening
+// 1x1s at batch 1 (layer3's conv3: 0.52 ms, 0.39 with no results written); now 0.43.
+void direct_write_results(const float* results, int64_t block_channels, int64_t channels, int64_t first_channel,
+                          int64_t pixel_begin, int64_t pixel_end, const float* bias, const float* residual, bool relu,
+                          float* image_output, int64_t out_pixels) {
+  // Whole squares, channels outermost: each plane is then written (and its residual read) in
+  // order, which the hardware prefetcher follows better than a line of every plane in turn (those
+  // layers with all their data in memory: 0.50 -> 0.49 ms, a harness after a 400 MB flush).
+  const int64_t whole_pixels = (pixel_end - pixel_begin) / simd_floats * simd_floats;
+  const int64_t whole_channels = channels / simd_floats * simd_floats;
+  // The lines of planes [c, c + simd_floats), asked for a group of planes ahead: the output's with
+  // intent to write, a residual's apart from it to read. With one image the threads share out its
+  // channels, and the residual that the sums are written over was read by both cores in the
+  // block's first 1x1: each line written waited for the other core to give up its copy. Asked
+  // for early, those waits overlap. Over the whole task's products instead, the lines pushed its
+  // working set out of L1 (the layer was slower where they were this core's already). ResNet-50
+  // at batch 1, `prism bench` in two sets of four rounds alternating with a fresh buffer for the
+  // sums (what the plan did), medians: layer3's 256 -> 1024 1x1s 1.98 and 2.06 -> 1.88 ms for
+  // the five, forward 29.0 and 29.7 -> 28.6 and 29.0.
+  auto fetch_planes = [&](int64_t c) {
+    for (int64_t j = c; j < std::min(c + simd_floats, channels); ++j) {
+      const int64_t plane = (first_channel + j) * out_pixels;
+      for (int64_t pixel = pixel_begin; pixel < pixel_end + floats_per_cache_line; pixel += floats_per_cache_line) {
+        const int64_t at = plane + std::min(pixel, pixel_end - 1);
+        prefetch_for_write(image_output + at);
+        if (residual && residual != image_output) prefetch_for_read(residual + at);
+      }
+    }
+  };
+  fetch_planes(0);
+  for (int64_t c = 0; c < whole_channels; c += simd_floats) {
+    fetch_planes(c + simd_floats);
+    for (int64_t from = pixel_begin; from < pixel_begin + whole_pixels; from += simd_floats) {
+      const float* source = results + (from - pixel_begin) * block_channels + c;
+      SimdVector square[simd_floats];  // a pixel per vector, then a channel per vector
+      for (int64_t i = 0; i < simd_floats; ++i) square[i] = simd_load(source + i * block_channels);
+      simd_transpose(square);
+      for (int64_t j = 0; j < simd_floats; ++j) {
+        const int64_t plane = (first_channel + c + j) * out_pixels;
+        SimdVector value = square[j] + (bias ? bias[first_channel + c + j] : 0.0f);
+        if (residual) value += simd_load(residual + plane + from);
+        if (relu) value = value > 0.0f ? value : SimdVector{};
+        simd_store(image_output + plane + from, value);
+      }
+    }
+  }
+  // The rest one by one: every channel of the last few pixels, and the channels past the last
+  // whole square.
+  auto write = [&](int64_t c, int64_t begin, int64_t end) {
+    const float add = bias ? bias[first_channel + c] : 0.0f;
+    float* to = image_output + (first_channel + c) * out_pixels;
+    const float* shortcut = residual ? residual + (first_channel + c) * out_pixels : nullptr;
+    for (int64_t pixel = begin; pixel < end; ++pixel) {
+      float value = results[(pixel - pixel_begin) * block_channels + c] + add;
+      if (shortcut) value += shortcut[pixel];
+      to[pixel] = relu ? std::max(value, 0.0f) : value;
+    }
+  };
+  for (int64_t c = 0; c < whole_channels; ++c) write(c, pixel_begin + whole_pixels, pixel_end);
+  for (int64_t c = whole_channels; c < channels; ++c) write(c, pixel_begin, pixel_end);
+}
+
+}  // namespace prism

@@ -1,0 +1,41 @@
+// layers/cpu/direct_kernel.hpp: the micro-kernel of the direct convolution
+// (layers/cpu/conv2d_direct.cpp) and the writing of its results into an image's planes.
+// The kernel keeps a tile of a few pixels by one block of up to 4 vectors of output channels in
+// registers, and for each tap broadcasts the input value every pixel sees through it and multiplies
+// it with that tap's vectors of weights. A pixel is anything the kernel reads through a pointer
+// and a tap's offset from it (an input pixel whose window's taps are offsets into the padded
+// image).
+#pragma once
+
+#include <cstdint>
+
+#include "layers/cpu/simd.hpp"
+
+namespace prism {
+
+// Vectors of output channels in one block (1 to 4) for `channels` output channels, and pixels in
+// the kernel's tile for that many vectors (as many as its registers hold: 6 for 4 vectors with
+// AVX-512).
+int64_t direct_vectors_for(int64_t channels);
+int64_t direct_pixels_per_tile(int64_t vectors);
+
+// tile (pixels, vectors * simd_floats) = (or += with accumulate) the sum over taps [0, depth) of
+// pixel_inputs[r][offsets[k]] (pixel r's input through tap k) times weights (depth, vectors *
+// simd_floats). Along the way it asks for the first prefetch_lines cache lines from prefetch (into
+// L2), one per tap, and with fetch_input_ahead each tap also for the cache line after the last
+// pixel's (into L1).
+using DirectKernel = void (*)(const float* const* pixel_inputs, const int64_t* offsets, int64_t depth,
+                              const float* weights, float* tile, bool accumulate, const float* prefetch,
+                              int64_t prefetch_lines, bool fetch_input_ahead);
+// The kernel for tiles of direct_pixels_per_tile(vectors) pixels by `vectors` vectors.
+DirectKernel direct_kernel_for(int64_t vectors);
+
+// results (pixels [pixel_begin, pixel_end), block_channels) into the planes (channels, out_pixels)
+// of one image: its channels [first_channel, first_channel + channels), plus bias (indexed by the
+// output channel, or null), plus residual (shaped like the image, or null; it may be image_output
+// itself), then ReLU.
+void direct_write_results(const float* results, int64_t block_channels, int64_t channels, int64_t first_channel,
+                          int64_t pixel_begin, int64_t pixel_end, const float* bias, const float* residual, bool relu,
+                          float* image_output, int64_t out_pixels);
+
+}  // namespace prism
