@@ -49,10 +49,13 @@ void conv2d_forward_cuda(const Conv2dParams& params, ConstTensorView input, Cons
 // - im2col_gemm: im2col, then the packed GEMM (weights packed as one matrix per group);
 // - winograd: 3x3 stride-1 convolutions with enough channels and pixels, by Winograd's
 //   F(4x4, 3x3) (weights transformed into 36 packed matrices);
+// - winograd_2x2: the same convolutions on images too small for F(4x4, 3x3) to pay (ResNet's 14x14
+//   stage at batch 1), by F(2x2, 3x3) on the direct kernel (weights transformed into 16 matrices
+//   packed per channel block as the direct kernel's are);
 // - direct: small images (few output pixels), read in place (weights packed per channel block).
 // It needs scratch memory for column matrices, transformed tiles or padded images; the plan asks
 // how much once and hands the same block to every call.
-enum class Conv2dAlgorithm { im2col_gemm, winograd, direct };
+enum class Conv2dAlgorithm { im2col_gemm, winograd, winograd_2x2, direct };
 const char* conv2d_algorithm_name(Conv2dAlgorithm algorithm);
 
 struct Conv2dDirectWeights {
@@ -63,7 +66,7 @@ struct Conv2dDirectWeights {
 struct Conv2dPreparedCpu {
   Conv2dAlgorithm algorithm = Conv2dAlgorithm::im2col_gemm;
   std::vector<PackedMatrix> matrices;  // im2col_gemm: one per group; winograd: 36
-  Conv2dDirectWeights direct;
+  Conv2dDirectWeights direct;          // direct and winograd_2x2
   // direct only: a max pool fused after the bias and ReLU (ResNet's stem), so that the output is
   // the pool's and the convolution's own never leaves the cache. Set by the plan.
   std::optional<MaxPool2dParams> max_pool;
@@ -72,9 +75,10 @@ struct Conv2dPreparedCpu {
 // permits Winograd's slightly larger rounding error).
 Conv2dAlgorithm conv2d_choose_algorithm_cpu(const Conv2dParams& params, const Shape& input_shape, bool allow_winograd,
                                             int num_threads, GemmPrecision precision = GemmPrecision::fp32);
-// algorithm winograd needs conv2d_winograd_applies(params, input_shape); the others take any shape.
-// precision bf16 (PlanOptions::bf16) packs im2col_gemm's weights in bfloat16; winograd and direct
-// stay fp32 (Winograd's transformed tiles in bf16 came out 12x less accurate than im2col's GEMM in
+// algorithm winograd needs conv2d_winograd_applies(params, input_shape), winograd_2x2
+// conv2d_winograd_2x2_applies(params); the others take any shape.
+// precision bf16 (PlanOptions::bf16) packs im2col_gemm's weights in bfloat16; the others stay
+// fp32 (Winograd's transformed tiles in bf16 came out 12x less accurate than im2col's GEMM in
 // bf16: 2.4% against 0.2% normalised error on the tests' shapes).
 Conv2dPreparedCpu conv2d_prepare_cpu(const Conv2dParams& params, ConstTensorView weight, const Shape& input_shape,
                                      Conv2dAlgorithm algorithm, GemmPrecision precision = GemmPrecision::fp32);
@@ -122,5 +126,17 @@ void conv2d_winograd_forward_cpu(const Conv2dParams& params, ConstTensorView inp
                                  const std::vector<PackedMatrix>& transformed_weights, const float* bias,
                                  const float* residual, bool relu, TensorView output, float* workspace,
                                  int num_threads);
+
+// Winograd's F(2x2, 3x3) on its own (layers/cpu/conv2d_winograd_2x2.cpp): any 3x3 stride-1
+// convolution without dilation or groups.
+bool conv2d_winograd_2x2_applies(const Conv2dParams& params);
+int64_t conv2d_winograd_2x2_image_tiles(const Conv2dParams& params, const Shape& input_shape);  // 2x2, per image
+Conv2dDirectWeights conv2d_winograd_2x2_pack_weights(const Conv2dParams& params, const float* weight,
+                                                     const Shape& input_shape);
+int64_t conv2d_winograd_2x2_workspace_floats(const Conv2dParams& params, const Shape& input_shape, int num_threads);
+void conv2d_winograd_2x2_forward_cpu(const Conv2dParams& params, ConstTensorView input,
+                                     const Conv2dDirectWeights& transformed_weights, const float* bias,
+                                     const float* residual, bool relu, TensorView output, float* workspace,
+                                     int num_threads);
 #endif
 }  // namespace prism

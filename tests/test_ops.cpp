@@ -278,6 +278,9 @@ TEST_CASE("conv2d: fast CPU equals the reference on awkward shapes", "[ops][conv
       {1, 64, 20, 30, 26, 3, 3, 1, 0, 1, 1, false, false},  // no padding: 28x24 outputs
       {3, 16, 50, 13, 11, 3, 3, 1, 1, 1, 1, true, false},   // several images per chunk
       {1, 300, 16, 56, 56, 3, 3, 1, 1, 1, 1, true, true},   // two depth blocks in the GEMM
+      // Winograd's F(2x2, 3x3) takes every 3x3 stride-1 case without dilation or groups, these too:
+      {1, 96, 80, 14, 14, 3, 3, 1, 1, 1, 1, true, true},   // a 14x14 stage at batch 1, 80 channels
+      {1, 24, 40, 9, 10, 3, 3, 1, 2, 1, 1, true, false},   // padding 2: outputs larger than inputs
       // Shapes for the direct kernel (every case above runs it too): channel blocks of 1 to 4
       // vectors with a partial last block, several depth blocks, a partial last tile of pixels,
       // stride 2 with padding, images bigger than one padded chunk.
@@ -319,6 +322,7 @@ TEST_CASE("conv2d: fast CPU equals the reference on awkward shapes", "[ops][conv
     }
     std::vector<Conv2dAlgorithm> algorithms = {Conv2dAlgorithm::im2col_gemm, Conv2dAlgorithm::direct};
     if (conv2d_winograd_applies(p, x.shape())) algorithms.push_back(Conv2dAlgorithm::winograd);
+    if (conv2d_winograd_2x2_applies(p)) algorithms.push_back(Conv2dAlgorithm::winograd_2x2);
     for (Conv2dAlgorithm algorithm : algorithms) {
       for (Residual mode : {Residual::none, Residual::separate, Residual::in_place}) {
         for (int threads : {1, 2, 3}) {
@@ -329,7 +333,8 @@ TEST_CASE("conv2d: fast CPU equals the reference on awkward shapes", "[ops][conv
                           << "x" << c.kernel_w << " stride " << p.stride_h << "x" << p.stride_w << " groups "
                           << c.groups << " threads " << threads << " " << conv2d_algorithm_name(algorithm)
                           << residual_names[static_cast<int>(mode)] << ": " << d.describe());
-          CHECK(test::close_enough(d, algorithm == Conv2dAlgorithm::winograd ? winograd_tolerance : fast_tolerance));
+          const bool winograd = algorithm == Conv2dAlgorithm::winograd || algorithm == Conv2dAlgorithm::winograd_2x2;
+          CHECK(test::close_enough(d, winograd ? winograd_tolerance : fast_tolerance));
         }
       }
     }

@@ -34,6 +34,8 @@ constexpr int64_t gemm_fewest_columns_to_choose = 256;
 constexpr int64_t deep_product = 512;
 constexpr int64_t gemm_fewest_columns_deep = 512;
 constexpr int64_t direct_most_channels_windowed = 128;
+// F(2x2, 3x3) on images of at least this many tiles (12x12 outputs); see choose_for_fp32.
+constexpr int64_t winograd_2x2_fewest_image_tiles = 36;
 constexpr int64_t direct_fewest_depth = 64;
 constexpr int64_t means_part_floats = int64_t{1} << 18;  // 1 MiB
 
@@ -139,6 +141,7 @@ const char* conv2d_algorithm_name(Conv2dAlgorithm algorithm) {
   switch (algorithm) {
     case Conv2dAlgorithm::im2col_gemm: return "im2col_gemm";
     case Conv2dAlgorithm::winograd: return "winograd";
+    case Conv2dAlgorithm::winograd_2x2: return "winograd_2x2";
     case Conv2dAlgorithm::direct: return "direct";
   }
   return "?";
@@ -165,6 +168,16 @@ Conv2dAlgorithm choose_for_fp32(const Conv2dParams& p, const Shape& input_shape,
   // tiles of 64 and 128 channels, took 0.70-0.76 and 0.67 ms against 0.82-0.83 and 0.75-0.77
   // direct. (On an AMD Zen 5 those two had run faster direct.)
   if (allow_winograd && conv2d_winograd_applies(p, input_shape)) return Conv2dAlgorithm::winograd;
+  // Where F(4x4, 3x3) has too few tiles, F(2x2, 3x3) still beats the direct kernel on 14x14 images
+  // but not on 7x7 ones, whose 16 tiles cover 8x8 outputs and use each weight 16 times (a harness
+  // reading the weights from memory each call, 2 threads, batch 1: 14x14 with 256 channels 0.85 ->
+  // 0.70 ms, with 512 channels 3.14 -> 2.35; 7x7 with 512 channels 1.00 against 1.07, at batch 4
+  // 3.37 against 3.99). ResNet-50 at batch 1, six alternating profiles: layer3's five 3x3s 3.80 ->
+  // 3.00 ms, the forward pass 28.8 -> 27.8.
+  if (allow_winograd && conv2d_winograd_2x2_applies(p) && p.in_channels >= 16 && p.out_channels >= 16 &&
+      conv2d_winograd_2x2_image_tiles(p, input_shape) >= winograd_2x2_fewest_image_tiles) {
+    return Conv2dAlgorithm::winograd_2x2;
+  }
   // Windowed convolutions with few output channels: the column matrix (nine times the input for
   // 3x3) is copied for too little arithmetic per element.
   if (direct_suits && windowed && p.out_channels / p.groups <= direct_most_channels_windowed) {
@@ -200,6 +213,9 @@ Conv2dPreparedCpu conv2d_prepare_cpu(const Conv2dParams& p, ConstTensorView weig
   prepared.algorithm = algorithm;
   switch (algorithm) {
     case Conv2dAlgorithm::winograd: prepared.matrices = conv2d_winograd_pack_weights(p, weight.data); return prepared;
+    case Conv2dAlgorithm::winograd_2x2:
+      prepared.direct = conv2d_winograd_2x2_pack_weights(p, weight.data, input_shape);
+      return prepared;
     case Conv2dAlgorithm::direct:
       prepared.direct = conv2d_direct_pack_weights(p, weight.data, input_shape);
       return prepared;
@@ -219,6 +235,7 @@ int64_t conv2d_workspace_floats_cpu(const Conv2dParams& p, const Conv2dPreparedC
                                     int num_threads) {
   switch (prepared.algorithm) {
     case Conv2dAlgorithm::winograd: return conv2d_winograd_workspace_floats(p, input_shape, num_threads);
+    case Conv2dAlgorithm::winograd_2x2: return conv2d_winograd_2x2_workspace_floats(p, input_shape, num_threads);
     case Conv2dAlgorithm::direct:
       return conv2d_direct_workspace_floats(p, input_shape, num_threads,
                                             prepared.max_pool ? &*prepared.max_pool : nullptr);
@@ -249,6 +266,10 @@ void conv2d_forward_cpu(const Conv2dParams& p, ConstTensorView input, const Conv
   switch (prepared.algorithm) {
     case Conv2dAlgorithm::winograd:
       conv2d_winograd_forward_cpu(p, input, prepared.matrices, bias, residual, relu, output, workspace, num_threads);
+      return;
+    case Conv2dAlgorithm::winograd_2x2:
+      conv2d_winograd_2x2_forward_cpu(p, input, prepared.direct, bias, residual, relu, output, workspace,
+                                      num_threads);
       return;
     case Conv2dAlgorithm::direct:
       conv2d_direct_forward_cpu(p, input, prepared.direct, bias, residual, relu, output, workspace, num_threads,

@@ -1,10 +1,11 @@
 // layers/cpu/direct_kernel.hpp: the micro-kernel of the direct convolution
-// (layers/cpu/conv2d_direct.cpp) and the writing of its results into an image's planes.
+// (layers/cpu/conv2d_direct.cpp), also the products of Winograd's F(2x2, 3x3)
+// (layers/cpu/conv2d_winograd_2x2.cpp), and the writing of its results into an image's planes.
 // The kernel keeps a tile of a few pixels by one block of up to 4 vectors of output channels in
 // registers, and for each tap broadcasts the input value every pixel sees through it and multiplies
 // it with that tap's vectors of weights. A pixel is anything the kernel reads through a pointer
-// and a tap's offset from it (an input pixel whose window's taps are offsets into the padded
-// image).
+// and a tap's offset from it: an input pixel whose window's taps are offsets into the padded image,
+// or a Winograd tile whose taps are the input channels of its transformed values.
 #pragma once
 
 #include <cstdint>

@@ -1,0 +1,318 @@
+// layers/cpu/conv2d_winograd_2x2.cpp: 3x3 stride-1 convolution of small images by Winograd's
+// minimal filtering F(2x2, 3x3) (Lavin and Gray, 2016). Each 2x2 block of output comes from a 4x4
+// patch of input through 16 products instead of 36:
+//
+//   Y = A^T [ (G g G^T) . (B^T d B) ] A        (. is the element-wise product)
+//
+// F(4x4, 3x3) (conv2d_winograd.cpp) saves more arithmetic but turns each 3x3 filter into 36
+// values, four times the weights: at batch 1 a 14x14 image has 16 of its tiles, too few to pay for
+// reading those from memory (where a layer's weights come from once per forward pass). F(2x2, 3x3)
+// reads 16/9 of the direct kernel's weights and does 4/9 of its multiply-adds, over the 49 tiles
+// of a 14x14 image.
+//
+// The 16 products, M[xi] (C_out, tiles) = U[xi] (C_out, C_in) * V[xi] (C_in, tiles), run on the
+// direct convolution's micro-kernel (layers/cpu/direct_kernel.hpp), a Winograd tile standing for
+// its pixel and an input channel for its tap: per block of output channels, the 16 products of a
+// range of tile rows land side by side in a buffer in L2, where A^T m A reads them a vector of
+// channels at a time and the results go to the output's planes as the direct kernel's do. The
+// weights U = G g G^T are transformed and packed once, when the plan is made.
+#include <omp.h>
+
+#include <algorithm>
+#include <vector>
+
+#include "layers/conv2d.hpp"
+#include "layers/cpu/direct_kernel.hpp"
+
+namespace prism {
+namespace {
+
+constexpr int64_t points = 16;                         // 4x4 transformed values per tile
+constexpr int64_t results_buffer_floats = 1 << 16;     // 256 KiB of products per task: stays in L2
+constexpr int64_t transformed_chunk_floats = 1 << 20;  // V of the images transformed at a time: 4 MiB
+
+int64_t ceil_div(int64_t a, int64_t b) {
+  return (a + b - 1) / b;
+}
+
+struct Geometry {
+  int64_t vectors, block_channels, blocks;  // output channels, as the direct kernel blocks them
+  int64_t pixels_per_tile;                  // Winograd tiles per kernel call
+  int64_t out_h, out_w, tiles_h, tiles_w;   // per image: 2x2 tiles, the last row and column partial
+  // V holds each image's tiles row by row with room for one more per row (tiles_w + 1 a row, the
+  // last never used), so that the input transform is one pass over a plane.
+  int64_t stored_tiles;      // per image: tiles_h * (tiles_w + 1)
+  int64_t images_per_chunk;  // transformed together: V is (16, C_in, tile_stride)
+  int64_t tile_stride;       // images_per_chunk * stored_tiles
+};
+
+Geometry geometry(const Conv2dParams& p, const Shape& input_shape) {
+  Geometry g;
+  g.vectors = direct_vectors_for(p.out_channels);
+  g.block_channels = g.vectors * simd_floats;
+  g.blocks = ceil_div(p.out_channels, g.block_channels);
+  g.pixels_per_tile = direct_pixels_per_tile(g.vectors);
+  const Shape out = conv2d_output_shape(p, input_shape);
+  g.out_h = out[2];
+  g.out_w = out[3];
+  g.tiles_h = ceil_div(g.out_h, 2);
+  g.tiles_w = ceil_div(g.out_w, 2);
+  g.stored_tiles = g.tiles_h * (g.tiles_w + 1);
+  const int64_t image_floats = points * p.in_channels * g.stored_tiles;
+  g.images_per_chunk = std::clamp<int64_t>(transformed_chunk_floats / image_floats, 1, input_shape[0]);
+  g.tile_stride = g.images_per_chunk * g.stored_tiles;
+  return g;
+}
+
+// How an image's tiles are cut into the ranges of its tasks (whole tile rows each), and the floats
+// of products and of finished pixels a task keeps.
+struct Ranges {
+  int64_t rows_per_range = 0, ranges = 0;
+  int64_t slots = 0;  // tiles of the largest range, rounded up to whole kernel calls
+  int64_t result_floats = 0, pixel_floats = 0;
+};
+
+// Enough tasks for every thread where the images and channel blocks are fewer, as long as a
+// range's products fit the buffer.
+Ranges ranges_of(const Geometry& g, int64_t images_times_blocks, int num_threads) {
+  Ranges r;
+  auto slots_for = [&](int64_t rows) { return ceil_div(rows * g.tiles_w, g.pixels_per_tile) * g.pixels_per_tile; };
+  int64_t by_buffer = 1;
+  while (by_buffer < g.tiles_h && points * slots_for(by_buffer + 1) * g.block_channels <= results_buffer_floats) {
+    ++by_buffer;
+  }
+  const int64_t wanted_ranges = ceil_div(num_threads, images_times_blocks);
+  r.rows_per_range = std::clamp<int64_t>(ceil_div(g.tiles_h, wanted_ranges), 1, by_buffer);
+  r.ranges = ceil_div(g.tiles_h, r.rows_per_range);
+  r.slots = slots_for(r.rows_per_range);
+  r.result_floats = points * r.slots * g.block_channels;
+  r.pixel_floats = std::min(2 * r.rows_per_range, g.out_h) * g.out_w * g.block_channels;
+  return r;
+}
+
+// Floats of scratch input_transform_plane needs: the padded plane in four parts, and B^T along its
+// rows in eight.
+int64_t transform_scratch_floats(const Geometry& g) {
+  return 12 * (g.tiles_h + 1) * (g.tiles_w + 1);
+}
+
+// B^T applied to n columns of four values at once: d0 - d2, d1 + d2, d2 - d1, d1 - d3. Separate
+// __restrict parameters tell the compiler the outputs overlap nothing, so the loop vectorises.
+void transform_4(int64_t n, const float* __restrict d0, const float* __restrict d1, const float* __restrict d2,
+                 const float* __restrict d3, float* __restrict o0, float* __restrict o1, float* __restrict o2,
+                 float* __restrict o3) {
+  for (int64_t x = 0; x < n; ++x) {
+    o0[x] = d0[x] - d2[x];
+    o1[x] = d1[x] + d2[x];
+    o2[x] = d2[x] - d1[x];
+    o3[x] = d1[x] - d3[x];
+  }
+}
+
+// to[u] = the padded row's column 2 u + parity, for u in [0, count): zero outside the image's
+// row `from` (width values, shifted right by padding).
+void padded_columns(const float* __restrict from, int64_t width, int64_t padding, int64_t parity, int64_t count,
+                    float* __restrict to) {
+  const int64_t shift = parity - padding;  // to[u] = from[2 u + shift]
+  const int64_t begin = std::clamp<int64_t>((1 - shift) / 2, 0, count);
+  const int64_t end = std::clamp<int64_t>(width - shift > 0 ? (width - shift + 1) / 2 : 0, begin, count);
+  std::fill(to, to + begin, 0.0f);
+  for (int64_t u = begin; u < end; ++u) to[u] = from[2 * u + shift];
+  std::fill(to + end, to + count, 0.0f);
+}
+
+// B^T d B for every tile of one input channel of one image: V receives the 16 values of tile
+// (ty, tx) at v[xi * point_stride + ty * (tiles_w + 1) + tx]. The tile reads rows 2 ty + [0, 4)
+// and columns 2 tx + [0, 4) of the input with its zero border. The padded plane is split by the
+// parity of its rows and of its columns into four, so that the tile's patch columns are even[tx],
+// odd[tx], even[tx + 1], odd[tx + 1] of its rows, and its patch rows the same of the parts' rows:
+// B^T along the rows and then down the columns are each one plain loop over the whole plane (the
+// values that straddle two rows are computed and never read).
+void input_transform_plane(const Conv2dParams& p, const Geometry& g, const float* plane, int64_t height, int64_t width,
+                           float* v, int64_t point_stride, float* scratch) {
+  const int64_t half = g.tiles_w + 1, size = (g.tiles_h + 1) * half;  // one part: (tiles_h + 1, half)
+  float* parts = scratch;                                             // [row parity][column parity]
+  float* across = scratch + 4 * size;                                 // [row parity][B^T's row]
+  for (int64_t y = 0; y < 2 * g.tiles_h + 2; ++y) {
+    const int64_t source = y - p.padding_h;
+    for (int64_t parity = 0; parity < 2; ++parity) {
+      float* to = parts + ((y % 2) * 2 + parity) * size + y / 2 * half;
+      if (source < 0 || source >= height) {
+        std::fill(to, to + half, 0.0f);
+      } else {
+        padded_columns(plane + source * width, width, p.padding_w, parity, half, to);
+      }
+    }
+  }
+  for (int64_t rows = 0; rows < 2; ++rows) {
+    const float *even = parts + 2 * rows * size, *odd = even + size;
+    float* out = across + 4 * rows * size;
+    transform_4(size - 1, even, odd, even + 1, odd + 1, out, out + size, out + 2 * size, out + 3 * size);
+  }
+  const int64_t tiles = g.tiles_h * half;
+  for (int64_t j = 0; j < 4; ++j) {
+    const float *even = across + j * size, *odd = across + (4 + j) * size;
+    float* out = v + j * point_stride;
+    transform_4(tiles, even, odd, even + half, odd + half, out, out + 4 * point_stride, out + 8 * point_stride,
+                out + 12 * point_stride);
+  }
+}
+
+// A^T m A for the tiles of tile rows [row_begin, row_end) of one block of output channels: m
+// (16, slots, block channels) holds their products from the range's first tile on, pixels
+// receives (output rows from 2 row_begin on, out_w, block channels). A^T's rows: m0 + m1 + m2 and
+// m1 - m2 - m3.
+void output_transform_range(const Geometry& g, const float* m, int64_t slots, int64_t row_begin, int64_t row_end,
+                            float* pixels) {
+  const int64_t point_stride = slots * g.block_channels;
+  for (int64_t ty = row_begin; ty < row_end; ++ty) {
+    for (int64_t tx = 0; tx < g.tiles_w; ++tx) {
+      const float* tile = m + ((ty - row_begin) * g.tiles_w + tx) * g.block_channels;
+      for (int64_t vector = 0; vector < g.vectors; ++vector) {
+        SimdVector value[points];
+        for (int64_t xi = 0; xi < points; ++xi) value[xi] = simd_load(tile + xi * point_stride + vector * simd_floats);
+        SimdVector top[4], bottom[4];  // A^T down the 4x4 products' columns
+        for (int64_t j = 0; j < 4; ++j) {
+          top[j] = value[j] + value[4 + j] + value[8 + j];
+          bottom[j] = value[4 + j] - value[8 + j] - value[12 + j];
+        }
+        const SimdVector out[2][2] = {{top[0] + top[1] + top[2], top[1] - top[2] - top[3]},
+                                      {bottom[0] + bottom[1] + bottom[2], bottom[1] - bottom[2] - bottom[3]}};
+        for (int64_t a = 0; a < 2 && 2 * ty + a < g.out_h; ++a) {
+          for (int64_t b = 0; b < 2 && 2 * tx + b < g.out_w; ++b) {
+            const int64_t pixel = (2 * (ty - row_begin) + a) * g.out_w + 2 * tx + b;
+            simd_store(pixels + pixel * g.block_channels + vector * simd_floats, out[a][b]);
+          }
+        }
+      }
+    }
+  }
+}
+
+}  // namespace
+
+bool conv2d_winograd_2x2_applies(const Conv2dParams& p) {
+  return p.kernel_h == 3 && p.kernel_w == 3 && p.stride_h == 1 && p.stride_w == 1 && p.dilation_h == 1 &&
+         p.dilation_w == 1 && p.groups == 1;
+}
+
+int64_t conv2d_winograd_2x2_image_tiles(const Conv2dParams& p, const Shape& input_shape) {
+  const Geometry g = geometry(p, input_shape);
+  return g.tiles_h * g.tiles_w;
+}
+
+Conv2dDirectWeights conv2d_winograd_2x2_pack_weights(const Conv2dParams& p, const float* weight,
+                                                     const Shape& input_shape) {
+  // U[xi] = (G g G^T)[xi] for every (co, ci), in double, into (blocks, 16, C_in, block channels);
+  // channels past the last are zero.
+  static constexpr double transform[4][3] = {{1, 0, 0}, {0.5, 0.5, 0.5}, {0.5, -0.5, 0.5}, {0, 0, 1}};
+  const Geometry g = geometry(p, input_shape);
+  Conv2dDirectWeights packed;
+  packed.data = Tensor({g.blocks * points * p.in_channels * g.block_channels}, Lifetime::lasting);
+#pragma omp parallel for schedule(static)
+  for (int64_t co = 0; co < p.out_channels; ++co) {
+    float* block = packed.data.data() + co / g.block_channels * points * p.in_channels * g.block_channels;
+    for (int64_t ci = 0; ci < p.in_channels; ++ci) {
+      const float* taps = weight + (co * p.in_channels + ci) * 9;
+      double gg[4][3];  // G g
+      for (int64_t i = 0; i < 4; ++i) {
+        for (int64_t c = 0; c < 3; ++c) {
+          gg[i][c] = transform[i][0] * taps[c] + transform[i][1] * taps[3 + c] + transform[i][2] * taps[6 + c];
+        }
+      }
+      for (int64_t i = 0; i < 4; ++i) {
+        for (int64_t j = 0; j < 4; ++j) {
+          const double value = gg[i][0] * transform[j][0] + gg[i][1] * transform[j][1] + gg[i][2] * transform[j][2];
+          block[((i * 4 + j) * p.in_channels + ci) * g.block_channels + co % g.block_channels] =
+              static_cast<float>(value);
+        }
+      }
+    }
+  }
+  // Tap ci of a tile reads V[xi] this far from the tile's own value of channel 0.
+  for (int64_t ci = 0; ci < p.in_channels; ++ci) packed.tap_offsets.push_back(ci * g.tile_stride);
+  return packed;
+}
+
+int64_t conv2d_winograd_2x2_workspace_floats(const Conv2dParams& p, const Shape& input_shape, int num_threads) {
+  const Geometry g = geometry(p, input_shape);
+  const Ranges r = ranges_of(g, num_threads, num_threads);  // a range an image: the largest
+  return points * p.in_channels * g.tile_stride +
+         int64_t{num_threads} * (r.result_floats + r.pixel_floats + transform_scratch_floats(g));
+}
+
+void conv2d_winograd_2x2_forward_cpu(const Conv2dParams& p, ConstTensorView input, const Conv2dDirectWeights& weights,
+                                     const float* bias, const float* residual, bool relu, TensorView output,
+                                     float* workspace, int num_threads) {
+  const Geometry g = geometry(p, input.shape);
+  const int64_t batch = input.dim(0), height = input.dim(2), width = input.dim(3);
+  const int64_t out_pixels = g.out_h * g.out_w;
+  const int64_t point_stride = p.in_channels * g.tile_stride;              // from V[xi] to V[xi + 1]
+  const int64_t block_floats = points * p.in_channels * g.block_channels;  // one block's 16 matrices
+  const int64_t point_lines = p.in_channels * g.block_channels / floats_per_cache_line;
+  const DirectKernel kernel = direct_kernel_for(g.vectors);
+  float* v = workspace;
+  float* thread_buffers = workspace + points * point_stride;
+  for (int64_t first = 0; first < batch; first += g.images_per_chunk) {
+    const int64_t count = std::min(g.images_per_chunk, batch - first);
+    const Ranges r = ranges_of(g, count * g.blocks, num_threads);
+    const int64_t tasks = g.blocks * count * r.ranges;  // in order (block, image, range)
+    const int64_t kernel_calls = r.slots / g.pixels_per_tile;
+    const int64_t per_thread = r.result_floats + r.pixel_floats + transform_scratch_floats(g);
+#pragma omp parallel num_threads(num_threads)
+    {
+      const int64_t thread = omp_get_thread_num(), threads = omp_get_num_threads();
+      float* results = thread_buffers + thread * per_thread;
+      float* pixels = results + r.result_floats;
+      float* scratch = pixels + r.pixel_floats;
+      // 1. V[xi][ci][t] = (B^T d B)[xi] for every channel of every image: planes shared out.
+      const int64_t planes = count * p.in_channels;
+      for (int64_t plane = planes * thread / threads; plane < planes * (thread + 1) / threads; ++plane) {
+        const int64_t n = plane / p.in_channels, ci = plane % p.in_channels;
+        input_transform_plane(p, g, input.data + ((first + n) * p.in_channels + ci) * height * width, height, width,
+                              v + ci * g.tile_stride + n * g.stored_tiles, point_stride, scratch);
+      }
+#pragma omp barrier
+      // 2. Each thread a run of consecutive tasks, so that it knows whose weights come next: the
+      // 16 products of its tiles, each kernel call fetching a share of the next product's weights.
+      std::vector<const float*> tile_inputs(r.slots);
+      const int64_t task_begin = tasks * thread / threads, task_end = tasks * (thread + 1) / threads;
+      for (int64_t task = task_begin; task < task_end; ++task) {
+        const int64_t block = task / (count * r.ranges), n = task / r.ranges % count, range = task % r.ranges;
+        const int64_t row_begin = range * r.rows_per_range, row_end = std::min(g.tiles_h, row_begin + r.rows_per_range);
+        const int64_t tile_begin = row_begin * g.tiles_w, tile_count = (row_end - row_begin) * g.tiles_w;
+        const float* block_weights = weights.data.data() + block * block_floats;
+        const float* next_task_weights =
+            task + 1 < task_end ? weights.data.data() + (task + 1) / (count * r.ranges) * block_floats : nullptr;
+        for (int64_t xi = 0; xi < points; ++xi) {
+          const float* point_weights = block_weights + xi * p.in_channels * g.block_channels;
+          const float* next = xi + 1 < points ? point_weights + p.in_channels * g.block_channels : next_task_weights;
+          const int64_t next_lines = next ? point_lines : 0;
+          const int64_t share = std::clamp<int64_t>(ceil_div(next_lines, kernel_calls), 1, p.in_channels);
+          // The last call repeats the range's last tile to fill up.
+          const float* image = v + xi * point_stride + n * g.stored_tiles;
+          for (int64_t slot = 0; slot < r.slots; ++slot) {
+            const int64_t tile = tile_begin + std::min(slot, tile_count - 1);
+            tile_inputs[slot] = image + tile / g.tiles_w * (g.tiles_w + 1) + tile % g.tiles_w;
+          }
+          for (int64_t call = 0; call < kernel_calls && call * g.pixels_per_tile < tile_count; ++call) {
+            const int64_t first_line = call * share;
+            kernel(tile_inputs.data() + call * g.pixels_per_tile, weights.tap_offsets.data(), p.in_channels,
+                   point_weights, results + (xi * r.slots + call * g.pixels_per_tile) * g.block_channels, false,
+                   first_line < next_lines ? next + first_line * floats_per_cache_line : nullptr,
+                   std::min(share, next_lines - first_line), false);
+          }
+        }
+        // 3. Y = A^T M A, then bias, residual and ReLU on the way to the output's planes.
+        output_transform_range(g, results, r.slots, row_begin, row_end, pixels);
+        const int64_t image_offset = (first + n) * p.out_channels * out_pixels;
+        direct_write_results(
+            pixels, g.block_channels, std::min(g.block_channels, p.out_channels - block * g.block_channels),
+            block * g.block_channels, 2 * row_begin * g.out_w, std::min(2 * row_end, g.out_h) * g.out_w, bias,
+            residual ? residual + image_offset : nullptr, relu, output.data + image_offset, out_pixels);
+      }
+    }
+  }
+}
+
+}  // namespace prism
