@@ -279,8 +279,8 @@ TEST_CASE("conv2d: fast CPU equals the reference on awkward shapes", "[ops][conv
       {3, 16, 50, 13, 11, 3, 3, 1, 1, 1, 1, true, false},   // several images per chunk
       {1, 300, 16, 56, 56, 3, 3, 1, 1, 1, 1, true, true},   // two depth blocks in the GEMM
       // Winograd's F(2x2, 3x3) takes every 3x3 stride-1 case without dilation or groups, these too:
-      {1, 96, 80, 14, 14, 3, 3, 1, 1, 1, 1, true, true},   // a 14x14 stage at batch 1, 80 channels
-      {1, 24, 40, 9, 10, 3, 3, 1, 2, 1, 1, true, false},   // padding 2: outputs larger than inputs
+      {1, 96, 80, 14, 14, 3, 3, 1, 1, 1, 1, true, true},  // a 14x14 stage at batch 1, 80 channels
+      {1, 24, 40, 9, 10, 3, 3, 1, 2, 1, 1, true, false},  // padding 2: outputs larger than inputs
       // Shapes for the direct kernel (every case above runs it too): channel blocks of 1 to 4
       // vectors with a partial last block, several depth blocks, a partial last tile of pixels,
       // stride 2 with padding, images bigger than one padded chunk.
@@ -581,8 +581,8 @@ TEST_CASE("adaptive_avg_pool2d: PyTorch's overlapping bins by hand", "[ops][adap
 }
 
 TEST_CASE("adaptive_avg_pool2d: fast CPU equals the reference", "[ops][adaptive_avg_pool2d]") {
-  const std::vector<std::array<int64_t, 4>> cases = {
-      {13, 11, 7, 7}, {5, 3, 7, 7}, {7, 7, 7, 7}, {9, 14, 1, 1}, {10, 6, 4, 5}};
+  const std::vector<std::array<int64_t, 4>> cases = {{13, 11, 7, 7}, {5, 3, 7, 7}, {7, 7, 7, 7},  {9, 14, 1, 1},
+                                                     {10, 6, 4, 5},  {7, 7, 1, 1}, {40, 33, 3, 2}};
   uint32_t seed = 50;
   for (const auto& [h, w, oh, ow] : cases) {
     AdaptiveAvgPool2dParams p{oh, ow};

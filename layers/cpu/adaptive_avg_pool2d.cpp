@@ -1,8 +1,25 @@
-// layers/cpu/adaptive_avg_pool2d.cpp: adaptive average pooling parallel over planes, summing in
-// float like PyTorch's CPU kernel.
+// layers/cpu/adaptive_avg_pool2d.cpp: adaptive average pooling parallel over planes. Each row of a
+// bin is summed a vector at a time, lanes first and then across them: ResNet's global pool (2048
+// planes of 7x7 at batch 1) took 0.12 ms in the network summed value by value, a chain of
+// dependent additions per plane. The order differs from PyTorch's, within fp32 rounding.
 #include "layers/adaptive_avg_pool2d.hpp"
 
+#include "layers/cpu/simd.hpp"
+
 namespace prism {
+namespace {
+
+float sum_of(const float* values, int64_t count) {
+  SimdVector lanes{};
+  int64_t i = 0;
+  for (; i + simd_floats <= count; i += simd_floats) lanes += simd_load(values + i);
+  float sum = 0.0f;
+  for (int64_t lane = 0; lane < simd_floats; ++lane) sum += lanes[lane];
+  for (; i < count; ++i) sum += values[i];
+  return sum;
+}
+
+}  // namespace
 
 void adaptive_avg_pool2d_forward_cpu(const AdaptiveAvgPool2dParams& p, ConstTensorView input, TensorView output) {
   const int64_t planes = input.dim(0) * input.dim(1), height = input.dim(2), width = input.dim(3);
@@ -16,9 +33,13 @@ void adaptive_avg_pool2d_forward_cpu(const AdaptiveAvgPool2dParams& p, ConstTens
       for (int64_t ox = 0; ox < p.output_w; ++ox) {
         const int64_t x0 = adaptive_bin_begin(ox, width, p.output_w);
         const int64_t x1 = adaptive_bin_end(ox, width, p.output_w);
+        // A bin of whole rows is one run of values.
+        const bool whole_rows = x0 == 0 && x1 == width;
         float sum = 0.0f;
-        for (int64_t y = y0; y < y1; ++y) {
-          for (int64_t x = x0; x < x1; ++x) sum += in[y * width + x];
+        if (whole_rows) {
+          sum = sum_of(in + y0 * width, (y1 - y0) * width);
+        } else {
+          for (int64_t y = y0; y < y1; ++y) sum += sum_of(in + y * width + x0, x1 - x0);
         }
         out[oy * p.output_w + ox] = sum / static_cast<float>((y1 - y0) * (x1 - x0));
       }
