@@ -24,7 +24,7 @@ struct PlanOptions {
   std::vector<std::string> taps;       // tap names, see Graph::resolve_tap: copied out in full
   std::vector<std::string> mean_taps;  // taps wanted only as their mean over channels (N, 1, H, W)
   int num_threads = 0;                 // 0: OpenMP's default (OMP_NUM_THREADS or every core)
-  bool winograd = true;                // cpu: 3x3 stride-1 convolutions by Winograd F(4x4, 3x3)
+  bool winograd = true;                // cpu: 3x3 stride-1 convolutions by Winograd F(4x4, 3x3) or F(2x2, 3x3)
   bool tf32 = false;                   // cuda: products on TF32 tensor cores (faster, less precise)
   // cpu: the GEMMs of im2col convolutions in bfloat16, summed in fp32 (AVX512_BF16; faster, less
   // precise; see GemmPrecision), and linear layers' weights in bf16 (half the bytes to read).

@@ -245,6 +245,26 @@ TEST_CASE("whole models on the reference backend equal the fast CPU backend", "[
   }
 }
 
+TEST_CASE("a 14x14 stage at batch 1 runs on Winograd's 2x2 tiles and equals the reference", "[plan][slow]") {
+  const Model model = test::random_model("resnet18", 7, 10);
+  const Tensor x = test::random_tensor({1, 3, 112, 112}, 11);  // layer2 at 14x14
+  PlanOptions reference_options;
+  reference_options.backend = Backend::reference;
+  PlanOptions cpu_options;
+  cpu_options.num_threads = 2;
+  Plan reference(model, x.shape(), reference_options);
+  Plan cpu(model, x.shape(), cpu_options);
+  int winograd_2x2_steps = 0;
+  for (const Step& step : cpu.steps()) {
+    winograd_2x2_steps +=
+        step.node->kind == OpKind::conv2d && step.conv2d_cpu.algorithm == Conv2dAlgorithm::winograd_2x2;
+  }
+  CHECK(winograd_2x2_steps == 3);  // layer2's stride-1 3x3s (layer2.0.conv1 has stride 2)
+  const test::Difference d = test::compare(cpu.run(x.view()).output.view(), reference.run(x.view()).output.view());
+  INFO(d.describe());
+  CHECK(test::close_enough(d, 1e-4));
+}
+
 TEST_CASE("plans refuse inputs they were not made for", "[plan]") {
   const Model model = test::random_model("vgg11", 5, 10);
   CHECK_THROWS_WITH(Plan(model, {1, 3, 16, 16}), Catch::Contains("too small"));
