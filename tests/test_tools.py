@@ -372,6 +372,9 @@ def bad_images():
         write("corrupt.jpg", data[:300] + bytes(range(256)) * 8 + data[2348:]): "cannot read the image",
         write("bomb.png", png_claiming(15000, 15000)): "more than the limit of 178956970 (a decompression bomb?)",
         write("notes.jpg", b"plain text, not an image\n"): "cannot read the image",
+        # Debian's stb_image overflowed an int on a PNM header's long number (the image fuzzer).
+        write("huge_width.ppm", b"P6\n31 2" + b"7" * 80 + b"\n255\n" + bytes(64)):
+            "a number in its PNM header is too large",
     }
     readable = {}
     source.convert("CMYK").save(os.path.join(folder, "cmyk.jpg"))
@@ -381,7 +384,10 @@ def bad_images():
     source.convert("L").save(os.path.join(folder, "grey.png"))
     frames = [source.resize((64, 48)), source.resize((64, 48)).transpose(Image.FLIP_LEFT_RIGHT)]
     frames[0].save(os.path.join(folder, "animated.gif"), save_all=True, append_images=frames[1:], loop=0)
-    for name in ("cmyk.jpg", "progressive.jpg", "grey16.png", "alpha.png", "grey.png", "animated.gif"):
+    source.resize((64, 48)).save(os.path.join(folder, "small.ppm"))
+    source.convert("L").resize((64, 48)).save(os.path.join(folder, "grey.pgm"))
+    for name in ("cmyk.jpg", "progressive.jpg", "grey16.png", "alpha.png", "grey.png", "animated.gif", "small.ppm",
+                 "grey.pgm"):
         readable[os.path.join(folder, name)] = name
     return good, bad, readable
 
@@ -399,7 +405,8 @@ def every_bad_image_gets_a_clear_error_and_no_output():
     os.makedirs(empty_folder, exist_ok=True)
     result = run([ARGS.prism, "run", "--model", small_vgg_file(), "--out", path("bad_out"), good, empty_folder])
     assert result.returncode == 1 and "empty_folder: the folder holds no image files" in result.stderr, result.stderr
-    # What PIL reads (CMYK and progressive JPEG, 16-bit, grey and RGBA PNG, an animated GIF), prism reads.
+    # What PIL reads (CMYK and progressive JPEG, 16-bit, grey and RGBA PNG, an animated GIF, binary PPM
+    # and PGM), prism reads.
     result = run([ARGS.prism, "classify", "--model", small_vgg_file(), "--json", *readable])
     assert result.returncode == 0, result.stderr
     assert len(json.loads(result.stdout)["images"]) == len(readable)

@@ -3,6 +3,7 @@
 #include <stb_image.h>
 
 #include <cerrno>
+#include <cstdint>
 #include <cstring>
 #include <filesystem>
 #include <fstream>
@@ -47,6 +48,32 @@ void check_jpeg_huffman_tables(const uint8_t* data, size_t size, const std::stri
   }
 }
 
+// Debian 12's stb_image reads a binary PNM's width, height and maximum value into an int with no
+// check, and a long run of digits overflows it (undefined behaviour, found by
+// tests/fuzz/fuzz_image). So the three numbers are read here first as stb reads them (whitespace
+// and # comments skipped between them) and refused before they pass what an int holds.
+void check_pnm_header(const uint8_t* data, size_t size, const std::string& name) {
+  if (size < 2 || data[0] != 'P' || (data[1] != '5' && data[1] != '6')) return;  // not a PNM to stb
+  size_t at = 2;
+  auto at_end = [&] { return at >= size; };
+  auto next = [&]() -> char { return at < size ? static_cast<char>(data[at++]) : '\0'; };
+  auto space = [](char c) { return c == ' ' || c == '\t' || c == '\n' || c == '\v' || c == '\f' || c == '\r'; };
+  char c = next();
+  for (int number = 0; number < 3; ++number) {
+    for (;;) {
+      while (!at_end() && space(c)) c = next();
+      if (at_end() || c != '#') break;
+      while (!at_end() && c != '\n' && c != '\r') c = next();
+    }
+    int64_t value = 0;
+    while (!at_end() && c >= '0' && c <= '9') {
+      value = value * 10 + (c - '0');
+      if (value > INT32_MAX) throw Error(name + ": cannot read the image (a number in its PNM header is too large)");
+      c = next();
+    }
+  }
+}
+
 }  // namespace
 
 Image read_image_bytes(const uint8_t* data, size_t size, const std::string& name, int64_t max_pixels) {
@@ -60,6 +87,7 @@ Image read_image_bytes(const uint8_t* data, size_t size, const std::string& name
   // The header first: a file may claim 100000 x 100000 pixels in a few bytes.
   int width = 0, height = 0, channels = 0;
   check_jpeg_huffman_tables(data, size, name);  // before stb reads any of it, its header included
+  check_pnm_header(data, size, name);
   if (!stbi_info_from_memory(data, length, &width, &height, &channels)) throw unreadable(stbi_failure_reason());
   if (width <= 0 || height <= 0) throw Error(name + ": an image without pixels");
   if (static_cast<int64_t>(width) * height > max_pixels) {
