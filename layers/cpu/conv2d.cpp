@@ -268,8 +268,7 @@ void conv2d_forward_cpu(const Conv2dParams& p, ConstTensorView input, const Conv
       conv2d_winograd_forward_cpu(p, input, prepared.matrices, bias, residual, relu, output, workspace, num_threads);
       return;
     case Conv2dAlgorithm::winograd_2x2:
-      conv2d_winograd_2x2_forward_cpu(p, input, prepared.direct, bias, residual, relu, output, workspace,
-                                      num_threads);
+      conv2d_winograd_2x2_forward_cpu(p, input, prepared.direct, bias, residual, relu, output, workspace, num_threads);
       return;
     case Conv2dAlgorithm::direct:
       conv2d_direct_forward_cpu(p, input, prepared.direct, bias, residual, relu, output, workspace, num_threads,

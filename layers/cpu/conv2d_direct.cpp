@@ -396,9 +396,10 @@ void conv2d_direct_forward_cpu(const Conv2dParams& p, ConstTensorView input, con
         // The output and residual of image first + n; channels past the group's end are padding.
         const int64_t image_offset = (first + n) * p.out_channels * out_pixels;
         direct_write_results(pool ? pooled : results, g.block_channels,
-                      std::min(g.block_channels, out_per_group - block * g.block_channels),
-                      group * out_per_group + block * g.block_channels, out_begin, out_end, bias,
-                      residual ? residual + image_offset : nullptr, relu, output.data + image_offset, out_pixels);
+                             std::min(g.block_channels, out_per_group - block * g.block_channels),
+                             group * out_per_group + block * g.block_channels, out_begin, out_end, bias,
+                             residual ? residual + image_offset : nullptr, relu, output.data + image_offset,
+                             out_pixels);
       }
     }
   }
