@@ -16,6 +16,10 @@ constexpr int64_t accumulator_registers = 12;
 #endif
 constexpr int64_t most_pixels_per_tile = 8;  // pointers the kernel keeps in general registers
 
+constexpr int64_t pixels_for(int64_t vectors) {
+  return std::min(most_pixels_per_tile, accumulator_registers / vectors);
+}
+
 // A DirectKernel (layers/cpu/direct_kernel.hpp) for tiles of `pixels` by `vectors`.
 template <int64_t pixels, int64_t vectors>
 void direct_kernel(const float* const* pixel_inputs, const int64_t* offsets, int64_t depth, const float* weights,
@@ -55,16 +59,15 @@ int64_t direct_vectors_for(int64_t channels) {
 }
 
 int64_t direct_pixels_per_tile(int64_t vectors) {
-  return std::min(most_pixels_per_tile, accumulator_registers / vectors);
+  return pixels_for(vectors);
 }
 
 DirectKernel direct_kernel_for(int64_t vectors) {
-  // The pairs (direct_pixels_per_tile(vectors), vectors).
   switch (vectors) {
-    case 1: return direct_kernel<std::min(most_pixels_per_tile, accumulator_registers / 1), 1>;
-    case 2: return direct_kernel<std::min(most_pixels_per_tile, accumulator_registers / 2), 2>;
-    case 3: return direct_kernel<std::min(most_pixels_per_tile, accumulator_registers / 3), 3>;
-    default: return direct_kernel<std::min(most_pixels_per_tile, accumulator_registers / 4), 4>;
+    case 1: return direct_kernel<pixels_for(1), 1>;
+    case 2: return direct_kernel<pixels_for(2), 2>;
+    case 3: return direct_kernel<pixels_for(3), 3>;
+    default: return direct_kernel<pixels_for(4), 4>;
   }
 }
 
