@@ -16,6 +16,7 @@
 
 #include "layers/conv2d.hpp"
 #include "layers/cpu/gemm.hpp"
+#include "layers/cpu/winograd_filter.hpp"
 
 namespace prism {
 namespace {
@@ -354,19 +355,11 @@ std::vector<PackedMatrix> conv2d_winograd_pack_weights(const Conv2dParams& p, co
 #pragma omp parallel for schedule(static)
   for (int64_t co = 0; co < p.out_channels; ++co) {
     for (int64_t ci = 0; ci < p.in_channels; ++ci) {
-      const float* g = weight + (co * p.in_channels + ci) * 9;
-      double gg[patch][3];  // G g
-      for (int64_t i = 0; i < patch; ++i) {
-        for (int64_t c = 0; c < 3; ++c) {
-          gg[i][c] = transform[i][0] * g[c] + transform[i][1] * g[3 + c] + transform[i][2] * g[6 + c];
-        }
-      }
+      double u[patch][patch];
+      winograd_filter_transform(transform, weight + (co * p.in_channels + ci) * 9, u);
       const int64_t at = gemm_packed_index(packed[0], co, ci);  // the same place in all 36
       for (int64_t i = 0; i < patch; ++i) {
-        for (int64_t j = 0; j < patch; ++j) {
-          const double value = gg[i][0] * transform[j][0] + gg[i][1] * transform[j][1] + gg[i][2] * transform[j][2];
-          packed[i * patch + j].data.data()[at] = static_cast<float>(value);
-        }
+        for (int64_t j = 0; j < patch; ++j) packed[i * patch + j].data.data()[at] = static_cast<float>(u[i][j]);
       }
     }
   }

@@ -23,6 +23,7 @@
 
 #include "layers/conv2d.hpp"
 #include "layers/cpu/direct_kernel.hpp"
+#include "layers/cpu/winograd_filter.hpp"
 
 namespace prism {
 namespace {
@@ -213,19 +214,11 @@ Conv2dDirectWeights conv2d_winograd_2x2_pack_weights(const Conv2dParams& p, cons
   for (int64_t co = 0; co < p.out_channels; ++co) {
     float* block = packed.data.data() + co / g.block_channels * points * p.in_channels * g.block_channels;
     for (int64_t ci = 0; ci < p.in_channels; ++ci) {
-      const float* taps = weight + (co * p.in_channels + ci) * 9;
-      double gg[4][3];  // G g
-      for (int64_t i = 0; i < 4; ++i) {
-        for (int64_t c = 0; c < 3; ++c) {
-          gg[i][c] = transform[i][0] * taps[c] + transform[i][1] * taps[3 + c] + transform[i][2] * taps[6 + c];
-        }
-      }
-      for (int64_t i = 0; i < 4; ++i) {
-        for (int64_t j = 0; j < 4; ++j) {
-          const double value = gg[i][0] * transform[j][0] + gg[i][1] * transform[j][1] + gg[i][2] * transform[j][2];
-          block[((i * 4 + j) * p.in_channels + ci) * g.block_channels + co % g.block_channels] =
-              static_cast<float>(value);
-        }
+      double u[4][4];
+      winograd_filter_transform(transform, weight + (co * p.in_channels + ci) * 9, u);
+      for (int64_t xi = 0; xi < points; ++xi) {
+        block[(xi * p.in_channels + ci) * g.block_channels + co % g.block_channels] =
+            static_cast<float>(u[xi / 4][xi % 4]);
       }
     }
   }
