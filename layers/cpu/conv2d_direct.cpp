@@ -368,14 +368,11 @@ void conv2d_direct_forward_cpu(const Conv2dParams& p, ConstTensorView input, con
                               : task + 1 < task_end ? block_weights_of(task + 1)
                                                     : nullptr;
           const int64_t next_depth = std::min(g.depth_per_block, more_depth ? g.depth - k - depth : g.depth);
-          const int64_t next_lines = next ? next_depth * g.block_channels / floats_per_cache_line : 0;
-          const int64_t share = std::clamp<int64_t>(ceil_div(next_lines, tiles), 1, depth);
+          const WeightPrefetch fetch(next, next_depth * g.block_channels / floats_per_cache_line, tiles, depth);
           for (int64_t t = 0; t < tiles; ++t) {
-            const int64_t first_line = t * share;  // this tile's share of the lines to fetch
             kernel(pixel_inputs.data() + t * g.pixels_per_tile, weights.tap_offsets.data() + k, depth,
                    block_weights + k * g.block_channels, results + t * g.pixels_per_tile * g.block_channels, k > 0,
-                   first_line < next_lines ? next + first_line * floats_per_cache_line : nullptr,
-                   std::min(share, next_lines - first_line), fetch_input_ahead);
+                   fetch.first_line(t), fetch.lines(t), fetch_input_ahead);
           }
         }
         // The rows whose windows start in this range have their means written here (the range's

@@ -280,8 +280,7 @@ void conv2d_winograd_2x2_forward_cpu(const Conv2dParams& p, ConstTensorView inpu
         for (int64_t xi = 0; xi < points; ++xi) {
           const float* point_weights = block_weights + xi * p.in_channels * g.block_channels;
           const float* next = xi + 1 < points ? point_weights + p.in_channels * g.block_channels : next_task_weights;
-          const int64_t next_lines = next ? point_lines : 0;
-          const int64_t share = std::clamp<int64_t>(ceil_div(next_lines, kernel_calls), 1, p.in_channels);
+          const WeightPrefetch fetch(next, point_lines, kernel_calls, p.in_channels);
           // The last call repeats the range's last tile to fill up.
           const float* image = v + xi * point_stride + n * g.stored_tiles;
           for (int64_t slot = 0; slot < r.slots; ++slot) {
@@ -289,11 +288,9 @@ void conv2d_winograd_2x2_forward_cpu(const Conv2dParams& p, ConstTensorView inpu
             tile_inputs[slot] = image + tile / g.tiles_w * (g.tiles_w + 1) + tile % g.tiles_w;
           }
           for (int64_t call = 0; call < kernel_calls && call * g.pixels_per_tile < tile_count; ++call) {
-            const int64_t first_line = call * share;
             kernel(tile_inputs.data() + call * g.pixels_per_tile, weights.tap_offsets.data(), p.in_channels,
                    point_weights, results + (xi * r.slots + call * g.pixels_per_tile) * g.block_channels, false,
-                   first_line < next_lines ? next + first_line * floats_per_cache_line : nullptr,
-                   std::min(share, next_lines - first_line), false);
+                   fetch.first_line(call), fetch.lines(call), false);
           }
         }
         // 3. Y = A^T M A, then bias, residual and ReLU on the way to the output's planes.

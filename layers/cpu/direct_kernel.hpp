@@ -8,6 +8,7 @@
 // or a Winograd tile whose taps are the input channels of its transformed values.
 #pragma once
 
+#include <algorithm>
 #include <cstdint>
 
 #include "layers/cpu/simd.hpp"
@@ -30,6 +31,25 @@ using DirectKernel = void (*)(const float* const* pixel_inputs, const int64_t* o
                               int64_t prefetch_lines, bool fetch_input_ahead);
 // The kernel for tiles of direct_pixels_per_tile(vectors) pixels by `vectors` vectors.
 DirectKernel direct_kernel_for(int64_t vectors);
+
+// The cache lines of the weights that come next (`lines` of them from `next`; none where `next` is
+// null), shared out over the `calls` kernel calls of `depth` taps that run before they are
+// needed: each call asks for an equal share, one line a tap from its first, so that the fetches
+// spread over the calls instead of queueing behind each other in the first few.
+class WeightPrefetch {
+ public:
+  WeightPrefetch(const float* next, int64_t lines, int64_t calls, int64_t depth)
+      : next_(next), lines_(next ? lines : 0), share_(std::clamp<int64_t>((lines_ + calls - 1) / calls, 1, depth)) {}
+  // The kernel's prefetch and prefetch_lines arguments for call `call`.
+  const float* first_line(int64_t call) const {
+    return call * share_ < lines_ ? next_ + call * share_ * floats_per_cache_line : nullptr;
+  }
+  int64_t lines(int64_t call) const { return std::min(share_, lines_ - call * share_); }
+
+ private:
+  const float* next_;
+  int64_t lines_, share_;
+};
 
 // results (pixels [pixel_begin, pixel_end), block_channels) into the planes (channels, out_pixels)
 // of one image: its channels [first_channel, first_channel + channels), plus bias (indexed by the
