@@ -18,7 +18,8 @@ for ONNX Runtime. Timing never depends on the values.
 - prism --bf16 (with --bf16 here): the same, with the convolutions' GEMMs in bfloat16, and the
   error that brings against fp32 on the timed batch.
 - PyTorch: Debian's torch, run in a child process with OpenBLAS (LD_LIBRARY_PATH points at
-  libopenblas0-openmp: the default reference BLAS makes its linear layers 30x slower) and
+  libopenblas0-openmp: the default reference BLAS makes its linear layers 30x slower; where
+  OpenBLAS takes the CPU for a pre-AVX2 core, OPENBLAS_CORETYPE names the kernels it can run) and
   torch.set_num_threads(threads). Forward with TorchPRISM's hooks, then TorchPRISM's algorithm
   (tests/pytorch/torchprism_reference.py); medians of warm runs.
 - ONNX Runtime 1.30 (npm onnxruntime-node, MLAS), intra-op threads = ours, sequential execution,
@@ -95,10 +96,41 @@ print(json.dumps({{"forward_s": statistics.median(forward), "prism_s": statistic
 """
 
 
-def pytorch_run(arch, batch, threads, runs):
+# OpenBLAS's own names for the cores whose kernels predate AVX2. OpenBLAS 0.3.21 (Debian 12) takes a
+# CPU it does not know for one of these: on the Xeon of these benchmarks it chose Prescott (SSE3),
+# whose SGEMM ran at 32 GFLOP/s on one core against 147 with SkylakeX's kernels.
+PRE_AVX2_CORES = {"Prescott", "Core2", "Penryn", "Dunnington", "Nehalem", "Atom", "Sandybridge"}
+
+
+def openblas_environment():
+    """What the PyTorch child needs for a fair BLAS: LD_LIBRARY_PATH at libopenblas0-openmp, and
+    OPENBLAS_CORETYPE naming the kernels this CPU can run where OpenBLAS takes it for an older core
+    (unless the caller set one). Exits with the install command if OpenBLAS is missing: the
+    reference BLAS would make the baseline's linear layers 30x slower, silently."""
+    library = os.path.join(OPENBLAS, "libopenblas.so.0")
+    if not os.path.exists(library):
+        sys.exit(f"{library} not found: PyTorch would run on the reference BLAS; install OpenBLAS with\n"
+                 "  apt-get install libopenblas0-openmp")
+    environment = {"LD_LIBRARY_PATH": OPENBLAS}
+    if "OPENBLAS_CORETYPE" in os.environ:
+        return environment, f"OpenBLAS, OPENBLAS_CORETYPE={os.environ['OPENBLAS_CORETYPE']} as given"
+    import ctypes
+    openblas = ctypes.CDLL(library)
+    openblas.openblas_get_corename.restype = ctypes.c_char_p
+    detected = openblas.openblas_get_corename().decode()
+    with open("/proc/cpuinfo") as f:
+        flags = set(re.search(r"^flags\s*:(.*)$", f.read(), re.M).group(1).split())
+    wanted = "SkylakeX" if "avx512f" in flags else "Haswell" if {"avx2", "fma"} <= flags else None
+    if detected in PRE_AVX2_CORES and wanted:
+        environment["OPENBLAS_CORETYPE"] = wanted
+        return environment, f"OpenBLAS with {wanted}'s kernels (it took this CPU for {detected})"
+    return environment, f"OpenBLAS, {detected}'s kernels"
+
+
+def pytorch_run(arch, batch, threads, runs, blas_environment):
     code = PYTORCH_CHILD.format(tools=os.path.join(ROOT, "tools"), references=os.path.join(ROOT, "tests", "pytorch"),
                                 threads=threads, arch=arch, batch=batch, runs=runs)
-    environment = dict(os.environ, LD_LIBRARY_PATH=OPENBLAS, OMP_NUM_THREADS=str(threads))
+    environment = dict(os.environ, **blas_environment, OMP_NUM_THREADS=str(threads))
     result = subprocess.run(["/usr/bin/time", "-f", "maxrss_kb=%M", "/usr/bin/python3", "-c", code],
                             capture_output=True, text=True, env=environment)
     if result.returncode != 0:
@@ -137,6 +169,9 @@ def main():
         sys.exit(f"{args.onnxruntime}/onnxruntime-node not found; install it with\n"
                  "  (cd bench && ONNXRUNTIME_NODE_INSTALL=skip npm install onnxruntime-node@1.30.0)")
 
+    blas_environment, blas = openblas_environment()
+    print(f"PyTorch's BLAS: {blas}")
+
     import torch
     import torchvision_to_h5 as converter
 
@@ -156,7 +191,7 @@ def main():
                 contenders = {
                     "prism": lambda first: prism_run(args.prism, h5_path, batch, args.threads, args.runs,
                                                      validate=index == 0 and first),
-                    "pytorch": lambda first: pytorch_run(arch, batch, args.threads, args.runs),
+                    "pytorch": lambda first: pytorch_run(arch, batch, args.threads, args.runs, blas_environment),
                     "onnxruntime": lambda first: onnxruntime_run(args.onnxruntime, onnx_path, batch, args.threads,
                                                                  args.runs),
                 }
