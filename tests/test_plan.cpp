@@ -188,8 +188,8 @@ TEST_CASE("a stem whose pool joins it still gives its mean tap, and the same out
   REQUIRE(full_plan.steps()[1].fused_names == std::vector<std::string>{"maxpool"});
   // The pool joins the stem where the direct kernel's one block holds all 64 channels (AVX-512);
   // in a portable SSE build it stays apart, and the outputs and means must be the same either way.
-  const bool stem_writes_means = conv2d_direct_writes_channel_means(
-      full_plan.steps()[0].node->conv2d, full_plan.steps()[1].node->max_pool2d, x.shape());
+  const bool stem_writes_means = conv2d_direct_writes_channel_means(full_plan.steps()[0].node->conv2d,
+                                                                    full_plan.steps()[1].node->max_pool2d, x.shape());
   CHECK(stem_writes_means == (4 * simd_floats >= 64));
   CHECK((reduced_plan.steps()[0].fused_names.back() == "maxpool") == stem_writes_means);
   for (int threads : {1, 2, 3}) {
