@@ -13,8 +13,7 @@ float sum_of(const float* values, int64_t count) {
   SimdVector lanes{};
   int64_t i = 0;
   for (; i + simd_floats <= count; i += simd_floats) lanes += simd_load(values + i);
-  float sum = 0.0f;
-  for (int64_t lane = 0; lane < simd_floats; ++lane) sum += lanes[lane];
+  float sum = simd_sum(lanes);
   for (; i < count; ++i) sum += values[i];
   return sum;
 }

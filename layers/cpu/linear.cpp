@@ -70,8 +70,7 @@ void dot_rows(const LinearParams& p, const float* x, const Weights& w, int64_t n
   for (int64_t r = 0; r < rows; ++r) {
     for (int64_t i = 0; i < images; ++i) {
       const float* image = x + (n_begin + i) * p.in_features;
-      float total = 0.0f;
-      for (int64_t lane = 0; lane < simd_floats; ++lane) total += sum[r][i][lane];
+      float total = simd_sum(sum[r][i]);
       for (int64_t k = whole; k < p.in_features; ++k) total += w.at(o_begin + r, k) * image[k];
       y[(n_begin + i) * p.out_features + o_begin + r] = total;
     }

@@ -1,8 +1,8 @@
 // layers/cpu/simd.hpp: one vector register of floats as GCC's vector extensions see it, sized to
 // what the compiler targets (AVX-512: 16 floats, AVX: 8, plain x86-64: 4), with unaligned loads
-// and stores, a transpose of a square of them, a cache line's floats and prefetches of lines. The
-// fast CPU kernels use it instead of intrinsics, so every build compiles the same code. Leaves out
-// everything but what those kernels need.
+// and stores, the sum of its lanes, a transpose of a square of them, a cache line's floats and
+// prefetches of lines. The fast CPU kernels use it instead of intrinsics, so every build compiles
+// the same code. Leaves out everything but what those kernels need.
 #pragma once
 
 #include <cstdint>
@@ -43,6 +43,13 @@ inline void prefetch_for_read(const float* address) {
 
 inline void simd_store(float* p, SimdVector v) {
   std::memcpy(p, &v, sizeof(v));
+}
+
+// The sum of a vector's lanes, lane 0 first (the same order wherever it is used).
+inline float simd_sum(SimdVector v) {
+  float sum = 0.0f;
+  for (int64_t lane = 0; lane < simd_floats; ++lane) sum += v[lane];
+  return sum;
 }
 
 namespace simd_detail {
