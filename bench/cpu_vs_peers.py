@@ -30,6 +30,7 @@ Peak memory is each process's maximum resident set size. Beyond tools/install-de
 `apt-get install libopenblas0-openmp nodejs npm`.
 """
 import argparse
+import ctypes
 import json
 import os
 import re
@@ -114,7 +115,6 @@ def openblas_environment():
     environment = {"LD_LIBRARY_PATH": OPENBLAS}
     if "OPENBLAS_CORETYPE" in os.environ:
         return environment, f"OpenBLAS, OPENBLAS_CORETYPE={os.environ['OPENBLAS_CORETYPE']} as given"
-    import ctypes
     openblas = ctypes.CDLL(library)
     openblas.openblas_get_corename.restype = ctypes.c_char_p
     detected = openblas.openblas_get_corename().decode()
