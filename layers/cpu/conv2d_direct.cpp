@@ -189,10 +189,7 @@ void mean_results(const Geometry& g, const float* results, int64_t first_pixel, 
     simd_store(means + pixel, total / static_cast<float>(channels));
   }
   for (; pixel < end; ++pixel) {
-    const SimdVector sum = lanes_of(pixel);
-    float total = sum[0];
-    for (int64_t lane = 1; lane < simd_floats; ++lane) total += sum[lane];
-    means[pixel] = total / static_cast<float>(channels);
+    means[pixel] = simd_sum(lanes_of(pixel)) / static_cast<float>(channels);
   }
 }
 

@@ -45,10 +45,10 @@ inline void simd_store(float* p, SimdVector v) {
   std::memcpy(p, &v, sizeof(v));
 }
 
-// The sum of a vector's lanes, lane 0 first (the same order wherever it is used).
+// The sum of a vector's lanes, from lane 0 up (the same order wherever it is used).
 inline float simd_sum(SimdVector v) {
-  float sum = 0.0f;
-  for (int64_t lane = 0; lane < simd_floats; ++lane) sum += v[lane];
+  float sum = v[0];
+  for (int64_t lane = 1; lane < simd_floats; ++lane) sum += v[lane];
   return sum;
 }
 
