@@ -294,6 +294,10 @@ TEST_CASE("conv2d: fast CPU equals the reference on awkward shapes", "[ops][conv
       {2, 24, 40, 15, 13, 1, 1, 2, 0, 1, 1, true, true},      // 8x7 outputs, 40 channels
       {1, 20, 70, 19, 17, 1, 1, 3, 0, 1, 2, false, true, 2},  // strides 3 and 2, groups of 35 channels
       {1, 64, 96, 33, 33, 1, 1, 1, 0, 1, 1, true, false},     // pointwise, 96 channels: blocks of 64 and 32
+      // Small images several to a task, their pixels one run of tiles that crosses from image to
+      // image, and a shorter last run (7 images: runs of 7, 4 + 3 or 3 + 3 + 1 for 1 to 3 threads).
+      {7, 40, 70, 5, 5, 1, 1, 1, 0, 1, 1, true, true},   // 25 pixels an image: tiles of 6 cross them
+      {5, 32, 48, 9, 9, 3, 3, 2, 1, 1, 2, false, true},  // strided 3x3 to 5x5, groups of 24 channels
   };
   uint32_t seed = 100;
   for (const Case& c : cases) {

@@ -80,17 +80,32 @@ Geometry geometry(const Conv2dParams& p, const Shape& input_shape) {
 
 // Tiles per task: the task's results fit the tile buffer, and there are enough tasks for every
 // thread (at least four each where the layer is big enough), so that batch 1 uses every core.
-int64_t tiles_per_task(const Geometry& g, int64_t out_pixels, int64_t images_times_blocks, int num_threads) {
-  const int64_t tiles = ceil_div(out_pixels, g.pixels_per_tile);
+// `pixels` are those of a task's images (several, side by side, where they are small).
+int64_t tiles_per_task(const Geometry& g, int64_t pixels, int64_t images_times_blocks, int num_threads) {
+  const int64_t tiles = ceil_div(pixels, g.pixels_per_tile);
   const int64_t by_buffer = std::max<int64_t>(1, tile_buffer_floats / (g.pixels_per_tile * g.block_channels));
   const int64_t wanted_ranges = ceil_div(4 * num_threads, images_times_blocks);
   return std::clamp<int64_t>(ceil_div(tiles, wanted_ranges), 1, by_buffer);
+}
+
+// Images side by side in one task, their pixels one run of tiles: those that the tile buffer holds
+// several of, up to a thread's share of the batch. Each task then reads its block's weights once for
+// all of them, not once an image, and a tile can take the last pixels of one image and the first of
+// the next, where each 7x7 image alone left 5 of its 9 tiles' 54 pixels empty. A fused pool
+// (ranges of its rows) keeps one image a task.
+int64_t images_per_task(const Geometry& g, const MaxPool2dParams* pool, int64_t conv_pixels, int64_t count,
+                        int num_threads) {
+  if (pool) return 1;
+  const int64_t buffer_pixels =
+      std::max<int64_t>(1, tile_buffer_floats / (g.pixels_per_tile * g.block_channels)) * g.pixels_per_tile;
+  return std::clamp<int64_t>(buffer_pixels / conv_pixels, 1, ceil_div(count, num_threads));
 }
 
 // How an image's outputs are cut into the ranges of its tasks: runs of `per_range` tiles of
 // consecutive output pixels or, with a max pool fused after the convolution, runs of `per_range`
 // rows of the pool's output, for which a task computes every convolution row their windows read
 // (one row more than its share, for ResNet's 3x3 stride-2 pool, computed by both neighbours).
+// Without a pool a task's pixels may run on through the next images (images_per_task).
 // And the floats of results each thread keeps: the convolution's, then the pool's.
 struct Ranges {
   int64_t per_range = 0, ranges = 0;
@@ -109,12 +124,12 @@ std::pair<int64_t, int64_t> rows_under_pool(const MaxPool2dParams& pool, int64_t
 }
 
 Ranges ranges_of(const Geometry& g, const MaxPool2dParams* pool, const Shape& conv_shape, const Shape& out_shape,
-                 int64_t images_times_blocks, int num_threads) {
+                 int64_t task_images, int64_t images_times_blocks, int num_threads) {
   Ranges r;
   if (!pool) {
-    const int64_t out_pixels = out_shape[2] * out_shape[3];
-    r.per_range = tiles_per_task(g, out_pixels, images_times_blocks, num_threads);
-    r.ranges = ceil_div(ceil_div(out_pixels, g.pixels_per_tile), r.per_range);
+    const int64_t pixels = task_images * out_shape[2] * out_shape[3];
+    r.per_range = tiles_per_task(g, pixels, images_times_blocks, num_threads);
+    r.ranges = ceil_div(ceil_div(pixels, g.pixels_per_tile), r.per_range);
     r.result_floats = r.per_range * g.pixels_per_tile * g.block_channels;
     return r;
   }
@@ -258,8 +273,11 @@ int64_t conv2d_direct_workspace_floats(const Conv2dParams& p, const Shape& input
   const Geometry g = geometry(p, input_shape);
   const int64_t copies = g.copied ? images_per_chunk(p, g, input_shape[0]) * p.in_channels * g.image_h * g.image_w : 0;
   const Shape conv = conv2d_output_shape(p, input_shape);
-  // The largest ranges: one task per thread or more wants them whole, up to what the buffers hold.
-  const Ranges r = ranges_of(g, pool, conv, pool ? max_pool2d_output_shape(*pool, conv) : conv,
+  // The largest ranges: one task per thread or more wants them whole, up to what the buffers hold;
+  // the most images a task takes are those of the largest chunk.
+  const int64_t task_images =
+      images_per_task(g, pool, conv[2] * conv[3], images_per_chunk(p, g, input_shape[0]), num_threads);
+  const Ranges r = ranges_of(g, pool, conv, pool ? max_pool2d_output_shape(*pool, conv) : conv, task_images,
                              4 * int64_t{num_threads}, num_threads);
   return copies + int64_t{num_threads} * (r.result_floats + r.pooled_floats);
 }
@@ -299,9 +317,11 @@ void conv2d_direct_forward_cpu(const Conv2dParams& p, ConstTensorView input, con
     const int64_t count = std::min(chunk, batch - first);
     if (g.copied) copy_images(p, g, input, first, count, copies, num_threads);
     const float* images = g.copied ? copies : input.data + first * image_floats;
-    const Ranges r = ranges_of(g, pool, conv, output.shape, count * p.groups * g.blocks, num_threads);
-    const int64_t tasks = count * p.groups * g.blocks * r.ranges;
-    // Task order (image, group, block, range): neighbouring tasks share a block's weights.
+    const int64_t task_images = images_per_task(g, pool, conv_pixels, count, num_threads);
+    const int64_t image_runs = ceil_div(count, task_images);
+    const Ranges r = ranges_of(g, pool, conv, output.shape, task_images, image_runs * p.groups * g.blocks, num_threads);
+    const int64_t tasks = image_runs * p.groups * g.blocks * r.ranges;
+    // Task order (images, group, block, range): neighbouring tasks share a block's weights.
     auto block_weights_of = [&](int64_t task) {
       const int64_t group = task / (g.blocks * r.ranges) % p.groups, block = task / r.ranges % g.blocks;
       return weights.data.data() + (group * g.blocks + block) * g.depth * g.block_channels;
@@ -317,12 +337,14 @@ void conv2d_direct_forward_cpu(const Conv2dParams& p, ConstTensorView input, con
       float* pooled = results + r.result_floats;
       const int64_t task_begin = tasks * thread / threads, task_end = tasks * (thread + 1) / threads;
       for (int64_t task = task_begin; task < task_end; ++task) {
-        const int64_t n = task / (p.groups * g.blocks * r.ranges);
+        const int64_t n = task / (p.groups * g.blocks * r.ranges) * task_images;  // the task's first image
+        const int64_t run_pixels = std::min(task_images, count - n) * conv_pixels;
         const int64_t group = task / (g.blocks * r.ranges) % p.groups;
         const int64_t block = task / r.ranges % g.blocks;
         const int64_t range = task % r.ranges;
         // The convolution's pixels [pixel_begin, pixel_end) this task computes, and the output's
-        // [out_begin, out_end) it writes: the same without a pool.
+        // [out_begin, out_end) it writes: the same without a pool, counted from image n's first
+        // through the images after it.
         int64_t pixel_begin, pixel_end, out_begin, out_end;
         if (pool) {
           out_begin = range * r.per_range;
@@ -334,10 +356,10 @@ void conv2d_direct_forward_cpu(const Conv2dParams& p, ConstTensorView input, con
           out_end *= out_w;
         } else {
           pixel_begin = out_begin = range * r.per_range * g.pixels_per_tile;
-          pixel_end = out_end = std::min(conv_pixels, pixel_begin + r.per_range * g.pixels_per_tile);
+          pixel_end = out_end = std::min(run_pixels, pixel_begin + r.per_range * g.pixels_per_tile);
+          if (pixel_begin >= pixel_end) continue;  // a range past a shorter last run of images
         }
         const int64_t tiles = ceil_div(pixel_end - pixel_begin, g.pixels_per_tile);
-        const float* image = images + (n * p.in_channels + group * in_per_group) * g.image_h * g.image_w;
         const float* block_weights = block_weights_of(task);
         // A 1x1 window's first pass over a range's input (this thread's first block of the group
         // there) fetches each plane's next line ahead of the tiles. That input was mostly just
@@ -348,7 +370,9 @@ void conv2d_direct_forward_cpu(const Conv2dParams& p, ConstTensorView input, con
         const bool first_pass = block == 0 || task - r.ranges < task_begin;
         const bool fetch_input_ahead = g.depth == in_per_group && first_pass;
         for (int64_t i = 0; i < tiles * g.pixels_per_tile; ++i) {
-          const int64_t pixel = std::min(pixel_begin + i, pixel_end - 1);
+          const int64_t at = std::min(pixel_begin + i, pixel_end - 1), pixel = at % conv_pixels;
+          const float* image =
+              images + ((n + at / conv_pixels) * p.in_channels + group * in_per_group) * g.image_h * g.image_w;
           pixel_inputs[i] = image + pixel / conv_w * g.stride_h * g.image_w + pixel % conv_w * g.stride_w;
         }
         // Depth blocks outermost: one block's weights stay in cache while every tile of the range
@@ -387,13 +411,18 @@ void conv2d_direct_forward_cpu(const Conv2dParams& p, ConstTensorView input, con
           pool_results(*pool, g, results, pixel_begin / conv_w, conv_h, conv_w, out_begin / out_w, out_end / out_w,
                        out_w, pooled);
         }
-        // The output and residual of image first + n; channels past the group's end are padding.
-        const int64_t image_offset = (first + n) * p.out_channels * out_pixels;
-        direct_write_results(pool ? pooled : results, g.block_channels,
-                             std::min(g.block_channels, out_per_group - block * g.block_channels),
-                             group * out_per_group + block * g.block_channels, out_begin, out_end, bias,
-                             residual ? residual + image_offset : nullptr, relu, output.data + image_offset,
-                             out_pixels);
+        // The outputs and residuals of images first + n on, each image's part of the range in
+        // turn; channels past the group's end are padding.
+        for (int64_t begin = out_begin; begin < out_end;) {
+          const int64_t image = begin / out_pixels, end = std::min(out_end, (image + 1) * out_pixels);
+          const int64_t image_offset = (first + n + image) * p.out_channels * out_pixels;
+          direct_write_results((pool ? pooled : results) + (begin - out_begin) * g.block_channels, g.block_channels,
+                               std::min(g.block_channels, out_per_group - block * g.block_channels),
+                               group * out_per_group + block * g.block_channels, begin - image * out_pixels,
+                               end - image * out_pixels, bias, residual ? residual + image_offset : nullptr, relu,
+                               output.data + image_offset, out_pixels);
+          begin = end;
+        }
       }
     }
   }
