@@ -298,6 +298,8 @@ TEST_CASE("conv2d: fast CPU equals the reference on awkward shapes", "[ops][conv
       // image, and a shorter last run (7 images: runs of 7, 4 + 3 or 3 + 3 + 1 for 1 to 3 threads).
       {7, 40, 70, 5, 5, 1, 1, 1, 0, 1, 1, true, true},   // 25 pixels an image: tiles of 6 cross them
       {5, 32, 48, 9, 9, 3, 3, 2, 1, 1, 2, false, true},  // strided 3x3 to 5x5, groups of 24 channels
+      // An input larger than the weights: ranges of pixels outside blocks of channels in the tasks' order.
+      {1, 8, 100, 40, 40, 3, 3, 2, 1, 1, 1, true, true},  // 20x20 outputs, blocks of 64 and 36
   };
   uint32_t seed = 100;
   for (const Case& c : cases) {
