@@ -91,8 +91,11 @@ int64_t tiles_per_task(const Geometry& g, int64_t pixels, int64_t images_times_b
 // Images side by side in one task, their pixels one run of tiles: those that the tile buffer holds
 // several of, up to a thread's share of the batch. Each task then reads its block's weights once for
 // all of them, not once an image, and a tile can take the last pixels of one image and the first of
-// the next, where each 7x7 image alone left 5 of its 9 tiles' 54 pixels empty. A fused pool
-// (ranges of its rows) keeps one image a task.
+// the next, where each 7x7 image alone left 5 of its 9 tiles' 54 pixels empty. ResNet-50 at batch
+// 8 (four images a task in layer4), four alternating profiles: layer4.0.conv2 8.29 -> 6.39 ms,
+// layer4.0.downsample 6.12 -> 5.16, the other 1x1s of layer4 14.3 -> 12.7. Four 14x14 images a
+// task with four times the buffer lost (layer3's 1024 -> 256 1x1s 13.1 -> 15.5 ms: each block then
+// read four images' input from L3). A fused pool (ranges of its rows) keeps one image a task.
 int64_t images_per_task(const Geometry& g, const MaxPool2dParams* pool, int64_t conv_pixels, int64_t count,
                         int num_threads) {
   if (pool) return 1;
@@ -326,7 +329,7 @@ void conv2d_direct_forward_cpu(const Conv2dParams& p, ConstTensorView input, con
     // Where the input outweighs the group's weights, ranges go outside blocks instead: each thread
     // then reads its share of the input and all the weights. ResNet-50's layer2.0.conv2 at batch 1
     // (a 3x3 of stride 2 over a padded 58x58 image of 128 channels: 1.7 MB, 0.6 MB of weights):
-    // 1.00 -> 0.91 and 1.27 -> 1.12 ms, medians of six and eight alternating profiles.
+    // 1.01 -> 0.78 ms, at batch 8 7.15 -> 6.36 (medians of eight and four alternating profiles).
     const bool ranges_outer =
         r.ranges > 1 && in_per_group * g.image_h * g.image_w > g.blocks * g.depth * g.block_channels;
     auto block_of = [&](int64_t task) { return ranges_outer ? task % g.blocks : task / r.ranges % g.blocks; };
