@@ -78,14 +78,18 @@ Geometry geometry(const Conv2dParams& p, const Shape& input_shape) {
   return g;
 }
 
+// Tiles whose results the tile buffer holds (one at least).
+int64_t buffer_tiles(const Geometry& g) {
+  return std::max<int64_t>(1, tile_buffer_floats / (g.pixels_per_tile * g.block_channels));
+}
+
 // Tiles per task: the task's results fit the tile buffer, and there are enough tasks for every
 // thread (at least four each where the layer is big enough), so that batch 1 uses every core.
 // `pixels` are those of a task's images (several, side by side, where they are small).
 int64_t tiles_per_task(const Geometry& g, int64_t pixels, int64_t images_times_blocks, int num_threads) {
   const int64_t tiles = ceil_div(pixels, g.pixels_per_tile);
-  const int64_t by_buffer = std::max<int64_t>(1, tile_buffer_floats / (g.pixels_per_tile * g.block_channels));
   const int64_t wanted_ranges = ceil_div(4 * num_threads, images_times_blocks);
-  return std::clamp<int64_t>(ceil_div(tiles, wanted_ranges), 1, by_buffer);
+  return std::clamp<int64_t>(ceil_div(tiles, wanted_ranges), 1, buffer_tiles(g));
 }
 
 // Images side by side in one task, their pixels one run of tiles: those that the tile buffer holds
@@ -99,9 +103,7 @@ int64_t tiles_per_task(const Geometry& g, int64_t pixels, int64_t images_times_b
 int64_t images_per_task(const Geometry& g, const MaxPool2dParams* pool, int64_t conv_pixels, int64_t count,
                         int num_threads) {
   if (pool) return 1;
-  const int64_t buffer_pixels =
-      std::max<int64_t>(1, tile_buffer_floats / (g.pixels_per_tile * g.block_channels)) * g.pixels_per_tile;
-  return std::clamp<int64_t>(buffer_pixels / conv_pixels, 1, ceil_div(count, num_threads));
+  return std::clamp<int64_t>(buffer_tiles(g) * g.pixels_per_tile / conv_pixels, 1, ceil_div(count, num_threads));
 }
 
 // How an image's outputs are cut into the ranges of its tasks: runs of `per_range` tiles of
@@ -330,13 +332,14 @@ void conv2d_direct_forward_cpu(const Conv2dParams& p, ConstTensorView input, con
     // then reads its share of the input and all the weights. ResNet-50's layer2.0.conv2 at batch 1
     // (a 3x3 of stride 2 over a padded 58x58 image of 128 channels: 1.7 MB, 0.6 MB of weights):
     // 1.01 -> 0.78 ms, at batch 8 7.15 -> 6.36 (medians of eight and four alternating profiles).
+    // A task's block and range are task / stride % count, with these strides.
     const bool ranges_outer =
         r.ranges > 1 && in_per_group * g.image_h * g.image_w > g.blocks * g.depth * g.block_channels;
-    auto block_of = [&](int64_t task) { return ranges_outer ? task % g.blocks : task / r.ranges % g.blocks; };
-    auto range_of = [&](int64_t task) { return ranges_outer ? task / g.blocks % r.ranges : task % r.ranges; };
+    const int64_t block_stride = ranges_outer ? 1 : r.ranges, range_stride = ranges_outer ? g.blocks : 1;
+    auto group_of = [&](int64_t task) { return task / (g.blocks * r.ranges) % p.groups; };
+    auto block_of = [&](int64_t task) { return task / block_stride % g.blocks; };
     auto block_weights_of = [&](int64_t task) {
-      const int64_t group = task / (g.blocks * r.ranges) % p.groups;
-      return weights.data.data() + (group * g.blocks + block_of(task)) * g.depth * g.block_channels;
+      return weights.data.data() + (group_of(task) * g.blocks + block_of(task)) * g.depth * g.block_channels;
     };
 #pragma omp parallel num_threads(num_threads)
     {
@@ -351,9 +354,8 @@ void conv2d_direct_forward_cpu(const Conv2dParams& p, ConstTensorView input, con
       for (int64_t task = task_begin; task < task_end; ++task) {
         const int64_t n = task / (p.groups * g.blocks * r.ranges) * task_images;  // the task's first image
         const int64_t run_pixels = std::min(task_images, count - n) * conv_pixels;
-        const int64_t group = task / (g.blocks * r.ranges) % p.groups;
-        const int64_t block = block_of(task);
-        const int64_t range = range_of(task);
+        const int64_t group = group_of(task), block = block_of(task);
+        const int64_t range = task / range_stride % r.ranges;
         // The convolution's pixels [pixel_begin, pixel_end) this task computes, and the output's
         // [out_begin, out_end) it writes: the same without a pool, counted from image n's first
         // through the images after it.
@@ -374,12 +376,13 @@ void conv2d_direct_forward_cpu(const Conv2dParams& p, ConstTensorView input, con
         const int64_t tiles = ceil_div(pixel_end - pixel_begin, g.pixels_per_tile);
         const float* block_weights = block_weights_of(task);
         // A 1x1 window's first pass over a range's input (this thread's first block of the group
-        // there) fetches each plane's next line ahead of the tiles. That input was mostly just
-        // written by the previous layer's threads, half of it by the other core, whose cache the
-        // hardware prefetcher does not read ahead from over hundreds of planes. ResNet-50 at batch
-        // 1: layer3's 1024 -> 256 1x1s 0.50 -> 0.39 ms. Windows of several taps read each line
-        // again from the next row of taps, and lost a little (the stem 1.05 -> 1.11 ms).
-        const bool first_pass = block == 0 || (ranges_outer ? task == task_begin : task - r.ranges < task_begin);
+        // there: the task of the block before it, block_stride back, is not this thread's) fetches
+        // each plane's next line ahead of the tiles. That input was mostly just written by the
+        // previous layer's threads, half of it by the other core, whose cache the hardware
+        // prefetcher does not read ahead from over hundreds of planes. ResNet-50 at batch 1:
+        // layer3's 1024 -> 256 1x1s 0.50 -> 0.39 ms. Windows of several taps read each line again
+        // from the next row of taps, and lost a little (the stem 1.05 -> 1.11 ms).
+        const bool first_pass = block == 0 || task - block_stride < task_begin;
         const bool fetch_input_ahead = g.depth == in_per_group && first_pass;
         for (int64_t i = 0; i < tiles * g.pixels_per_tile; ++i) {
           const int64_t at = std::min(pixel_begin + i, pixel_end - 1), pixel = at % conv_pixels;
