@@ -262,9 +262,9 @@ TEST_CASE("whole models on the reference backend equal the fast CPU backend", "[
   }
 }
 
-TEST_CASE("a 14x14 stage at batch 1 runs on Winograd's 2x2 tiles and equals the reference", "[plan][slow]") {
+TEST_CASE("14x14 and 7x7 stages at batch 1 run on Winograd's 2x2 tiles and equal the reference", "[plan][slow]") {
   const Model model = test::random_model("resnet18", 7, 10);
-  const Tensor x = test::random_tensor({1, 3, 112, 112}, 11);  // layer2 at 14x14
+  const Tensor x = test::random_tensor({1, 3, 112, 112}, 11);  // layer2 at 14x14, layer3 at 7x7
   PlanOptions reference_options;
   reference_options.backend = Backend::reference;
   PlanOptions cpu_options;
@@ -276,7 +276,7 @@ TEST_CASE("a 14x14 stage at batch 1 runs on Winograd's 2x2 tiles and equals the 
     winograd_2x2_steps +=
         step.node->kind == OpKind::conv2d && step.conv2d_cpu.algorithm == Conv2dAlgorithm::winograd_2x2;
   }
-  CHECK(winograd_2x2_steps == 3);  // layer2's stride-1 3x3s (layer2.0.conv1 has stride 2)
+  CHECK(winograd_2x2_steps == 6);  // layer2's and layer3's stride-1 3x3s (each stage's first has stride 2)
   const test::Difference d = test::compare(cpu.run(x.view()).output.view(), reference.run(x.view()).output.view());
   INFO(d.describe());
   CHECK(test::close_enough(d, 1e-4));

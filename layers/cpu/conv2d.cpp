@@ -34,8 +34,10 @@ constexpr int64_t gemm_fewest_columns_to_choose = 256;
 constexpr int64_t deep_product = 512;
 constexpr int64_t gemm_fewest_columns_deep = 512;
 constexpr int64_t direct_most_channels_windowed = 128;
-// F(2x2, 3x3) on images of at least this many tiles (12x12 outputs); see choose_for_fp32.
+// F(2x2, 3x3) on images of at least this many tiles (12x12 outputs), and on a batch of one image
+// from 16 tiles (7x7 outputs); see choose_for_fp32.
 constexpr int64_t winograd_2x2_fewest_image_tiles = 36;
+constexpr int64_t winograd_2x2_fewest_tiles_one_image = 16;
 constexpr int64_t direct_fewest_depth = 64;
 constexpr int64_t means_part_floats = int64_t{1} << 18;  // 1 MiB
 
@@ -174,8 +176,17 @@ Conv2dAlgorithm choose_for_fp32(const Conv2dParams& p, const Shape& input_shape,
   // 0.70 ms, with 512 channels 3.14 -> 2.35; 7x7 with 512 channels 1.00 against 1.07, at batch 4
   // 3.37 against 3.99). ResNet-50 at batch 1, six alternating profiles: layer3's five 3x3s 3.80 ->
   // 3.00 ms, the forward pass 28.8 -> 27.8.
+  // A 7x7 image alone is the exception on the AMD Zen 5 of later sessions: the direct kernel's
+  // threads then share 49 pixels (tiles of 6, the last with 1), while at batch 2 and more several
+  // images make one run of tiles (conv2d_direct.cpp). ResNet-50 at batch 1, layer4.1 and 4.2's
+  // 3x3s, eight alternating profiles each, twice: 1.53 -> 1.42 ms and 1.56 -> 1.44 for the two. A
+  // harness of that layer (2 threads) at batch 2 had F(2x2) ahead with the weights in cache (1.34
+  // against 1.48 ms direct) and behind with them in memory (1.65 against 1.51), at batch 4 behind
+  // (3.35 against 2.92).
+  const int64_t fewest_image_tiles =
+      input_shape[0] == 1 ? winograd_2x2_fewest_tiles_one_image : winograd_2x2_fewest_image_tiles;
   if (allow_winograd && conv2d_winograd_2x2_applies(p) && p.in_channels >= 16 && p.out_channels >= 16 &&
-      conv2d_winograd_2x2_image_tiles(p, input_shape) >= winograd_2x2_fewest_image_tiles) {
+      conv2d_winograd_2x2_image_tiles(p, input_shape) >= fewest_image_tiles) {
     return Conv2dAlgorithm::winograd_2x2;
   }
   // Windowed convolutions with few output channels: the column matrix (nine times the input for
