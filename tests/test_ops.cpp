@@ -5,9 +5,12 @@
 
 #include <algorithm>
 #include <array>
+#include <atomic>
 #include <catch2/catch.hpp>
+#include <chrono>
 #include <cmath>
 #include <cstring>
+#include <thread>
 #include <vector>
 
 #include "layers/adaptive_avg_pool2d.hpp"
@@ -15,6 +18,7 @@
 #include "layers/batch_norm2d.hpp"
 #include "layers/conv2d.hpp"
 #include "layers/cpu/gemm.hpp"
+#include "layers/cpu/task_runs.hpp"
 #include "layers/linear.hpp"
 #include "layers/max_pool2d.hpp"
 #include "layers/relu.hpp"
@@ -660,4 +664,85 @@ TEST_CASE("relu and add: fast CPU equals the reference, in place too", "[ops][re
   Tensor out({3});
   relu_forward_ref(small.view(), out.view());
   CHECK(std::vector<float>(out.data(), out.data() + 3) == std::vector<float>{0.0f, 0.0f, 2.5f});
+}
+
+TEST_CASE("TaskRuns: one thread takes its own run in order and then the others' from their backs", "[ops][task_runs]") {
+  // Runs for three threads over 10 tasks: [0, 3), [3, 6), [6, 10). Thread 0 alone takes them all.
+  TaskRuns runs(10, 3);
+  CHECK(runs.own_begin(1) == 3);
+  CHECK(runs.is_next_of(0, 0));
+  std::vector<int64_t> order;
+  std::vector<bool> stolen;
+  bool was_stolen = false;
+  for (int64_t task = runs.next(0, &was_stolen); task >= 0; task = runs.next(0, &was_stolen)) {
+    order.push_back(task);
+    stolen.push_back(was_stolen);
+  }
+  CHECK(order == std::vector<int64_t>{0, 1, 2, 5, 4, 3, 9, 8, 7, 6});
+  CHECK(stolen == std::vector<bool>{false, false, false, true, true, true, true, true, true, true});
+  CHECK(runs.next(1) == -1);
+  CHECK_FALSE(runs.is_next_of(1, 3));
+  TaskRuns empty(0, 2);
+  CHECK(empty.next(1) == -1);
+}
+
+TEST_CASE("TaskRuns: a thread done first takes a held-up thread's last tasks, each task once", "[ops][task_runs]") {
+  // Thread 0 takes its first task and then waits until every other task is done: thread 1 must do
+  // its own four and then thread 0's last three, from the back.
+  constexpr int64_t count = 8;
+  TaskRuns runs(count, 2);
+  std::vector<int> taken_by(count, -1);
+  std::vector<int64_t> order_of_1;
+  std::atomic<int64_t> done{0};
+  bool waited_out = false;
+#pragma omp parallel num_threads(2)
+  {
+    const int thread = omp_get_thread_num();
+    if (omp_get_num_threads() == 2) {
+      int64_t task = thread == 0 ? runs.next(0) : -1;  // thread 0's first task, before thread 1 starts
+#pragma omp barrier
+      if (thread == 1) task = runs.next(1);
+      for (; task >= 0; task = runs.next(thread)) {
+        taken_by[task] = thread;
+        if (thread == 1) order_of_1.push_back(task);
+        ++done;
+        if (thread == 0) {
+          const auto start = std::chrono::steady_clock::now();
+          while (done < count && std::chrono::steady_clock::now() - start < std::chrono::seconds(20)) {
+            std::this_thread::sleep_for(std::chrono::milliseconds(1));
+          }
+          if (done < count) waited_out = true;
+        }
+      }
+    }
+  }
+  if (omp_get_max_threads() < 2) return;  // OMP_NUM_THREADS=1: there is no second thread to help
+  CHECK_FALSE(waited_out);
+  CHECK(taken_by == std::vector<int>{0, 1, 1, 1, 1, 1, 1, 1});
+  CHECK(order_of_1 == std::vector<int64_t>{4, 5, 6, 7, 3, 2, 1});
+}
+
+TEST_CASE("conv2d: every algorithm gives the reference when OpenMP gives it fewer threads than it planned for",
+          "[ops][conv2d]") {
+  // Inside a parallel region with nesting off, the convolution's own regions get one thread while
+  // its tasks and workspace were cut for three: that thread must take every thread's share.
+  const Conv2dParams p = square_conv(24, 40, 3, 1, 1);
+  const Tensor x = test::random_tensor({1, 24, 24, 24}, 7), w = test::random_tensor({40, 24, 3, 3}, 8);
+  const Tensor b = test::random_tensor({40}, 9);
+  const Tensor expected = run_conv_ref(p, x, w, b.data(), true);
+  const int levels = omp_get_max_active_levels();
+  omp_set_max_active_levels(1);
+  for (Conv2dAlgorithm algorithm : {Conv2dAlgorithm::im2col_gemm, Conv2dAlgorithm::direct, Conv2dAlgorithm::winograd,
+                                    Conv2dAlgorithm::winograd_2x2}) {
+    Tensor actual;
+#pragma omp parallel num_threads(2)
+    {
+#pragma omp single
+      actual = run_conv_cpu(p, x, w, b.data(), true, 3, algorithm);
+    }
+    const test::Difference d = test::compare(actual.view(), expected.view());
+    INFO(conv2d_algorithm_name(algorithm) << ": " << d.describe());
+    CHECK(test::close_enough(d, winograd_tolerance));
+  }
+  omp_set_max_active_levels(levels);
 }

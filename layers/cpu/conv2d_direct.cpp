@@ -20,6 +20,7 @@
 #include "engine/error.hpp"
 #include "layers/conv2d.hpp"
 #include "layers/cpu/direct_kernel.hpp"
+#include "layers/cpu/task_runs.hpp"
 
 namespace prism {
 namespace {
@@ -341,17 +342,19 @@ void conv2d_direct_forward_cpu(const Conv2dParams& p, ConstTensorView input, con
     auto block_weights_of = [&](int64_t task) {
       return weights.data.data() + (group_of(task) * g.blocks + block_of(task)) * g.depth * g.block_channels;
     };
+    // Each thread a run of consecutive tasks, so that it knows whose weights come next, and then
+    // the other runs' last tasks if it is done first.
+    TaskRuns task_runs(tasks, num_threads);
 #pragma omp parallel num_threads(num_threads)
     {
       // Where each pixel of a task's tiles starts reading its window (the last tile repeats the
       // range's last pixel to fill up).
       std::vector<const float*> pixel_inputs(r.result_floats / g.block_channels);
-      // Each thread a run of consecutive tasks, so that it knows whose weights come next.
-      const int64_t thread = omp_get_thread_num(), threads = omp_get_num_threads();
+      const int thread = omp_get_thread_num();
       float* results = thread_buffers + thread * (r.result_floats + r.pooled_floats);
       float* pooled = results + r.result_floats;
-      const int64_t task_begin = tasks * thread / threads, task_end = tasks * (thread + 1) / threads;
-      for (int64_t task = task_begin; task < task_end; ++task) {
+      bool stolen = false;
+      for (int64_t task = task_runs.next(thread, &stolen); task >= 0; task = task_runs.next(thread, &stolen)) {
         const int64_t n = task / (p.groups * g.blocks * r.ranges) * task_images;  // the task's first image
         const int64_t run_pixels = std::min(task_images, count - n) * conv_pixels;
         const int64_t group = group_of(task), block = block_of(task);
@@ -382,7 +385,7 @@ void conv2d_direct_forward_cpu(const Conv2dParams& p, ConstTensorView input, con
         // prefetcher does not read ahead from over hundreds of planes. ResNet-50 at batch 1:
         // layer3's 1024 -> 256 1x1s 0.50 -> 0.39 ms. Windows of several taps read each line again
         // from the next row of taps, and lost a little (the stem 1.05 -> 1.11 ms).
-        const bool first_pass = block == 0 || task - block_stride < task_begin;
+        const bool first_pass = block == 0 || stolen || task - block_stride < task_runs.own_begin(thread);
         const bool fetch_input_ahead = g.depth == in_per_group && first_pass;
         for (int64_t i = 0; i < tiles * g.pixels_per_tile; ++i) {
           const int64_t at = std::min(pixel_begin + i, pixel_end - 1), pixel = at % conv_pixels;
@@ -400,9 +403,9 @@ void conv2d_direct_forward_cpu(const Conv2dParams& p, ConstTensorView input, con
         for (int64_t k = 0; k < g.depth; k += g.depth_per_block) {
           const int64_t depth = std::min(g.depth_per_block, g.depth - k);
           const bool more_depth = k + depth < g.depth;
-          const float* next = more_depth            ? block_weights + (k + depth) * g.block_channels
-                              : task + 1 < task_end ? block_weights_of(task + 1)
-                                                    : nullptr;
+          const float* next = more_depth ? block_weights + (k + depth) * g.block_channels
+                              : !stolen && task_runs.is_next_of(thread, task + 1) ? block_weights_of(task + 1)
+                                                                                  : nullptr;
           const int64_t next_depth = std::min(g.depth_per_block, more_depth ? g.depth - k - depth : g.depth);
           const WeightPrefetch fetch(next, next_depth * g.block_channels / floats_per_cache_line, tiles, depth);
           for (int64_t t = 0; t < tiles; ++t) {

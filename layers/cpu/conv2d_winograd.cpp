@@ -16,6 +16,7 @@
 
 #include "layers/conv2d.hpp"
 #include "layers/cpu/gemm.hpp"
+#include "layers/cpu/task_runs.hpp"
 #include "layers/cpu/winograd_filter.hpp"
 
 namespace prism {
@@ -109,6 +110,12 @@ std::vector<TileRow> tile_rows(const TileGeometry& g, int64_t first, int64_t cou
 // enough to vectorise well even where a row has 4 tiles (14x14 images).
 int64_t rows_per_group(int64_t tiles_w) {
   return std::max<int64_t>(1, 64 / tiles_w);
+}
+
+// Groups of tile rows in tiles [first, first + count): the transforms' items per channel.
+int64_t tile_row_groups(const TileGeometry& g, int64_t first, int64_t count) {
+  const int64_t rows = static_cast<int64_t>(tile_rows(g, first, count).size()), group_rows = rows_per_group(g.tiles_w);
+  return (rows + group_rows - 1) / group_rows;
 }
 
 // Scratch floats for one group's transforms (the larger of the input and the output side).
@@ -266,65 +273,82 @@ void output_transform_rows(const float* m, int64_t xi_stride, const TileRow* row
   }
 }
 
+// The work of one chunk's three stages, for the threads that share it: each stage's items in
+// runs, one a thread, taken from the front by their own thread and from the back by a thread done
+// with its own (TaskRuns). The products' items are (share of the output channels, point), a share
+// for each thread.
+struct SharedChunkRuns {
+  SharedChunkRuns(const Conv2dParams& p, int64_t groups, int threads)
+      : shares(threads),
+        input(p.in_channels * groups, threads),
+        products(shares * points, threads),
+        output(p.out_channels * groups, threads) {}
+  int64_t shares;
+  TaskRuns input, products, output;
+};
+
 // One chunk of tiles [first, first + count) through all three stages. With `shared`, every
-// thread of the enclosing parallel region calls this for the same chunk and takes its part of
-// each stage (the GEMMs split by output channels, so no thread waits inside them), with a barrier
-// between stages; otherwise the calling thread does it all.
+// thread of the enclosing parallel region calls this for the same chunk and takes items of each
+// stage from `shared` (the GEMMs split by output channels, so no thread waits inside them), with
+// a barrier between stages; otherwise the calling thread does it all.
 void run_chunk(const Conv2dParams& p, ConstTensorView input, const std::vector<PackedMatrix>& u, const float* bias,
                const float* residual, bool relu, TensorView output, const TileGeometry& g, int64_t first, int64_t count,
-               float* workspace, bool shared) {
+               float* workspace, SharedChunkRuns* shared) {
   const int64_t height = input.dim(2), width = input.dim(3), out_h = output.dim(2), out_w = output.dim(3);
-  const int64_t thread = shared ? omp_get_thread_num() : 0, threads = shared ? omp_get_num_threads() : 1;
+  const int thread = shared ? omp_get_thread_num() : 0;
   float* v = workspace;                           // (36, C_in, count)
   float* m = v + points * p.in_channels * count;  // (36, C_out, count)
   float* gemm_workspace = m + points * p.out_channels * count + thread * gemm_workspace_floats(p.in_channels, count);
   const std::vector<TileRow> rows = tile_rows(g, first, count);
   const int64_t row_count = static_cast<int64_t>(rows.size());
-  const int64_t group_rows = rows_per_group(g.tiles_w), groups = (row_count + group_rows - 1) / group_rows;
+  const int64_t group_rows = rows_per_group(g.tiles_w), groups = tile_row_groups(g, first, count);
   auto group_size = [&](int64_t group) { return std::min(group_rows, row_count - group * group_rows); };
   std::vector<float> scratch(group_scratch_floats(g.tiles_w));
-  // This thread's part of `items` things to do: a contiguous range.
-  auto part = [&](int64_t items, int64_t& begin, int64_t& end) {
-    begin = items * thread / threads;
-    end = items * (thread + 1) / threads;
+  // Each of `items` things to do, from the stage's runs when shared, else all of them in order.
+  auto for_each_item = [&](TaskRuns* runs, int64_t items, auto&& body) {
+    if (!runs) {
+      for (int64_t item = 0; item < items; ++item) body(item);
+      return;
+    }
+    for (int64_t item = runs->next(thread); item >= 0; item = runs->next(thread)) body(item);
   };
-  int64_t begin, end;
 
   // 1. Input transform: V[xi][ci][t] = (B^T d B)[xi] for every channel and tile.
-  part(p.in_channels * groups, begin, end);
-  for (int64_t item = begin; item < end; ++item) {
+  for_each_item(shared ? &shared->input : nullptr, p.in_channels * groups, [&](int64_t item) {
     const int64_t ci = item / groups, group = item % groups;
     input_transform_rows(p, input.data + ci * height * width, p.in_channels * height * width, height, width,
                          rows.data() + group * group_rows, group_size(group), g.tiles_w, v + ci * count,
                          p.in_channels * count, scratch.data());
-  }
+  });
   if (shared) {
 #pragma omp barrier
   }
 
   // 2. The 36 matrix products, M[xi] (C_out, count) = U[xi] (C_out, C_in) * V[xi] (C_in, count),
-  // this thread's output channels in whole panels.
+  // each item a share of the output channels in whole panels for one point.
   const int64_t panels_total = (p.out_channels + gemm_rows_per_panel - 1) / gemm_rows_per_panel;
-  part(panels_total, begin, end);
-  const int64_t row_first = begin * gemm_rows_per_panel, row_last = std::min(p.out_channels, end * gemm_rows_per_panel);
-  for (int64_t xi = 0; xi < points && row_first < row_last; ++xi) {
+  const int64_t shares = shared ? shared->shares : 1;
+  for_each_item(shared ? &shared->products : nullptr, shares * points, [&](int64_t item) {
+    const int64_t share = item / points, xi = item % points;
+    const int64_t row_first = panels_total * share / shares * gemm_rows_per_panel,
+                  row_last = std::min(p.out_channels, panels_total * (share + 1) / shares * gemm_rows_per_panel);
+    if (row_first >= row_last) return;
     gemm_packed(u[xi], v + xi * p.in_channels * count, count, count, m + xi * p.out_channels * count, count, {},
                 gemm_workspace, 1, row_first, row_last);
-  }
+  });
   if (shared) {
 #pragma omp barrier
   }
 
   // 3. Output transform: Y = A^T M A, plus bias, residual and ReLU, into the output image.
-  part(p.out_channels * groups, begin, end);
-  for (int64_t item = begin; item < end; ++item) {
+  for_each_item(shared ? &shared->output : nullptr, p.out_channels * groups, [&](int64_t item) {
     const int64_t co = item / groups, group = item % groups;
     const TileRow* group_first = rows.data() + group * group_rows;
     const int64_t channel = co * out_h * out_w, image_stride = p.out_channels * out_h * out_w;
     output_transform_rows(m + co * count + group_first->column, p.out_channels * count, group_first, group_size(group),
                           bias ? bias[co] : 0.0f, residual ? residual + channel : nullptr, relu, output.data + channel,
                           image_stride, out_h, out_w, scratch.data());
-  }
+  });
 }
 
 }  // namespace
@@ -388,14 +412,20 @@ void conv2d_winograd_forward_cpu(const Conv2dParams& p, ConstTensorView input, c
     for (int64_t c = 0; c < chunks; ++c) {
       const int64_t first = c * chunk;
       run_chunk(p, input, u, bias, residual, relu, output, g, first, std::min(chunk, g.tiles - first),
-                workspace + omp_get_thread_num() * per_thread, false);
+                workspace + omp_get_thread_num() * per_thread, nullptr);
     }
   } else {
     // Fewer chunks than threads (small images, batch 1): the threads share each chunk.
+    std::vector<SharedChunkRuns> runs;
+    for (int64_t c = 0; c < chunks; ++c) {
+      const int64_t first = c * chunk;
+      runs.emplace_back(p, tile_row_groups(g, first, std::min(chunk, g.tiles - first)), num_threads);
+    }
 #pragma omp parallel num_threads(num_threads)
     for (int64_t c = 0; c < chunks; ++c) {
       const int64_t first = c * chunk;
-      run_chunk(p, input, u, bias, residual, relu, output, g, first, std::min(chunk, g.tiles - first), workspace, true);
+      run_chunk(p, input, u, bias, residual, relu, output, g, first, std::min(chunk, g.tiles - first), workspace,
+                &runs[c]);
     }
   }
 }

@@ -23,6 +23,7 @@
 
 #include "layers/conv2d.hpp"
 #include "layers/cpu/direct_kernel.hpp"
+#include "layers/cpu/task_runs.hpp"
 #include "layers/cpu/winograd_filter.hpp"
 
 namespace prism {
@@ -252,31 +253,35 @@ void conv2d_winograd_2x2_forward_cpu(const Conv2dParams& p, ConstTensorView inpu
     const int64_t tasks = g.blocks * count * r.ranges;  // in order (block, image, range)
     const int64_t kernel_calls = r.slots / g.pixels_per_tile;
     const int64_t per_thread = r.result_floats + r.pixel_floats + transform_scratch_floats(g);
+    // Step 1's planes and step 2's tasks: each thread a run of consecutive ones (in step 2 so
+    // that it knows whose weights come next), and then the other runs' last ones if it is done
+    // first.
+    TaskRuns plane_runs(count * p.in_channels, num_threads), task_runs(tasks, num_threads);
 #pragma omp parallel num_threads(num_threads)
     {
-      const int64_t thread = omp_get_thread_num(), threads = omp_get_num_threads();
+      const int thread = omp_get_thread_num();
       float* results = thread_buffers + thread * per_thread;
       float* pixels = results + r.result_floats;
       float* scratch = pixels + r.pixel_floats;
       // 1. V[xi][ci][t] = (B^T d B)[xi] for every channel of every image: planes shared out.
-      const int64_t planes = count * p.in_channels;
-      for (int64_t plane = planes * thread / threads; plane < planes * (thread + 1) / threads; ++plane) {
+      for (int64_t plane = plane_runs.next(thread); plane >= 0; plane = plane_runs.next(thread)) {
         const int64_t n = plane / p.in_channels, ci = plane % p.in_channels;
         input_transform_plane(p, g, input.data + ((first + n) * p.in_channels + ci) * height * width, height, width,
                               v + ci * g.tile_stride + n * g.stored_tiles, point_stride, scratch);
       }
 #pragma omp barrier
-      // 2. Each thread a run of consecutive tasks, so that it knows whose weights come next: the
-      // 16 products of its tiles, each kernel call fetching a share of the next product's weights.
+      // 2. The 16 products of each task's tiles, each kernel call fetching a share of the next
+      // product's weights (or the next task's, where this thread's run goes on).
       std::vector<const float*> tile_inputs(r.slots);
-      const int64_t task_begin = tasks * thread / threads, task_end = tasks * (thread + 1) / threads;
-      for (int64_t task = task_begin; task < task_end; ++task) {
+      bool stolen = false;
+      for (int64_t task = task_runs.next(thread, &stolen); task >= 0; task = task_runs.next(thread, &stolen)) {
         const int64_t block = task / (count * r.ranges), n = task / r.ranges % count, range = task % r.ranges;
         const int64_t row_begin = range * r.rows_per_range, row_end = std::min(g.tiles_h, row_begin + r.rows_per_range);
         const int64_t tile_begin = row_begin * g.tiles_w, tile_count = (row_end - row_begin) * g.tiles_w;
         const float* block_weights = weights.data.data() + block * block_floats;
-        const float* next_task_weights =
-            task + 1 < task_end ? weights.data.data() + (task + 1) / (count * r.ranges) * block_floats : nullptr;
+        const float* next_task_weights = !stolen && task_runs.is_next_of(thread, task + 1)
+                                             ? weights.data.data() + (task + 1) / (count * r.ranges) * block_floats
+                                             : nullptr;
         for (int64_t xi = 0; xi < points; ++xi) {
           const float* point_weights = block_weights + xi * p.in_channels * g.block_channels;
           const float* next = xi + 1 < points ? point_weights + p.in_channels * g.block_channels : next_task_weights;

@@ -355,17 +355,23 @@ PackedMatrix gemm_to_bf16(const PackedMatrix& a) {
 #endif
 }
 
+GemmBSource gemm_b_source_by_size(int64_t depth, int64_t columns) {
+  return depth * columns > b_in_l2_most_floats ? GemmBSource::memory : GemmBSource::cache;
+}
+
 int64_t gemm_workspace_floats(int64_t depth, int64_t columns) {
   return std::min(depth, gemm_depth_per_block) * panels(columns, gemm_columns_per_panel) * gemm_columns_per_panel;
 }
 
 void gemm_packed(const PackedMatrix& a, const float* b, int64_t b_row_stride, int64_t columns, float* c,
                  int64_t c_row_stride, const GemmEpilogue& epilogue, float* workspace, int num_threads,
-                 int64_t row_begin, int64_t row_end, const GemmColumnRuns& runs) {
+                 int64_t row_begin, int64_t row_end, const GemmColumnRuns& runs, GemmBSource b_source) {
   constexpr int64_t mr = gemm_rows_per_panel, nr = gemm_columns_per_panel;
   const int64_t row_panels = panels(a.rows, mr), column_panels = panels(columns, nr);
   if (row_end < 0) row_end = a.rows;
   const int64_t first_panel = row_begin / mr, end_panel = panels(row_end, mr);
+  const bool b_from_memory =
+      (b_source == GemmBSource::by_size ? gemm_b_source_by_size(a.depth, columns) : b_source) == GemmBSource::memory;
   // The precision's packing of B and micro-kernels; `panel_depth` is what a panel holds per row
   // for a block of depth d (bf16: pairs).
   const bool bf16 = a.precision == GemmPrecision::bf16;
@@ -466,7 +472,6 @@ void gemm_packed(const PackedMatrix& a, const float* b, int64_t b_row_stride, in
       // 0.91 ms against 0.80.
       // All of B counts, not only this depth block: at batch 8 layer2's 512 -> 128 1x1s (blocks
       // of 256 x 784 floats, 1.5 MiB of B in all) 3.2 -> 2.8 ms, layer3.0.conv1 6.1 -> 5.6.
-      const bool b_from_memory = a.depth * columns > b_in_l2_most_floats;
       const int64_t lines = block_depth * lines_per_panel_row;
       const int64_t share = (lines + end_panel - first_panel - 1) / std::max<int64_t>(1, end_panel - first_panel);
       for (int64_t jr = 0; jr < column_panels; ++jr) {

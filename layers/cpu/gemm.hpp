@@ -95,6 +95,13 @@ struct GemmColumnRuns {
   int64_t b_stride = 0, c_stride = 0, addend_stride = 0;
 };
 
+// Where B comes from, which decides how it is read: from memory (read in place where a panel
+// lies whole in one run, the next panel fetched ahead while the current one's products run) or
+// from this core's cache (packed). by_size takes a B of more than 1 MiB to come from memory; a
+// caller that computes a large B in parts says so for each part.
+enum class GemmBSource { by_size, memory, cache };
+GemmBSource gemm_b_source_by_size(int64_t depth, int64_t columns);
+
 // c (a.rows, columns) = a * b (a.depth, columns), then the epilogue, in a's precision (b is
 // rounded to bf16 as it is packed where a is bf16). b and c are row-major with the given row
 // strides, in runs if `runs` says so. num_threads > 1 splits the work over OpenMP threads; call
@@ -103,6 +110,7 @@ struct GemmColumnRuns {
 // one product without waiting for each other.
 void gemm_packed(const PackedMatrix& a, const float* b, int64_t b_row_stride, int64_t columns, float* c,
                  int64_t c_row_stride, const GemmEpilogue& epilogue, float* workspace, int num_threads,
-                 int64_t row_begin = 0, int64_t row_end = -1, const GemmColumnRuns& runs = {});
+                 int64_t row_begin = 0, int64_t row_end = -1, const GemmColumnRuns& runs = {},
+                 GemmBSource b_source = GemmBSource::by_size);
 
 }  // namespace prism
