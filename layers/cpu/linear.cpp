@@ -21,6 +21,12 @@ namespace {
 constexpr int64_t streaming_largest_batch = 32;
 constexpr int64_t images_per_pass = 8;
 constexpr int64_t rows_per_pass = 2;
+// How far ahead of its use each row's stream of weights is fetched: 4 KiB. Each thread reads two
+// rows at a time, two streams 1-100 KB apart that the hardware prefetcher does not keep far enough
+// ahead of (a row's end continues into the row after the next pair's). ResNet-50's fc at batch 1
+// 0.38 -> 0.20 ms; VGG-16's classifier at batch 1 12.0 / 2.5 / 0.62 -> 8.1 / 1.6 / 0.41 ms (a
+// harness alternating the two builds' passes in one process), at batch 8 29.0 / 4.3 -> 22.5 / 3.3.
+constexpr int64_t prefetch_ahead_bytes = 4096;
 
 // The weights as dot_rows reads them: a vector of a row from element k, or one element.
 struct Fp32Weights {
@@ -28,6 +34,8 @@ struct Fp32Weights {
   int64_t in_features;
   SimdVector vector(int64_t row, int64_t k) const { return simd_load(w + row * in_features + k); }
   float at(int64_t row, int64_t k) const { return w[row * in_features + k]; }
+  void prefetch(int64_t row, int64_t k) const { __builtin_prefetch(w + row * in_features + k); }
+  static constexpr int64_t value_bytes = sizeof(float);
 };
 
 // bf16 (linear_weights_bf16): the upper halves of floats, widened by a shift.
@@ -41,6 +49,8 @@ struct Bf16Weights {
     std::memcpy(&halves, w + row * row_bytes + k * sizeof(uint16_t), sizeof(halves));
     return reinterpret_cast<SimdVector>(__builtin_convertvector(halves, BitsVector) << 16);
   }
+  void prefetch(int64_t row, int64_t k) const { __builtin_prefetch(w + row * row_bytes + k * sizeof(uint16_t)); }
+  static constexpr int64_t value_bytes = sizeof(uint16_t);
   float at(int64_t row, int64_t k) const {
     uint16_t half;
     std::memcpy(&half, w + row * row_bytes + k * sizeof(uint16_t), sizeof(half));
@@ -58,7 +68,15 @@ void dot_rows(const LinearParams& p, const float* x, const Weights& w, int64_t n
   SimdVector sum[rows_per_pass][images_per_pass] = {};
   const int64_t whole = p.in_features / simd_floats * simd_floats;
   const int64_t rows = o_end - o_begin, images = n_end - n_begin;
+  constexpr int64_t ahead = prefetch_ahead_bytes / Weights::value_bytes;
   for (int64_t k = 0; k < whole; k += simd_floats) {
+    for (int64_t r = 0; r < rows; ++r) {  // a line ahead in this row, or in the row rows_per_pass on
+      if (k + ahead < p.in_features) {
+        w.prefetch(o_begin + r, k + ahead);
+      } else if (o_begin + r + rows_per_pass < p.out_features) {
+        w.prefetch(o_begin + r + rows_per_pass, k + ahead - p.in_features);
+      }
+    }
     SimdVector weights[rows_per_pass];
     for (int64_t r = 0; r < rows_per_pass; ++r) weights[r] = r < rows ? w.vector(o_begin + r, k) : SimdVector{};
     for (int64_t i = 0; i < images_per_pass; ++i) {
