@@ -112,10 +112,10 @@ int64_t rows_per_group(int64_t tiles_w) {
   return std::max<int64_t>(1, 64 / tiles_w);
 }
 
-// Groups of tile rows in tiles [first, first + count): the transforms' items per channel.
-int64_t tile_row_groups(const TileGeometry& g, int64_t first, int64_t count) {
-  const int64_t rows = static_cast<int64_t>(tile_rows(g, first, count).size()), group_rows = rows_per_group(g.tiles_w);
-  return (rows + group_rows - 1) / group_rows;
+// Groups of `row_count` tile rows (tile_rows' of a chunk): the transforms' items per channel.
+int64_t row_groups(int64_t row_count, int64_t tiles_w) {
+  const int64_t group_rows = rows_per_group(tiles_w);
+  return (row_count + group_rows - 1) / group_rows;
 }
 
 // Scratch floats for one group's transforms (the larger of the input and the output side).
@@ -301,7 +301,7 @@ void run_chunk(const Conv2dParams& p, ConstTensorView input, const std::vector<P
   float* gemm_workspace = m + points * p.out_channels * count + thread * gemm_workspace_floats(p.in_channels, count);
   const std::vector<TileRow> rows = tile_rows(g, first, count);
   const int64_t row_count = static_cast<int64_t>(rows.size());
-  const int64_t group_rows = rows_per_group(g.tiles_w), groups = tile_row_groups(g, first, count);
+  const int64_t group_rows = rows_per_group(g.tiles_w), groups = row_groups(row_count, g.tiles_w);
   auto group_size = [&](int64_t group) { return std::min(group_rows, row_count - group * group_rows); };
   std::vector<float> scratch(group_scratch_floats(g.tiles_w));
   // Each of `items` things to do, from the stage's runs when shared, else all of them in order.
@@ -419,7 +419,8 @@ void conv2d_winograd_forward_cpu(const Conv2dParams& p, ConstTensorView input, c
     std::vector<SharedChunkRuns> runs;
     for (int64_t c = 0; c < chunks; ++c) {
       const int64_t first = c * chunk;
-      runs.emplace_back(p, tile_row_groups(g, first, std::min(chunk, g.tiles - first)), num_threads);
+      const int64_t row_count = static_cast<int64_t>(tile_rows(g, first, std::min(chunk, g.tiles - first)).size());
+      runs.emplace_back(p, row_groups(row_count, g.tiles_w), num_threads);
     }
 #pragma omp parallel num_threads(num_threads)
     for (int64_t c = 0; c < chunks; ++c) {
