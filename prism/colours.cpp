@@ -8,6 +8,7 @@
 #include <vector>
 
 #include "engine/error.hpp"
+#include "prism/lane_sum.hpp"
 
 namespace prism {
 
@@ -18,23 +19,6 @@ namespace {
 // (301K values) five, three of them to one thread.
 constexpr int64_t sum_block = 1 << 13;
 
-// sum over i of term(i) for i in [first, end), in double, in eight interleaved partial sums (a
-// vector's worth: one running sum waits on every addition, 6 ms a pass over 64 images' maps at
-// 224x224).
-template <typename Term>
-double block_sum(int64_t first, int64_t end, Term term) {
-  constexpr int64_t lanes = 8;
-  double lane[lanes] = {};
-  int64_t i = first;
-  for (; i + lanes <= end; i += lanes) {
-    for (int64_t l = 0; l < lanes; ++l) lane[l] += term(i + l);
-  }
-  double sum = 0.0;
-  for (; i < end; ++i) sum += term(i);
-  for (double l : lane) sum += l;
-  return sum;
-}
-
 // sum over i of term(i) for i in [0, count), block by block.
 template <typename Term>
 double blocked_sum(int64_t count, Term term) {
@@ -42,7 +26,7 @@ double blocked_sum(int64_t count, Term term) {
   std::vector<double> partial(blocks, 0.0);
 #pragma omp parallel for schedule(static)
   for (int64_t b = 0; b < blocks; ++b) {
-    partial[b] = block_sum(b * sum_block, std::min(count, (b + 1) * sum_block), term);
+    partial[b] = lane_sum(b * sum_block, std::min(count, (b + 1) * sum_block), term);
   }
   double sum = 0.0;
   for (double p : partial) sum += p;
@@ -66,7 +50,7 @@ Extent extent(const float* values, int64_t count) {
   for (int64_t b = 0; b < blocks; ++b) {
     const int64_t first = b * sum_block, end = std::min(count, first + sum_block);
     Extent& e = partial[b];
-    e.sum = block_sum(first, end, [&](int64_t i) { return static_cast<double>(values[i]); });
+    e.sum = lane_sum(first, end, [&](int64_t i) { return static_cast<double>(values[i]); });
     // The extremes eight lanes at a time, then across the lanes and the rest.
     Floats least = values[first] - Floats{}, most = least;
     int64_t i = first;
