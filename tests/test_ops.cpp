@@ -725,24 +725,27 @@ TEST_CASE("TaskRuns: a thread done first takes a held-up thread's last tasks, ea
 TEST_CASE("conv2d: every algorithm gives the reference when OpenMP gives it fewer threads than it planned for",
           "[ops][conv2d]") {
   // Inside a parallel region with nesting off, the convolution's own regions get one thread while
-  // its tasks and workspace were cut for three: that thread must take every thread's share.
+  // its tasks and workspace were cut for three: that thread must take every thread's share. At 24x24
+  // F(4x4)'s threads share one chunk of tiles; at 52x52 (169 tiles) each has chunks of its own.
   const Conv2dParams p = square_conv(24, 40, 3, 1, 1);
-  const Tensor x = test::random_tensor({1, 24, 24, 24}, 7), w = test::random_tensor({40, 24, 3, 3}, 8);
-  const Tensor b = test::random_tensor({40}, 9);
-  const Tensor expected = run_conv_ref(p, x, w, b.data(), true);
+  const Tensor w = test::random_tensor({40, 24, 3, 3}, 8), b = test::random_tensor({40}, 9);
   const int levels = omp_get_max_active_levels();
   omp_set_max_active_levels(1);
-  for (Conv2dAlgorithm algorithm : {Conv2dAlgorithm::im2col_gemm, Conv2dAlgorithm::direct, Conv2dAlgorithm::winograd,
-                                    Conv2dAlgorithm::winograd_2x2}) {
-    Tensor actual;
+  for (int64_t size : {24, 52}) {
+    const Tensor x = test::random_tensor({1, 24, size, size}, 7);
+    const Tensor expected = run_conv_ref(p, x, w, b.data(), true);
+    for (Conv2dAlgorithm algorithm : {Conv2dAlgorithm::im2col_gemm, Conv2dAlgorithm::direct,
+                                      Conv2dAlgorithm::winograd, Conv2dAlgorithm::winograd_2x2}) {
+      Tensor actual;
 #pragma omp parallel num_threads(2)
-    {
+      {
 #pragma omp single
-      actual = run_conv_cpu(p, x, w, b.data(), true, 3, algorithm);
+        actual = run_conv_cpu(p, x, w, b.data(), true, 3, algorithm);
+      }
+      const test::Difference d = test::compare(actual.view(), expected.view());
+      INFO(conv2d_algorithm_name(algorithm) << " at " << size << "x" << size << ": " << d.describe());
+      CHECK(test::close_enough(d, winograd_tolerance));
     }
-    const test::Difference d = test::compare(actual.view(), expected.view());
-    INFO(conv2d_algorithm_name(algorithm) << ": " << d.describe());
-    CHECK(test::close_enough(d, winograd_tolerance));
   }
   omp_set_max_active_levels(levels);
 }
