@@ -734,8 +734,8 @@ TEST_CASE("conv2d: every algorithm gives the reference when OpenMP gives it fewe
   for (int64_t size : {24, 52}) {
     const Tensor x = test::random_tensor({1, 24, size, size}, 7);
     const Tensor expected = run_conv_ref(p, x, w, b.data(), true);
-    for (Conv2dAlgorithm algorithm : {Conv2dAlgorithm::im2col_gemm, Conv2dAlgorithm::direct,
-                                      Conv2dAlgorithm::winograd, Conv2dAlgorithm::winograd_2x2}) {
+    for (Conv2dAlgorithm algorithm : {Conv2dAlgorithm::im2col_gemm, Conv2dAlgorithm::direct, Conv2dAlgorithm::winograd,
+                                      Conv2dAlgorithm::winograd_2x2}) {
       Tensor actual;
 #pragma omp parallel num_threads(2)
       {

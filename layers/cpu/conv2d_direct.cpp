@@ -220,30 +220,50 @@ int64_t images_per_chunk(const Conv2dParams& p, const Geometry& g, int64_t batch
 }
 
 // Copies images [first, first + count) into `to` (count, C_in, image_h, image_w): with a zero
-// border of the convolution's padding, or only the pixels a strided 1x1 window reads.
+// border of the convolution's padding, or only the pixels a strided 1x1 window reads. Shared out
+// by planes or, `by_rows`, each thread a band of rows of every plane, the images' rows one after
+// the other: where the tasks' ranges go outside blocks, a thread's own tasks then read the rows it
+// copied, from its own cache, not the other core's. ResNet-50's layer2.0.conv2 at batch 1 (the
+// convolution with its copy), 150 passes of each way alternating in one process, three times:
+// 1.08 -> 0.95, 1.03 -> 0.94, 1.00 -> 0.91 ms.
 void copy_images(const Conv2dParams& p, const Geometry& g, ConstTensorView input, int64_t first, int64_t count,
-                 float* to, int num_threads) {
+                 bool by_rows, float* to, int num_threads) {
   const int64_t height = input.dim(2), width = input.dim(3);
-  const int64_t planes = count * p.in_channels;
-#pragma omp parallel for schedule(static) num_threads(num_threads)
-  for (int64_t plane = 0; plane < planes; ++plane) {
+  // Rows [y_begin, y_end) of plane `plane` (image, channel) of the copy.
+  auto copy_rows = [&](int64_t plane, int64_t y_begin, int64_t y_end) {
     const float* from = input.data + (first * p.in_channels + plane) * height * width;
     float* image = to + plane * g.image_h * g.image_w;
-    if (g.subsampled) {
-      for (int64_t y = 0; y < g.image_h; ++y) {
-        const float* row = from + y * p.stride_h * width;
-        for (int64_t x = 0; x < g.image_w; ++x) image[y * g.image_w + x] = row[x * p.stride_w];
+    for (int64_t y = y_begin; y < y_end; ++y) {
+      float* row = image + y * g.image_w;
+      if (g.subsampled) {
+        const float* source = from + y * p.stride_h * width;
+        for (int64_t x = 0; x < g.image_w; ++x) row[x] = source[x * p.stride_w];
+        continue;
       }
-      continue;
-    }
-    std::fill(image, image + p.padding_h * g.image_w, 0.0f);
-    for (int64_t y = 0; y < height; ++y) {
-      float* row = image + (p.padding_h + y) * g.image_w;
+      const int64_t source_y = y - p.padding_h;
+      if (source_y < 0 || source_y >= height) {
+        std::fill(row, row + g.image_w, 0.0f);
+        continue;
+      }
       std::fill(row, row + p.padding_w, 0.0f);
-      std::memcpy(row + p.padding_w, from + y * width, width * sizeof(float));
+      std::memcpy(row + p.padding_w, from + source_y * width, width * sizeof(float));
       std::fill(row + p.padding_w + width, row + g.image_w, 0.0f);
     }
-    std::fill(image + (p.padding_h + height) * g.image_w, image + g.image_h * g.image_w, 0.0f);
+  };
+  if (!by_rows) {
+#pragma omp parallel for schedule(static) num_threads(num_threads)
+    for (int64_t plane = 0; plane < count * p.in_channels; ++plane) copy_rows(plane, 0, g.image_h);
+    return;
+  }
+  const int64_t rows = count * g.image_h;
+#pragma omp parallel for schedule(static) num_threads(num_threads)
+  for (int64_t band = 0; band < num_threads; ++band) {
+    const int64_t begin = rows * band / num_threads, end = rows * (band + 1) / num_threads;
+    for (int64_t n = begin / g.image_h; n * g.image_h < end; ++n) {
+      const int64_t y_begin = std::max<int64_t>(0, begin - n * g.image_h);
+      const int64_t y_end = std::min(g.image_h, end - n * g.image_h);
+      for (int64_t c = 0; c < p.in_channels; ++c) copy_rows(n * p.in_channels + c, y_begin, y_end);
+    }
   }
 }
 
@@ -321,8 +341,6 @@ void conv2d_direct_forward_cpu(const Conv2dParams& p, ConstTensorView input, con
 
   for (int64_t first = 0; first < batch; first += chunk) {
     const int64_t count = std::min(chunk, batch - first);
-    if (g.copied) copy_images(p, g, input, first, count, copies, num_threads);
-    const float* images = g.copied ? copies : input.data + first * image_floats;
     const int64_t task_images = images_per_task(g, pool, conv_pixels, count, num_threads);
     const int64_t image_runs = ceil_div(count, task_images);
     const Ranges r = ranges_of(g, pool, conv, output.shape, task_images, image_runs * p.groups * g.blocks, num_threads);
@@ -336,6 +354,8 @@ void conv2d_direct_forward_cpu(const Conv2dParams& p, ConstTensorView input, con
     // A task's block and range are task / stride % count, with these strides.
     const bool ranges_outer =
         r.ranges > 1 && in_per_group * g.image_h * g.image_w > g.blocks * g.depth * g.block_channels;
+    if (g.copied) copy_images(p, g, input, first, count, ranges_outer, copies, num_threads);
+    const float* images = g.copied ? copies : input.data + first * image_floats;
     const int64_t block_stride = ranges_outer ? 1 : r.ranges, range_stride = ranges_outer ? g.blocks : 1;
     auto group_of = [&](int64_t task) { return task / (g.blocks * r.ranges) % p.groups; };
     auto block_of = [&](int64_t task) { return task / block_stride % g.blocks; };
