@@ -52,15 +52,15 @@ int64_t tiles_per_chunk(const Conv2dParams& p) {
   return std::clamp<int64_t>(chunk, smallest_chunk, 10 * gemm_columns_per_panel);
 }
 
-// Tiles per chunk where every thread takes chunks of its own, in turn: of the sizes from the
+// Tiles per chunk where every thread takes chunks of its own: of the sizes from the
 // smallest worth a chunk (or an equal share, where the tiles give each thread fewer) up to
 // tiles_per_chunk (and at most an equal share, so that every thread gets one), the one whose
 // chunks are done soonest. A chunk costs its products' vectors of columns (a part-filled vector
-// costs a whole one) and its tiles' transforms; the threads take the equal chunks (in runs, one
-// run a thread) and the last, smaller one goes to the first thread free. Whole panels per chunk and as many as fitted
-// gave ResNet-50's 14x14 3x3s at batch 8 chunks of 96 and 32 tiles (one thread idle a third of
-// the time: 5.4 ms each, 4.0 as two of 64), its 56x56 ones at batch 1 chunks of 144 and 52 (0.76
-// ms, 0.60 as two of 98).
+// costs a whole one) and its tiles' transforms; the threads take the equal chunks (a run of them
+// each) and the last, smaller one goes to the first thread free. Whole panels per chunk and as
+// many as fitted gave ResNet-50's 14x14 3x3s at batch 8 chunks of 96 and 32 tiles (one thread idle
+// a third of the time: 5.4 ms each, 4.0 as two of 64), its 56x56 ones at batch 1 chunks of 144
+// and 52 (0.76 ms, 0.60 as two of 98).
 int64_t balanced_chunk(const Conv2dParams& p, int64_t tiles, int num_threads) {
   const int64_t share = (tiles + num_threads - 1) / num_threads;
   const int64_t smallest = std::min(smallest_chunk, share), largest = std::min(tiles_per_chunk(p), share);
