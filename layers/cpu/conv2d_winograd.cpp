@@ -411,8 +411,9 @@ void conv2d_winograd_forward_cpu(const Conv2dParams& p, ConstTensorView input, c
     // thread a run of consecutive chunks, then the others' last ones if it is done first (TaskRuns):
     // so thread 0 takes the top of the image, as it did in the layer before, whose output is still
     // in its cache; handed out in turn (schedule(dynamic)), either thread might. ResNet-50, 150
-    // passes of each way alternating in one process: layer1's 3x3s at batch 1 1.17 -> 1.03 ms (the
-    // two after the first), at batch 8 10.5 -> 10.3, layer2's 11.6 -> 11.2, layer3's 22.9 -> 22.4.
+    // passes of each way alternating in one process: layer1's two later 3x3s together at batch 1
+    // 1.17 -> 1.03 ms, at batch 8 10.5 -> 10.3, layer2's three 11.6 -> 11.2, layer3's five 22.9 ->
+    // 22.4.
     TaskRuns chunk_runs(chunks, num_threads);
 #pragma omp parallel num_threads(num_threads)
     {
