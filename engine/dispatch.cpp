@@ -145,8 +145,15 @@ void prepare_step(Backend backend, Step& step, const Shape& input_shape, const P
 bool max_pool_fuses_into(Backend backend, const Step& conv_step, const Shape& input_shape, const MaxPool2dParams& pool,
                          bool with_channel_mean, const PlanOptions& options, int num_threads) {
   if (backend != Backend::cpu || conv_step.node->kind != OpKind::conv2d || conv_step.residual) return false;
-  return cpu_conv_algorithm(conv_step, input_shape, options, num_threads) == Conv2dAlgorithm::direct &&
-         (!with_channel_mean || conv2d_direct_writes_channel_means(conv_step.node->conv2d, pool, input_shape));
+  const Conv2dParams& params = conv_step.node->conv2d;
+  switch (cpu_conv_algorithm(conv_step, input_shape, options, num_threads)) {
+    case Conv2dAlgorithm::direct:
+      return !with_channel_mean || conv2d_direct_writes_channel_means(params, pool, input_shape);
+    case Conv2dAlgorithm::winograd:
+      return conv2d_winograd_fuses_max_pool(pool) &&
+             (!with_channel_mean || conv2d_winograd_writes_channel_means(params, input_shape, num_threads));
+    default: return false;
+  }
 }
 
 bool step_writes_output_means(Backend backend, const Step& conv_step, const Shape& input_shape, int num_threads) {

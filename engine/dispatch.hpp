@@ -20,10 +20,10 @@ void execute_step(Backend backend, const Step& step, const std::vector<ConstTens
 void prepare_step(Backend backend, Step& step, const Shape& input_shape, const PlanOptions& options, int num_threads);
 
 // Whether a max pool reading only a convolution step's output can join that step: on the CPU,
-// where the convolution runs direct (ResNet's stem), which then pools its results while they are
-// in cache instead of writing them all out for a pass of their own. with_channel_mean: the
-// convolution's output is wanted as its mean over channels (a PRISM capture), which the step must
-// then write as well.
+// where the convolution runs direct (ResNet's stem) or by Winograd's F(4x4) with a 2x2 pool of
+// stride 2 (VGG's), which then pools its results while they are in cache instead of writing them
+// all out for a pass of their own. with_channel_mean: the convolution's output is wanted as its
+// mean over channels (a PRISM capture), which the step must then write as well.
 bool max_pool_fuses_into(Backend backend, const Step& conv_step, const Shape& input_shape, const MaxPool2dParams& pool,
                          bool with_channel_mean, const PlanOptions& options, int num_threads);
 

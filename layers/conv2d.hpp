@@ -67,8 +67,9 @@ struct Conv2dPreparedCpu {
   Conv2dAlgorithm algorithm = Conv2dAlgorithm::im2col_gemm;
   std::vector<PackedMatrix> matrices;  // im2col_gemm: one per group; winograd: 36
   Conv2dDirectWeights direct;          // direct and winograd_2x2
-  // direct only: a max pool fused after the bias and ReLU (ResNet's stem), so that the output is
-  // the pool's and the convolution's own never leaves the cache. Set by the plan.
+  // direct, or winograd with a 2x2 pool of stride 2: a max pool fused after the bias and ReLU
+  // (ResNet's stem, VGG's pools), so that the output is the pool's and the convolution's own never
+  // leaves the cache. Set by the plan.
   std::optional<MaxPool2dParams> max_pool;
 };
 // What the fast path runs for this shape on num_threads threads (allow_winograd: whether the plan
@@ -89,8 +90,9 @@ int64_t conv2d_workspace_floats_cpu(const Conv2dParams& params, const Conv2dPrep
 // written over the shortcut, which saves a stream of fresh memory; never the input). With
 // prepared.max_pool, output has the pool's shape, and channel_means (or nullptr) receives the
 // convolution's own output's mean over channels, (N, 1, H, W), where
-// conv2d_direct_writes_channel_means says it can; without, channel_means receives the output's
-// mean over channels where conv2d_gemm_writes_channel_means says it can.
+// conv2d_direct_writes_channel_means (or conv2d_winograd_writes_channel_means) says it can;
+// without, channel_means receives the output's mean over channels where
+// conv2d_gemm_writes_channel_means says it can.
 void conv2d_forward_cpu(const Conv2dParams& params, ConstTensorView input, const Conv2dPreparedCpu& prepared,
                         const float* bias, const float* residual, bool relu, TensorView output, float* workspace,
                         int num_threads, float* channel_means = nullptr);
@@ -122,10 +124,18 @@ bool conv2d_winograd_applies(const Conv2dParams& params, const Shape& input_shap
 int64_t conv2d_winograd_tiles(const Conv2dParams& params, const Shape& input_shape);  // 4x4 output tiles
 std::vector<PackedMatrix> conv2d_winograd_pack_weights(const Conv2dParams& params, const float* weight);
 int64_t conv2d_winograd_workspace_floats(const Conv2dParams& params, const Shape& input_shape, int num_threads);
+// pool: a 2x2 max pool of stride 2 after the bias and ReLU (VGG's; conv2d_winograd_fuses_max_pool),
+// whose output `output` then is, or nullptr: each 4x4 tile of results pools into 2x2 before
+// anything is stored. With a pool, channel_means (or nullptr) receives the mean over channels of
+// the convolution's output, where conv2d_winograd_writes_channel_means says it can.
 void conv2d_winograd_forward_cpu(const Conv2dParams& params, ConstTensorView input,
                                  const std::vector<PackedMatrix>& transformed_weights, const float* bias,
-                                 const float* residual, bool relu, TensorView output, float* workspace,
-                                 int num_threads);
+                                 const float* residual, bool relu, TensorView output, float* workspace, int num_threads,
+                                 const MaxPool2dParams* pool = nullptr, float* channel_means = nullptr);
+bool conv2d_winograd_fuses_max_pool(const MaxPool2dParams& pool);
+// Whether it can write those means: each thread takes chunks of tiles of its own, all their
+// channels (not where the threads share each chunk: small images at batch 1).
+bool conv2d_winograd_writes_channel_means(const Conv2dParams& params, const Shape& input_shape, int num_threads);
 
 // Winograd's F(2x2, 3x3) on its own (layers/cpu/conv2d_winograd_2x2.cpp): any 3x3 stride-1
 // convolution without dilation or groups.

@@ -416,6 +416,60 @@ TEST_CASE("conv2d: a max pool fused into the direct convolution equals the two i
   CHECK(conv2d_direct_writes_channel_means(p, pool, {1, 3, 13, 12}));
 }
 
+TEST_CASE("conv2d: a 2x2 max pool fused into Winograd's output transform equals the two in turn", "[ops][conv2d]") {
+  struct Case {
+    int64_t batch, in, out, height, width;  // a 3x3 convolution with padding 1
+    bool relu;
+  };
+  const std::vector<Case> cases = {
+      {2, 16, 24, 19, 23, true},   // odd sizes: the last row and column of results have no window
+      {1, 32, 40, 30, 30, false},  // 64 tiles: two or three threads share each chunk
+      {3, 20, 16, 40, 36, true},   // 270 tiles: chunks of each thread's own
+      {1, 64, 64, 56, 56, true},   // VGG's first pool at a quarter of the size, one image
+  };
+  uint32_t seed = 600;
+  int with_means = 0;
+  for (const Case& c : cases) {
+    const Conv2dParams p = square_conv(c.in, c.out, 3, 1, 1);
+    const MaxPool2dParams pool = square_pool(2, 2, 0, 1, false);
+    const Tensor x = test::random_tensor({c.batch, c.in, c.height, c.width}, ++seed);
+    const Tensor w = test::random_tensor({c.out, c.in, 3, 3}, ++seed);
+    const Tensor b = test::random_tensor({c.out}, ++seed);
+    REQUIRE(conv2d_winograd_applies(p, x.shape()));
+    const Tensor conv = run_conv_ref(p, x, w, b.data(), c.relu);
+    Tensor expected(max_pool2d_output_shape(pool, conv.shape()));
+    max_pool2d_forward_ref(pool, conv.view(), expected.view());
+    const Tensor expected_means = channel_mean(conv.view());
+    Conv2dPreparedCpu prepared = conv2d_prepare_cpu(p, w.view(), x.shape(), Conv2dAlgorithm::winograd);
+    prepared.max_pool = pool;
+    for (int threads : {1, 2, 3}) {
+      const bool means = conv2d_winograd_writes_channel_means(p, x.shape(), threads);
+      with_means += means;
+      Tensor actual(expected.shape()), actual_means(expected_means.shape());
+      Tensor workspace({conv2d_workspace_floats_cpu(p, prepared, x.shape(), threads)});
+      conv2d_forward_cpu(p, x.view(), prepared, b.data(), nullptr, c.relu, actual.view(), workspace.data(), threads,
+                         means ? actual_means.data() : nullptr);
+      const test::Difference d = test::compare(actual.view(), expected.view());
+      INFO("case " << c.height << "x" << c.width << " threads " << threads << ": " << d.describe());
+      CHECK(test::close_enough(d, winograd_tolerance));
+      if (means)
+        CHECK(test::close_enough(test::compare(actual_means.view(), expected_means.view()), winograd_tolerance));
+      // Asked for means where the threads share chunks, it refuses rather than race.
+      if (!means) {
+        CHECK_THROWS_WITH(conv2d_forward_cpu(p, x.view(), prepared, b.data(), nullptr, c.relu, actual.view(),
+                                             workspace.data(), threads, actual_means.data()),
+                          Catch::Contains("chunks of its own"));
+      }
+    }
+  }
+  CHECK(with_means >= 6);  // the one-thread runs and the large cases
+  // Only a 2x2 window of stride 2 maps each 4x4 tile onto whole windows.
+  CHECK(conv2d_winograd_fuses_max_pool(square_pool(2, 2, 0, 1, false)));
+  CHECK_FALSE(conv2d_winograd_fuses_max_pool(square_pool(3, 2, 1, 1, false)));
+  CHECK_FALSE(conv2d_winograd_fuses_max_pool(square_pool(2, 2, 0, 1, true)));
+  CHECK_FALSE(conv2d_winograd_fuses_max_pool(square_pool(2, 1, 0, 1, false)));
+}
+
 TEST_CASE("conv2d: the GEMM path's channel means are exactly channel_mean of its output", "[ops][conv2d]") {
   struct Case {
     int64_t batch, in, out, height, width, kernel, stride, padding;

@@ -208,6 +208,39 @@ TEST_CASE("a stem whose pool joins it still gives its mean tap, and the same out
   }
 }
 
+TEST_CASE("VGG's 2x2 pools join the Winograd convolutions before them, mean taps and all, with the same results",
+          "[plan]") {
+  const Model model = test::random_model("vgg11", 10, 14);
+  const Tensor x = test::random_tensor({2, 3, 64, 72}, 15);
+  PlanOptions full, reduced;  // full: the pool's input wanted whole, so the pool stays a step of its own
+  full.taps = {"features.5:input", "features.5", "features.20"};
+  reduced.mean_taps = {"features.5:input", "features.5"};  // PRISM's captures
+  reduced.taps = {"features.20"};
+  for (int threads : {1, 2, 3}) {
+    full.num_threads = reduced.num_threads = threads;
+    Plan full_plan(model, x.shape(), full), reduced_plan(model, x.shape(), reduced);
+    INFO("threads " << threads);
+    // features.3 (64 -> 128 channels at 32x36) runs by Winograd's F(4x4), 144 tiles: chunks of each
+    // thread's own, so it can sum the pooled convolution's channels too.
+    const Step& conv = reduced_plan.steps()[2];
+    REQUIRE(conv.fused_names == std::vector<std::string>{"features.3", "features.4", "features.5"});
+    CHECK(conv.conv2d_cpu.algorithm == Conv2dAlgorithm::winograd);
+    CHECK(conv.channel_mean_value >= 0);
+    CHECK(full_plan.steps()[3].fused_names == std::vector<std::string>{"features.5"});
+    const RunResult expected = full_plan.run(x.view());
+    const RunResult actual = reduced_plan.run(x.view());
+    CHECK(test::close_enough(
+        test::compare(actual.taps.at("features.20").view(), expected.taps.at("features.20").view()), 1e-6));
+    CHECK(test::close_enough(test::compare(actual.output.view(), expected.output.view()), 1e-5));
+    for (const std::string& name : reduced.mean_taps) {
+      INFO(name);
+      CHECK(reduced_plan.tap_shape(name) == expected.taps.at(name).shape());
+      const Tensor mean = channel_mean(expected.taps.at(name).view());
+      CHECK(test::close_enough(test::compare(actual.channel_means.at(name).view(), mean.view()), 1e-6));
+    }
+  }
+}
+
 TEST_CASE("a convolution on the GEMM path writes its output's mean tap itself, exactly channel_mean's", "[plan]") {
   const Model model = test::random_model("resnet50", 10, 12);
   const Tensor x = test::random_tensor({2, 3, 96, 80}, 13);

@@ -269,8 +269,10 @@ bool conv2d_gemm_writes_channel_means(const Conv2dParams& p, const Shape& input_
 void conv2d_forward_cpu(const Conv2dParams& p, ConstTensorView input, const Conv2dPreparedCpu& prepared,
                         const float* bias, const float* residual, bool relu, TensorView output, float* workspace,
                         int num_threads, float* channel_means) {
-  if (prepared.max_pool && prepared.algorithm != Conv2dAlgorithm::direct) {
-    throw Error("conv2d: a max pool fuses only into the direct convolution");
+  const MaxPool2dParams* pool = prepared.max_pool ? &*prepared.max_pool : nullptr;
+  if (pool && prepared.algorithm != Conv2dAlgorithm::direct &&
+      !(prepared.algorithm == Conv2dAlgorithm::winograd && conv2d_winograd_fuses_max_pool(*pool))) {
+    throw Error("conv2d: a max pool fuses only into the direct convolution, and a 2x2 one of stride 2 into Winograd");
   }
   if (channel_means && !prepared.max_pool &&
       !(prepared.algorithm == Conv2dAlgorithm::im2col_gemm &&
@@ -279,14 +281,15 @@ void conv2d_forward_cpu(const Conv2dParams& p, ConstTensorView input, const Conv
   }
   switch (prepared.algorithm) {
     case Conv2dAlgorithm::winograd:
-      conv2d_winograd_forward_cpu(p, input, prepared.matrices, bias, residual, relu, output, workspace, num_threads);
+      conv2d_winograd_forward_cpu(p, input, prepared.matrices, bias, residual, relu, output, workspace, num_threads,
+                                  pool, channel_means);
       return;
     case Conv2dAlgorithm::winograd_2x2:
       conv2d_winograd_2x2_forward_cpu(p, input, prepared.direct, bias, residual, relu, output, workspace, num_threads);
       return;
     case Conv2dAlgorithm::direct:
-      conv2d_direct_forward_cpu(p, input, prepared.direct, bias, residual, relu, output, workspace, num_threads,
-                                prepared.max_pool ? &*prepared.max_pool : nullptr, channel_means);
+      conv2d_direct_forward_cpu(p, input, prepared.direct, bias, residual, relu, output, workspace, num_threads, pool,
+                                channel_means);
       return;
     case Conv2dAlgorithm::im2col_gemm: break;
   }

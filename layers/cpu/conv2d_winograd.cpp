@@ -6,14 +6,16 @@
 //
 // Summed over input channels, the 36 element-wise products become 36 matrix products
 // M[xi] (C_out, tiles) = U[xi] (C_out, C_in) * V[xi] (C_in, tiles), run by the packed GEMM. The
-// weights U = G g G^T are transformed and packed once, when the plan is made. Leaves out strides,
-// dilation and groups (im2col + GEMM handles those).
+// weights U = G g G^T are transformed and packed once, when the plan is made. A 2x2 max pool of
+// stride 2 after the convolution (VGG's) is taken from each 4x4 tile of results in the output
+// transform. Leaves out strides, dilation and groups (im2col + GEMM handles those).
 #include <omp.h>
 
 #include <algorithm>
 #include <cstring>
 #include <limits>
 
+#include "engine/error.hpp"
 #include "layers/conv2d.hpp"
 #include "layers/cpu/gemm.hpp"
 #include "layers/cpu/task_runs.hpp"
@@ -28,12 +30,13 @@ constexpr int64_t points = 36;          // patch * patch transformed values per 
 constexpr int64_t smallest_tiles = 32;  // fewer: im2col was faster (measured on ResNet-50 shapes)
 
 struct TileGeometry {
+  int64_t out_h, out_w;             // the convolution's output (before a fused pool)
   int64_t tiles_h, tiles_w, tiles;  // per image, and over the batch
 };
 
 TileGeometry tile_geometry(int64_t batch, int64_t out_h, int64_t out_w) {
   const int64_t tiles_h = (out_h + tile - 1) / tile, tiles_w = (out_w + tile - 1) / tile;
-  return {tiles_h, tiles_w, batch * tiles_h * tiles_w};
+  return {out_h, out_w, tiles_h, tiles_w, batch * tiles_h * tiles_w};
 }
 
 int64_t round_up(int64_t n, int64_t multiple) {
@@ -81,6 +84,14 @@ int64_t balanced_chunk(const Conv2dParams& p, int64_t tiles, int num_threads) {
   const int64_t fewest = (tiles + largest - 1) / largest;
   for (int64_t chunks = fewest; chunks <= fewest + 4 * num_threads; ++chunks) consider((tiles + chunks - 1) / chunks);
   return best;
+}
+
+// Tiles per chunk for this many tiles: fewer than a GEMM panel per thread, chunks the threads share
+// (ResNet-50's 28x28 3x3s at batch 1, 49 tiles: 0.61-0.65 ms against 0.67-0.70 as chunks of 25
+// and 24); else each its own.
+int64_t chunk_tiles(const Conv2dParams& p, int64_t tiles, int num_threads) {
+  return tiles < num_threads * gemm_columns_per_panel ? std::min(tiles, tiles_per_chunk(p))
+                                                      : balanced_chunk(p, tiles, num_threads);
 }
 
 // One thread's chunk: V, M and the GEMM's packed B. Threads sharing a chunk need V and M once and a
@@ -233,14 +244,31 @@ void input_transform_rows(const Conv2dParams& p, const float* image_channel, int
   }
 }
 
+// The larger of two values, NaN winning as in PyTorch's max pool.
+float larger(float a, float b) {
+  return b > a || b != b ? b : a;
+}
+
+// Where one output channel's results go: into the output channel (images image_stride floats
+// apart), or through a 2x2 max pool of stride 2 (`pooled`: the output channel is then the pool's,
+// (out_h / 2, out_w / 2) a plane), and with `means` also added to the sums over channels of the
+// convolution's own output (N, out_h, out_w) after bias and ReLU. residual: the channel of the
+// tensor added to the output, or null.
+struct ChannelOutput {
+  const float* residual;
+  bool relu, pooled;
+  float* channel;
+  int64_t image_stride;
+  float* means;
+};
+
 // A^T m A for one output channel and the tiles of a group of tile rows (consecutive in m), plus
-// bias, residual (the channel of the tensor added to the output, or null) and ReLU, written into
-// the output channel. m: (36, tiles) from the group's first tile, consecutive points xi_stride
-// floats apart. A^T is applied down the 6x6 products first, then along their rows, each result
-// landing in output column 4u + j of its tile row.
+// bias, residual and ReLU, written to `to`. m: (36, tiles) from the group's first tile,
+// consecutive points xi_stride floats apart. A^T is applied down the 6x6 products first, then
+// along their rows, each result landing in output column 4u + j of its tile row. out_h and
+// out_w are the convolution's.
 void output_transform_rows(const float* m, int64_t xi_stride, const TileRow* rows, int64_t row_count, float bias,
-                           const float* residual, bool relu, float* output_channel, int64_t image_stride, int64_t out_h,
-                           int64_t out_w, float* scratch) {
+                           const ChannelOutput& to, int64_t out_h, int64_t out_w, float* scratch) {
   const int64_t count = rows[row_count - 1].column + rows[row_count - 1].end - rows[row_count - 1].begin -
                         rows[0].column;                // tiles in the group
   float* half_done = scratch;                          // (4, 6, count): A^T m
@@ -258,13 +286,36 @@ void output_transform_rows(const float* m, int64_t xi_stride, const TileRow* row
                                    bias, out_rows + i * tile * count);
   }
   // Each tile row to its place; the last tile row and column may hang over the output's edge.
-  const float floor = relu ? 0.0f : -std::numeric_limits<float>::infinity();
+  const float floor = to.relu ? 0.0f : -std::numeric_limits<float>::infinity();
   for (int64_t r = 0; r < row_count; ++r) {
     const TileRow& row = rows[r];
     const int64_t y0 = row.th * tile, x0 = row.begin * tile, offset = tile * (row.column - rows[0].column);
     const int64_t columns = std::min(tile * (row.end - row.begin), out_w - x0);
-    float* plane = output_channel + row.n * image_stride;
-    const float* residual_plane = residual ? residual + row.n * image_stride : nullptr;
+    float* plane = to.channel + row.n * to.image_stride;
+    if (to.means) {
+      for (int64_t i = 0; i < tile && y0 + i < out_h; ++i) {
+        const float* from = out_rows + i * tile * count + offset;
+        float* sums = to.means + (row.n * out_h + y0 + i) * out_w + x0;
+        for (int64_t x = 0; x < columns; ++x) sums[x] += std::max(from[x], floor);
+      }
+    }
+    if (to.pooled) {
+      // A tile's 4x4 results pool into 2x2: tiles start at even rows and columns, so no window
+      // reaches into the next tile. The ReLU after the maximum: the same, on a quarter of the values.
+      const int64_t pool_w = out_w / 2, pool_x0 = x0 / 2;
+      const int64_t pool_columns = std::min(tile / 2 * (row.end - row.begin), pool_w - pool_x0);
+      for (int64_t i = 0; i < tile / 2 && y0 / 2 + i < out_h / 2; ++i) {
+        const float* top = out_rows + 2 * i * tile * count + offset;
+        const float* bottom = top + tile * count;
+        float* pooled_row = plane + (y0 / 2 + i) * pool_w + pool_x0;
+        for (int64_t x = 0; x < pool_columns; ++x) {
+          const float window = larger(larger(top[2 * x], top[2 * x + 1]), larger(bottom[2 * x], bottom[2 * x + 1]));
+          pooled_row[x] = std::max(window, floor);
+        }
+      }
+      continue;
+    }
+    const float* residual_plane = to.residual ? to.residual + row.n * to.image_stride : nullptr;
     for (int64_t i = 0; i < tile && y0 + i < out_h; ++i) {
       const int64_t at = (y0 + i) * out_w + x0;
       finish_row(columns, out_rows + i * tile * count + offset, residual_plane ? residual_plane + at : nullptr, floor,
@@ -287,14 +338,35 @@ struct SharedChunkRuns {
   TaskRuns input, products, output;
 };
 
+// What follows the convolution inside conv2d_winograd_forward_cpu: a residual (or null), the ReLU,
+// a 2x2 max pool of stride 2, and the convolution's own output's mean over channels (or null).
+struct Epilogue {
+  const float* residual;
+  bool relu, pooled;
+  float* channel_means;
+};
+
+// f(row, columns) for each row of the convolution's output that the tile rows cover, in `plane`
+// (N, out_h, out_w): the part of each that they cover.
+template <typename F>
+void for_each_output_row(const TileGeometry& g, const std::vector<TileRow>& rows, float* plane, F f) {
+  for (const TileRow& row : rows) {
+    const int64_t y0 = row.th * tile, x0 = row.begin * tile;
+    const int64_t columns = std::min(tile * (row.end - row.begin), g.out_w - x0);
+    for (int64_t i = 0; i < tile && y0 + i < g.out_h; ++i)
+      f(plane + (row.n * g.out_h + y0 + i) * g.out_w + x0, columns);
+  }
+}
+
 // One chunk of tiles [first, first + count) through all three stages. With `shared`, every
 // thread of the enclosing parallel region calls this for the same chunk and takes items of each
 // stage from `shared` (the GEMMs split by output channels, so no thread waits inside them), with
-// a barrier between stages; otherwise the calling thread does it all.
+// a barrier between stages; otherwise the calling thread does it all, and it alone may sum the
+// chunk's channels for their mean.
 void run_chunk(const Conv2dParams& p, ConstTensorView input, const std::vector<PackedMatrix>& u, const float* bias,
-               const float* residual, bool relu, TensorView output, const TileGeometry& g, int64_t first, int64_t count,
+               const Epilogue& epilogue, TensorView output, const TileGeometry& g, int64_t first, int64_t count,
                float* workspace, SharedChunkRuns* shared) {
-  const int64_t height = input.dim(2), width = input.dim(3), out_h = output.dim(2), out_w = output.dim(3);
+  const int64_t height = input.dim(2), width = input.dim(3), out_h = g.out_h, out_w = g.out_w;
   const int thread = shared ? omp_get_thread_num() : 0;
   float* v = workspace;                           // (36, C_in, count)
   float* m = v + points * p.in_channels * count;  // (36, C_out, count)
@@ -340,15 +412,29 @@ void run_chunk(const Conv2dParams& p, ConstTensorView input, const std::vector<P
 #pragma omp barrier
   }
 
-  // 3. Output transform: Y = A^T M A, plus bias, residual and ReLU, into the output image.
+  // 3. Output transform: Y = A^T M A, plus bias, residual and ReLU (and the pool), into the output
+  // image; the means summed channel by channel and divided once.
+  float* means = epilogue.channel_means;
+  if (means) for_each_output_row(g, rows, means, [](float* row, int64_t n) { std::fill(row, row + n, 0.0f); });
+  const int64_t plane = output.dim(2) * output.dim(3);
   for_each_item(shared ? &shared->output : nullptr, p.out_channels * groups, [&](int64_t item) {
     const int64_t co = item / groups, group = item % groups;
     const TileRow* group_first = rows.data() + group * group_rows;
-    const int64_t channel = co * out_h * out_w, image_stride = p.out_channels * out_h * out_w;
+    const ChannelOutput to{epilogue.residual ? epilogue.residual + co * plane : nullptr,
+                           epilogue.relu,
+                           epilogue.pooled,
+                           output.data + co * plane,
+                           p.out_channels * plane,
+                           means};
     output_transform_rows(m + co * count + group_first->column, p.out_channels * count, group_first, group_size(group),
-                          bias ? bias[co] : 0.0f, residual ? residual + channel : nullptr, relu, output.data + channel,
-                          image_stride, out_h, out_w, scratch.data());
+                          bias ? bias[co] : 0.0f, to, out_h, out_w, scratch.data());
   });
+  if (means) {
+    const float scale = 1.0f / static_cast<float>(p.out_channels);
+    for_each_output_row(g, rows, means, [&](float* row, int64_t n) {
+      for (int64_t x = 0; x < n; ++x) row[x] *= scale;
+    });
+  }
 }
 
 }  // namespace
@@ -396,16 +482,32 @@ int64_t conv2d_winograd_workspace_floats(const Conv2dParams& p, const Shape& inp
   return num_threads * chunk_workspace_floats(p, std::min(tiles, tiles_per_chunk(p)));
 }
 
+bool conv2d_winograd_fuses_max_pool(const MaxPool2dParams& pool) {
+  return pool.kernel_h == 2 && pool.kernel_w == 2 && pool.stride_h == 2 && pool.stride_w == 2 && pool.padding_h == 0 &&
+         pool.padding_w == 0 && pool.dilation_h == 1 && pool.dilation_w == 1 && !pool.ceil_mode;
+}
+
+bool conv2d_winograd_writes_channel_means(const Conv2dParams& p, const Shape& input_shape, int num_threads) {
+  const int64_t tiles = conv2d_winograd_tiles(p, input_shape), chunk = chunk_tiles(p, tiles, num_threads);
+  return (tiles + chunk - 1) / chunk >= num_threads;
+}
+
 void conv2d_winograd_forward_cpu(const Conv2dParams& p, ConstTensorView input, const std::vector<PackedMatrix>& u,
                                  const float* bias, const float* residual, bool relu, TensorView output,
-                                 float* workspace, int num_threads) {
-  const TileGeometry g = tile_geometry(input.dim(0), output.dim(2), output.dim(3));
-  // Fewer tiles than a GEMM panel per thread: chunks the threads share (ResNet-50's 28x28 3x3s at
-  // batch 1, 49 tiles: 0.61-0.65 ms against 0.67-0.70 as chunks of 25 and 24). Else each its own.
-  const int64_t chunk = g.tiles < num_threads * gemm_columns_per_panel ? std::min(g.tiles, tiles_per_chunk(p))
-                                                                       : balanced_chunk(p, g.tiles, num_threads);
+                                 float* workspace, int num_threads, const MaxPool2dParams* pool, float* channel_means) {
+  if (pool && (residual || !conv2d_winograd_fuses_max_pool(*pool))) {
+    throw Error("conv2d: Winograd fuses only a 2x2 max pool of stride 2, and no residual with it");
+  }
+  if (channel_means && !pool) throw Error("conv2d: Winograd writes channel means only with a fused max pool");
+  const Shape conv = conv2d_output_shape(p, input.shape);
+  const TileGeometry g = tile_geometry(input.dim(0), conv[2], conv[3]);
+  const Epilogue epilogue{residual, relu, pool != nullptr, channel_means};
+  const int64_t chunk = chunk_tiles(p, g.tiles, num_threads);
   const int64_t chunks = (g.tiles + chunk - 1) / chunk;
   const int64_t per_thread = chunk_workspace_floats(p, chunk);
+  if (channel_means && chunks < num_threads) {
+    throw Error("conv2d: Winograd writes channel means only where each thread has chunks of its own");
+  }
   if (chunks >= num_threads) {
     // Every thread a chunk of its own, start to finish: no barriers between the three stages. Each
     // thread a run of consecutive chunks, then the others' last ones if it is done first (TaskRuns):
@@ -420,7 +522,7 @@ void conv2d_winograd_forward_cpu(const Conv2dParams& p, ConstTensorView input, c
       const int thread = omp_get_thread_num();
       for (int64_t c = chunk_runs.next(thread); c >= 0; c = chunk_runs.next(thread)) {
         const int64_t first = c * chunk;
-        run_chunk(p, input, u, bias, residual, relu, output, g, first, std::min(chunk, g.tiles - first),
+        run_chunk(p, input, u, bias, epilogue, output, g, first, std::min(chunk, g.tiles - first),
                   workspace + thread * per_thread, nullptr);
       }
     }
@@ -435,8 +537,7 @@ void conv2d_winograd_forward_cpu(const Conv2dParams& p, ConstTensorView input, c
 #pragma omp parallel num_threads(num_threads)
     for (int64_t c = 0; c < chunks; ++c) {
       const int64_t first = c * chunk;
-      run_chunk(p, input, u, bias, residual, relu, output, g, first, std::min(chunk, g.tiles - first), workspace,
-                &runs[c]);
+      run_chunk(p, input, u, bias, epilogue, output, g, first, std::min(chunk, g.tiles - first), workspace, &runs[c]);
     }
   }
 }
