@@ -244,7 +244,7 @@ void input_transform_rows(const Conv2dParams& p, const float* image_channel, int
   }
 }
 
-// The larger of two values, NaN winning as in PyTorch's max pool.
+// The larger of two values, NaN winning as in PyTorch's max pool (max_pool2d_window's comparison).
 float larger(float a, float b) {
   return b > a || b != b ? b : a;
 }
