@@ -19,6 +19,13 @@ struct MaxPool2dParams {
 // its left padding, otherwise it is dropped.
 Shape max_pool2d_output_shape(const MaxPool2dParams& params, const Shape& input_shape);
 
+// The larger of the best value so far and the next one, NaN winning: PyTorch propagates NaN through
+// max pooling. Every max pool here compares so (the reference, the CPU and CUDA kernels, the pools
+// fused into convolutions).
+PRISM_HOST_DEVICE inline float nan_max(float best, float value) {
+  return (value > best || value != value) ? value : best;
+}
+
 // The window at output (oy, ox) of a (height, width) input: visit(iy, ix) for each of its taps
 // inside the input, row by row. Padding is never visited, so never picked.
 template <typename Visit>
@@ -34,16 +41,14 @@ PRISM_HOST_DEVICE inline void max_pool2d_for_each_tap(const MaxPool2dParams& p, 
   }
 }
 
-// One output value: the maximum over the window at (oy, ox) of one (height, width) plane.
-// PyTorch propagates NaN through max pooling; so does this comparison order. The reference and
-// the CUDA kernel share it; the direct convolution's fused pool walks the same windows.
+// One output value: the maximum over the window at (oy, ox) of one (height, width) plane (nan_max).
+// The reference and the CUDA kernel share it; the direct convolution's fused pool walks the same
+// windows.
 PRISM_HOST_DEVICE inline float max_pool2d_window(const MaxPool2dParams& p, const float* plane, int64_t height,
                                                  int64_t width, int64_t oy, int64_t ox) {
   float best = -__builtin_huge_valf();
-  max_pool2d_for_each_tap(p, height, width, oy, ox, [&](int64_t iy, int64_t ix) {
-    const float value = plane[iy * width + ix];
-    if (value > best || value != value) best = value;
-  });
+  max_pool2d_for_each_tap(p, height, width, oy, ox,
+                          [&](int64_t iy, int64_t ix) { best = nan_max(best, plane[iy * width + ix]); });
   return best;
 }
 

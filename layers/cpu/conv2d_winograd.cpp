@@ -244,31 +244,22 @@ void input_transform_rows(const Conv2dParams& p, const float* image_channel, int
   }
 }
 
-// The larger of two values, NaN winning as in PyTorch's max pool (max_pool2d_window's comparison).
-float larger(float a, float b) {
-  return b > a || b != b ? b : a;
-}
-
-// Where one output channel's results go: into the output channel (images image_stride floats
-// apart), or through a 2x2 max pool of stride 2 (`pooled`: the output channel is then the pool's,
-// (out_h / 2, out_w / 2) a plane), and with `means` also added to the sums over channels of the
-// convolution's own output (N, out_h, out_w) after bias and ReLU. residual: the channel of the
-// tensor added to the output, or null.
-struct ChannelOutput {
+// What follows the convolution inside conv2d_winograd_forward_cpu: a residual (or null), the ReLU,
+// a 2x2 max pool of stride 2, and the convolution's own output's mean over channels (or null).
+struct Epilogue {
   const float* residual;
   bool relu, pooled;
-  float* channel;
-  int64_t image_stride;
-  float* means;
+  float* channel_means;
 };
 
-// A^T m A for one output channel and the tiles of a group of tile rows (consecutive in m), plus
-// bias, residual and ReLU, written to `to`. m: (36, tiles) from the group's first tile,
-// consecutive points xi_stride floats apart. A^T is applied down the 6x6 products first, then
-// along their rows, each result landing in output column 4u + j of its tile row. out_h and
-// out_w are the convolution's.
+// A^T m A for output channel co and the tiles of a group of tile rows (consecutive in m), plus
+// bias and the epilogue, written into that channel of `output` (the pool's, with a pool) and
+// added to the channel means' sums. m: (36, tiles) from the group's first tile, consecutive points
+// xi_stride floats apart. A^T is applied down the 6x6 products first, then along their rows, each
+// result landing in output column 4u + j of its tile row. out_h and out_w are the convolution's.
 void output_transform_rows(const float* m, int64_t xi_stride, const TileRow* rows, int64_t row_count, float bias,
-                           const ChannelOutput& to, int64_t out_h, int64_t out_w, float* scratch) {
+                           const Epilogue& epilogue, int64_t co, TensorView output, int64_t out_h, int64_t out_w,
+                           float* scratch) {
   const int64_t count = rows[row_count - 1].column + rows[row_count - 1].end - rows[row_count - 1].begin -
                         rows[0].column;                // tiles in the group
   float* half_done = scratch;                          // (4, 6, count): A^T m
@@ -286,20 +277,22 @@ void output_transform_rows(const float* m, int64_t xi_stride, const TileRow* row
                                    bias, out_rows + i * tile * count);
   }
   // Each tile row to its place; the last tile row and column may hang over the output's edge.
-  const float floor = to.relu ? 0.0f : -std::numeric_limits<float>::infinity();
+  const float floor = epilogue.relu ? 0.0f : -std::numeric_limits<float>::infinity();
+  const int64_t plane_size = output.dim(2) * output.dim(3), image_stride = output.dim(1) * plane_size;
+  float* const means = epilogue.channel_means;
   for (int64_t r = 0; r < row_count; ++r) {
     const TileRow& row = rows[r];
     const int64_t y0 = row.th * tile, x0 = row.begin * tile, offset = tile * (row.column - rows[0].column);
     const int64_t columns = std::min(tile * (row.end - row.begin), out_w - x0);
-    float* plane = to.channel + row.n * to.image_stride;
-    if (to.means) {
+    float* plane = output.data + row.n * image_stride + co * plane_size;
+    if (means) {
       for (int64_t i = 0; i < tile && y0 + i < out_h; ++i) {
         const float* from = out_rows + i * tile * count + offset;
-        float* sums = to.means + (row.n * out_h + y0 + i) * out_w + x0;
+        float* sums = means + (row.n * out_h + y0 + i) * out_w + x0;
         for (int64_t x = 0; x < columns; ++x) sums[x] += std::max(from[x], floor);
       }
     }
-    if (to.pooled) {
+    if (epilogue.pooled) {
       // A tile's 4x4 results pool into 2x2: tiles start at even rows and columns, so no window
       // reaches into the next tile. The ReLU after the maximum: the same, on a quarter of the values.
       const int64_t pool_w = out_w / 2, pool_x0 = x0 / 2;
@@ -309,13 +302,14 @@ void output_transform_rows(const float* m, int64_t xi_stride, const TileRow* row
         const float* bottom = top + tile * count;
         float* pooled_row = plane + (y0 / 2 + i) * pool_w + pool_x0;
         for (int64_t x = 0; x < pool_columns; ++x) {
-          const float window = larger(larger(top[2 * x], top[2 * x + 1]), larger(bottom[2 * x], bottom[2 * x + 1]));
+          const float window = nan_max(nan_max(top[2 * x], top[2 * x + 1]), nan_max(bottom[2 * x], bottom[2 * x + 1]));
           pooled_row[x] = std::max(window, floor);
         }
       }
       continue;
     }
-    const float* residual_plane = to.residual ? to.residual + row.n * to.image_stride : nullptr;
+    const float* residual_plane =
+        epilogue.residual ? epilogue.residual + row.n * image_stride + co * plane_size : nullptr;
     for (int64_t i = 0; i < tile && y0 + i < out_h; ++i) {
       const int64_t at = (y0 + i) * out_w + x0;
       finish_row(columns, out_rows + i * tile * count + offset, residual_plane ? residual_plane + at : nullptr, floor,
@@ -336,14 +330,6 @@ struct SharedChunkRuns {
         output(p.out_channels * groups, threads) {}
   int64_t shares;
   TaskRuns input, products, output;
-};
-
-// What follows the convolution inside conv2d_winograd_forward_cpu: a residual (or null), the ReLU,
-// a 2x2 max pool of stride 2, and the convolution's own output's mean over channels (or null).
-struct Epilogue {
-  const float* residual;
-  bool relu, pooled;
-  float* channel_means;
 };
 
 // f(row, columns) for each row of the convolution's output that the tile rows cover, in `plane`
@@ -416,18 +402,11 @@ void run_chunk(const Conv2dParams& p, ConstTensorView input, const std::vector<P
   // image; the means summed channel by channel and divided once.
   float* means = epilogue.channel_means;
   if (means) for_each_output_row(g, rows, means, [](float* row, int64_t n) { std::fill(row, row + n, 0.0f); });
-  const int64_t plane = output.dim(2) * output.dim(3);
   for_each_item(shared ? &shared->output : nullptr, p.out_channels * groups, [&](int64_t item) {
     const int64_t co = item / groups, group = item % groups;
     const TileRow* group_first = rows.data() + group * group_rows;
-    const ChannelOutput to{epilogue.residual ? epilogue.residual + co * plane : nullptr,
-                           epilogue.relu,
-                           epilogue.pooled,
-                           output.data + co * plane,
-                           p.out_channels * plane,
-                           means};
     output_transform_rows(m + co * count + group_first->column, p.out_channels * count, group_first, group_size(group),
-                          bias ? bias[co] : 0.0f, to, out_h, out_w, scratch.data());
+                          bias ? bias[co] : 0.0f, epilogue, co, output, out_h, out_w, scratch.data());
   });
   if (means) {
     const float scale = 1.0f / static_cast<float>(p.out_channels);

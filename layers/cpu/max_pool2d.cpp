@@ -30,11 +30,6 @@ ValidOutputs valid_outputs(int64_t out_size, int64_t in_size, int64_t kernel, in
   return valid;
 }
 
-// max that propagates NaN, as PyTorch's pooling does.
-inline float nan_max(float best, float value) {
-  return (value > best || value != value) ? value : best;
-}
-
 // Output row maxima: out[ox] = max over the kernel's columns of `column_maxima` (the maxima down
 // the window's rows, one per input column), the window's taps outside the row left out.
 // `constant_stride` > 0 is the pooling's horizontal stride as a constant (2: ResNet's and VGG's
