@@ -40,8 +40,7 @@ constexpr int64_t direct_most_channels_windowed = 128;
 constexpr int64_t winograd_2x2_fewest_image_tiles = 36;
 constexpr int64_t winograd_2x2_fewest_tiles_one_image = 16;
 constexpr int64_t direct_fewest_depth = 64;
-constexpr int64_t wanted_items_per_thread = 4;           // GEMM tasks cut into parts until there are this many
-constexpr int64_t fewest_panels_per_part = 4;            // ... of at least 4 panels (192 columns) each
+constexpr int64_t wanted_items_per_thread = 16;  // GEMM tasks cut into parts (whole panels) until there are this many
 constexpr int64_t means_part_floats = int64_t{1} << 18;  // 1 MiB
 
 bool is_pointwise(const Conv2dParams& p) {
@@ -308,12 +307,15 @@ void conv2d_forward_cpu(const Conv2dParams& p, ConstTensorView input, const Conv
   // has something to take from another (TaskRuns below) while the owner runs them one after the
   // other, much as one product. ResNet-50 at batch 1 (two tasks a layer at 56x56 and 28x28), 120
   // passes of each way alternating in one process: its GEMM steps 6.97 -> 6.46 ms a pass while one
-  // CPU ran slower than the other, 5.99 -> 5.88 while both ran alike.
+  // CPU ran slower than the other, 5.99 -> 5.88 while both ran alike (4 parts a thread, each of at
+  // least 4 panels). Parts as small as one panel, up to 16 a thread: the same GEMM steps 5.74-5.91
+  // -> 5.51-5.62 ms at batch 1 in three runs of 150 alternating passes, the forward pass 0.1-0.4
+  // ms faster; at batch 8 (8 or 16 tasks a layer, now 2-4 parts each) 46.6-46.9 -> 43.7-45.3 ms.
   const int64_t panels_a_task = (shape.rows * out_w + gemm_columns_per_panel - 1) / gemm_columns_per_panel;
-  const int64_t parts = pointwise && shape.images == 1
-                            ? std::clamp<int64_t>((wanted_items_per_thread * num_threads + tasks - 1) / tasks, 1,
-                                                  std::max<int64_t>(1, panels_a_task / fewest_panels_per_part))
-                            : 1;
+  const int64_t parts =
+      pointwise && shape.images == 1
+          ? std::clamp<int64_t>((wanted_items_per_thread * num_threads + tasks - 1) / tasks, 1, panels_a_task)
+          : 1;
 
   // Part `part` of `parts` of one task's columns, for all its output channels or the rows
   // [row_first, row_last) of them (one thread's share).
