@@ -418,9 +418,30 @@ void run_chunk(const Conv2dParams& p, ConstTensorView input, const std::vector<P
   // image; the means summed channel by channel and divided once.
   float* means = epilogue.channel_means;
   if (means) for_each_output_row(g, rows, means, [](float* row, int64_t n) { std::fill(row, row + n, 0.0f); });
+  // Each item first asks for the next one's lines of the output with intent to write, as the
+  // input transform does for V. ResNet-50 at batch 1, three runs of 150 alternating passes:
+  // layer1's and layer2's 3x3s 0.06-0.11 ms a pass faster together.
+  const bool pooled = epilogue.pooled;
+  const int64_t written_h = pooled ? out_h / 2 : out_h, written_w = pooled ? out_w / 2 : out_w;
+  const int64_t written_tile = pooled ? tile / 2 : tile;
+  auto prefetch_output_for_writing = [&](int64_t item) {
+    const int64_t group = item % groups;
+    for (int64_t r = group * group_rows; r < group * group_rows + group_size(group); ++r) {
+      const TileRow& row = rows[r];
+      const int64_t y0 = row.th * written_tile, x0 = row.begin * written_tile;
+      const int64_t x_end = std::min(x0 + written_tile * (row.end - row.begin), written_w);
+      const float* plane = output.data + (row.n * output.dim(1) + item / groups) * written_h * written_w;
+      for (int64_t y = y0; y < std::min(y0 + written_tile, written_h); ++y) {
+        for (int64_t x = x0 / floats_per_cache_line * floats_per_cache_line; x < x_end; x += floats_per_cache_line) {
+          __builtin_prefetch(plane + y * written_w + x, 1, 3);
+        }
+      }
+    }
+  };
   for_each_item(shared ? &shared->output : nullptr, p.out_channels * groups, [&](int64_t item) {
     const int64_t co = item / groups, group = item % groups;
     const TileRow* group_first = rows.data() + group * group_rows;
+    if (item + 1 < p.out_channels * groups) prefetch_output_for_writing(item + 1);
     output_transform_rows(m + co * count + group_first->column, p.out_channels * count, group_first, group_size(group),
                           bias ? bias[co] : 0.0f, epilogue, co, output, out_h, out_w, scratch.data());
   });
