@@ -375,7 +375,8 @@ void run_chunk(const Conv2dParams& p, ConstTensorView input, const std::vector<P
   // asks for the next one's lines of V with intent to write: they were last read by the products
   // (every thread's, where the threads share a chunk), and a store would wait for them. ResNet-50
   // at batch 1, three runs of 150 alternating passes: layer1's later 3x3s 1.31-1.36 -> 1.28-1.30
-  // ms a pass, layer2's 1.94-2.02 -> 1.91-1.98; at batch 8 layer1's 7.16-10.0 -> 7.02-9.41.
+  // ms a pass, layer2's 1.94-2.02 -> 1.91-1.98; at batch 8 (runs of 40 and 60 passes, in noisy
+  // spells) layer1's 7.16-10.0 -> 7.02-9.41.
   auto prefetch_for_writing = [&](int64_t item) {
     const int64_t group = item % groups;
     const TileRow &first_row = rows[group * group_rows], &last_row = rows[group * group_rows + group_size(group) - 1];
