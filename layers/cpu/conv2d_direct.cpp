@@ -218,9 +218,11 @@ void mean_results(const Geometry& g, const float* results, int64_t first_pixel, 
 // first_plane on, pixels [begin, end) of each), asked for with intent to write, an equal share
 // before each of `calls` kernel calls. The output of a bottleneck's last 1x1 holds the shortcut it
 // adds in place, written several layers before and since gone to L3, memory or the other core's
-// cache; direct_write_results waited for each line. ResNet-50 at batch 1, three runs of 150
-// alternating passes: layer3's five later conv3s 2.28-2.29 -> 2.06-2.09 ms a pass, layer4's two
-// 0.86-0.88 -> 0.82; the rest alike, and batch 8 too.
+// cache. direct_write_results asks for each group of planes a group ahead as well, which alone
+// left the first groups waiting; all of them at once at the task's start pushed its working set
+// out of L1 (see there), a share a call does not. ResNet-50 at batch 1, three runs of 150
+// alternating passes: layer3's five later conv3s 1.96-2.00 -> 1.85-1.88 ms a pass, layer4's two
+// 0.77 -> 0.75-0.76; the rest alike.
 class OutputPrefetch {
  public:
   OutputPrefetch(float* first_plane, int64_t planes, int64_t plane_stride, int64_t begin, int64_t end, int64_t calls)
@@ -232,7 +234,7 @@ class OutputPrefetch {
 
   void before_call(int64_t call) const {
     for (int64_t i = call * share_; i < std::min(lines_, (call + 1) * share_); ++i) {
-      __builtin_prefetch(first_line_ + i / per_plane_ * plane_stride_ + i % per_plane_ * floats_per_cache_line, 1, 3);
+      prefetch_for_write(first_line_ + i / per_plane_ * plane_stride_ + i % per_plane_ * floats_per_cache_line);
     }
   }
 

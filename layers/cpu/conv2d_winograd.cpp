@@ -373,10 +373,10 @@ void run_chunk(const Conv2dParams& p, ConstTensorView input, const std::vector<P
 
   // 1. Input transform: V[xi][ci][t] = (B^T d B)[xi] for every channel and tile. Each item first
   // asks for the next one's lines of V with intent to write: they were last read by the products
-  // (every thread's, where the threads share a chunk), and a store would wait for them. ResNet-50
-  // at batch 1, three runs of 150 alternating passes: layer1's later 3x3s 1.31-1.36 -> 1.28-1.30
-  // ms a pass, layer2's 1.94-2.02 -> 1.91-1.98; at batch 8 (runs of 40 and 60 passes, in noisy
-  // spells) layer1's 7.16-10.0 -> 7.02-9.41.
+  // (every thread's, where the threads share a chunk), and a store would wait for them. This and
+  // the output's below together, ResNet-50 at batch 1, three runs of 150 alternating passes:
+  // layer1's 3x3s 0.96-1.01 -> 0.91-0.97 ms a pass (the later two) and 0.57-0.60 -> 0.52-0.54 (the
+  // first), layer2's later three 1.78-1.79 -> 1.70-1.72.
   auto prefetch_for_writing = [&](int64_t item) {
     const int64_t group = item % groups;
     const TileRow &first_row = rows[group * group_rows], &last_row = rows[group * group_rows + group_size(group) - 1];
@@ -384,7 +384,7 @@ void run_chunk(const Conv2dParams& p, ConstTensorView input, const std::vector<P
     for (int64_t xi = 0; xi < points; ++xi) {
       for (int64_t c = first_row.column; c < last_row.column + last_row.end - last_row.begin;
            c += floats_per_cache_line) {
-        __builtin_prefetch(channel + xi * p.in_channels * count + c, 1, 3);
+        prefetch_for_write(channel + xi * p.in_channels * count + c);
       }
     }
   };
@@ -420,8 +420,7 @@ void run_chunk(const Conv2dParams& p, ConstTensorView input, const std::vector<P
   float* means = epilogue.channel_means;
   if (means) for_each_output_row(g, rows, means, [](float* row, int64_t n) { std::fill(row, row + n, 0.0f); });
   // Each item first asks for the next one's lines of the output with intent to write, as the
-  // input transform does for V. ResNet-50 at batch 1, three runs of 150 alternating passes:
-  // layer1's and layer2's 3x3s 0.06-0.11 ms a pass faster together.
+  // input transform does for V (measured with it, above).
   const bool pooled = epilogue.pooled;
   const int64_t written_h = pooled ? out_h / 2 : out_h, written_w = pooled ? out_w / 2 : out_w;
   const int64_t written_tile = pooled ? tile / 2 : tile;
@@ -434,7 +433,7 @@ void run_chunk(const Conv2dParams& p, ConstTensorView input, const std::vector<P
       const float* plane = output.data + (row.n * output.dim(1) + item / groups) * written_h * written_w;
       for (int64_t y = y0; y < std::min(y0 + written_tile, written_h); ++y) {
         for (int64_t x = x0 / floats_per_cache_line * floats_per_cache_line; x < x_end; x += floats_per_cache_line) {
-          __builtin_prefetch(plane + y * written_w + x, 1, 3);
+          prefetch_for_write(plane + y * written_w + x);
         }
       }
     }

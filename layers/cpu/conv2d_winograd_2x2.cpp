@@ -170,7 +170,7 @@ void input_transform_plane(const Conv2dParams& p, const Geometry& g, const float
 void prefetch_plane_for_writing(const Geometry& g, const float* v_plane, int64_t point_stride) {
   for (int64_t xi = 0; xi < points; ++xi) {
     for (int64_t f = 0; f < g.stored_tiles; f += floats_per_cache_line) {
-      __builtin_prefetch(v_plane + xi * point_stride + f, 1, 3);
+      prefetch_for_write(v_plane + xi * point_stride + f);
     }
   }
 }
