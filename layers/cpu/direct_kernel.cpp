@@ -7,12 +7,22 @@
 namespace prism {
 namespace {
 
-// Vector registers the accumulators may take: the rest hold the weights of one tap. With AVX-512's
-// 32 registers a tile of 6 pixels by 4 vectors (64 channels); with 16, half of that.
+// Vector registers the accumulators may take: the rest hold the weights of one tap and the
+// broadcast input. With AVX-512's 32 registers a tile of 6 pixels by 4 vectors (64 channels); with
+// 16 (AVX2, SSE), 6 pixels by 2 vectors. Blocks of 3 or 4 vectors there (tiles of 4 or 3 pixels)
+// leave no register for the weights: GCC then reads each weight vector from memory in every
+// multiply-add, a load per multiply-add besides the broadcasts, and the loads, not the
+// multiply-adds, set the pace. On an AMD Zen 3 (AVX2, 2 threads) ResNet-50 at batch 1, two plans
+// alternating pass by pass in one process: every direct and F(2x2) layer faster (layer3's 1x1s
+// 1.13-1.20 -> 0.92-0.96 ms, its F(2x2) 3x3s 1.40-1.44 -> 1.23-1.26) but the stem (2.78 -> 2.95),
+// the forward pass 75.7 -> 69.7 ms (medians of 40); in a slower hour 87.8 -> 84.5 (of 60), and
+// at batch 8 638 -> 620 (of 12).
 #if defined(__AVX512F__)
 constexpr int64_t accumulator_registers = 24;
+constexpr int64_t most_vectors = 4;
 #else
 constexpr int64_t accumulator_registers = 12;
+constexpr int64_t most_vectors = 2;
 #endif
 constexpr int64_t most_pixels_per_tile = 8;  // pointers the kernel keeps in general registers
 
@@ -55,7 +65,7 @@ void direct_kernel(const float* const* pixel_inputs, const int64_t* offsets, int
 }  // namespace
 
 int64_t direct_vectors_for(int64_t channels) {
-  return std::clamp<int64_t>((channels + simd_floats - 1) / simd_floats, 1, 4);
+  return std::clamp<int64_t>((channels + simd_floats - 1) / simd_floats, 1, most_vectors);
 }
 
 int64_t direct_pixels_per_tile(int64_t vectors) {
@@ -63,11 +73,13 @@ int64_t direct_pixels_per_tile(int64_t vectors) {
 }
 
 DirectKernel direct_kernel_for(int64_t vectors) {
-  switch (vectors) {
+  switch (std::min(vectors, most_vectors)) {
     case 1: return direct_kernel<pixels_for(1), 1>;
-    case 2: return direct_kernel<pixels_for(2), 2>;
+#if defined(__AVX512F__)
     case 3: return direct_kernel<pixels_for(3), 3>;
-    default: return direct_kernel<pixels_for(4), 4>;
+    case 4: return direct_kernel<pixels_for(4), 4>;
+#endif
+    default: return direct_kernel<pixels_for(2), 2>;
   }
 }
 

@@ -15,9 +15,9 @@
 
 namespace prism {
 
-// Vectors of output channels in one block (1 to 4) for `channels` output channels, and pixels in
-// the kernel's tile for that many vectors (as many as its registers hold: 6 for 4 vectors with
-// AVX-512).
+// Vectors of output channels in one block (1 to 4 with AVX-512, 1 or 2 with 16 vector registers)
+// for `channels` output channels, and pixels in the kernel's tile for that many vectors (as many
+// as its registers hold: 6 for 4 vectors with AVX-512, 6 for 2 with AVX2).
 int64_t direct_vectors_for(int64_t channels);
 int64_t direct_pixels_per_tile(int64_t vectors);
 
