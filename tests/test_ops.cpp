@@ -287,7 +287,8 @@ TEST_CASE("conv2d: fast CPU equals the reference on awkward shapes", "[ops][conv
       {1, 24, 40, 9, 10, 3, 3, 1, 2, 1, 1, true, false},  // padding 2: outputs larger than inputs
       // Shapes for the direct kernel (every case above runs it too): channel blocks of 1 to 4
       // vectors with a partial last block, several depth blocks, a partial last tile of pixels,
-      // stride 2 with padding, images bigger than one padded chunk.
+      // stride 2 with padding, images bigger than one padded chunk. The blocks named are
+      // AVX-512's; with AVX2 they are of 1 or 2 vectors (8 or 16 channels) and 128 taps.
       {2, 40, 100, 7, 7, 3, 3, 1, 1, 1, 1, true, true},    // 100 channels: blocks of 64 and 36
       {1, 520, 48, 5, 6, 3, 3, 1, 1, 1, 1, false, false},  // depth 4680: 14 blocks of 341 taps
       {3, 24, 33, 9, 11, 3, 3, 2, 1, 1, 1, true, false},   // strided, 33 channels: 3 vectors

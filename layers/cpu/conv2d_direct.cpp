@@ -25,8 +25,20 @@
 namespace prism {
 namespace {
 
-constexpr int64_t weight_block_floats = 16384;    // 64 KiB of weights per depth block (measured: 16-128 KiB
-                                                  // were alike; 8-32 KiB, sized for L1, up to 1.3x slower)
+// Weights of one depth block, which every tile of a task's range multiplies before the next block.
+// With AVX-512, 64 KiB: 256 taps of a 64-channel block (measured: 16-128 KiB were alike; 8-32 KiB,
+// sized for L1, up to 1.3x slower). With 16 vector registers a block has 16 channels (AVX2), and
+// 64 KiB would be 1024 taps, whose weights and input lines no longer fit L1 with each other: every
+// tap's weights then came from L2 again for each tile. 8 KiB (128 taps) keeps them in L1. On an AMD
+// Zen 3 (32 KiB L1), ResNet-50 in one process, plans alternating pass by pass: at batch 1 (60
+// passes) layer4's 1x1s 1.36-1.50 -> 1.12-1.18 ms, layer4.0.downsample 2.86 -> 2.24,
+// layer2.0.conv2 2.85 -> 2.24, the forward pass 82.1 -> 79.4; at batch 8 (30 passes) 646 -> 605
+// (layer4's 1x1s 9.3-10.5 -> 8.0-8.6). 16 KiB gained about half as much, 4 KiB as much at batch 1.
+#if defined(__AVX512F__)
+constexpr int64_t weight_block_floats = 16384;
+#else
+constexpr int64_t weight_block_floats = 2048;
+#endif
 constexpr int64_t tile_buffer_floats = 16384;     // 64 KiB of results per task: stays in L2
 constexpr int64_t pooled_buffer_floats = 1 << 18;  // 1 MiB of results per task before a fused max pool
 constexpr int64_t copied_chunk_floats = 1 << 20;   // padded or subsampled images copied at a time: 4 MiB
