@@ -5,6 +5,7 @@
 #include "engine/error.hpp"
 #include "engine/plan.hpp"
 #include "layers/conv2d.hpp"
+#include "layers/cpu/direct_kernel.hpp"
 #include "layers/cpu/simd.hpp"
 #include "tests/helpers.hpp"
 
@@ -38,8 +39,8 @@ TEST_CASE("a fully fused resnet18 plan has one step per convolution, pool and li
   CHECK(Plan(model, {1, 3, 64, 64}, reference).steps().size() == 1 + 1 + 8 * 3 + 3 + 1 + 1);
   // Where the stem's output is wanted in full, the pool is a step of its own; wanted as its mean
   // over channels (PRISM's captures), the fused step writes that mean where the direct kernel's
-  // one block holds all 64 channels (4 vectors: AVX-512's; a portable SSE build has 16 a block
-  // and keeps the pool apart).
+  // one block holds all 64 channels (4 vectors: AVX-512's; with 16 vector registers, AVX2 or a
+  // portable SSE build, a block has 2 vectors and the pool stays apart).
   PlanOptions tapped, mean_tapped;
   tapped.taps = {"relu"};
   mean_tapped.mean_taps = {"relu", "maxpool:input"};
@@ -49,7 +50,7 @@ TEST_CASE("a fully fused resnet18 plan has one step per convolution, pool and li
   CHECK(with_tap.steps()[1].fused_names == std::vector<std::string>{"maxpool"});
   const bool stem_writes_means = conv2d_direct_writes_channel_means(
       with_tap.steps()[0].node->conv2d, with_tap.steps()[1].node->max_pool2d, {1, 3, 64, 64});
-  CHECK(stem_writes_means == (4 * simd_floats >= 64));
+  CHECK(stem_writes_means == (direct_vectors_for(64) * simd_floats >= 64));
   if (stem_writes_means) {
     CHECK(with_mean_tap.steps().size() == 1 + 8 * 2 + 3 + 1 + 1);
     CHECK(with_mean_tap.steps()[0].channel_mean_value >= 0);
@@ -187,10 +188,11 @@ TEST_CASE("a stem whose pool joins it still gives its mean tap, and the same out
   Plan full_plan(model, x.shape(), full), reduced_plan(model, x.shape(), reduced);
   REQUIRE(full_plan.steps()[1].fused_names == std::vector<std::string>{"maxpool"});
   // The pool joins the stem where the direct kernel's one block holds all 64 channels (AVX-512);
-  // in a portable SSE build it stays apart, and the outputs and means must be the same either way.
+  // with AVX2 or in a portable SSE build it stays apart, and the outputs and means must be the
+  // same either way.
   const bool stem_writes_means = conv2d_direct_writes_channel_means(full_plan.steps()[0].node->conv2d,
                                                                     full_plan.steps()[1].node->max_pool2d, x.shape());
-  CHECK(stem_writes_means == (4 * simd_floats >= 64));
+  CHECK(stem_writes_means == (direct_vectors_for(64) * simd_floats >= 64));
   CHECK((reduced_plan.steps()[0].fused_names.back() == "maxpool") == stem_writes_means);
   for (int threads : {1, 2, 3}) {
     full.num_threads = reduced.num_threads = threads;
