@@ -111,9 +111,10 @@ Tensor product_in_double(const Tensor& a, const Tensor& b, const Tensor& bias, c
 }  // namespace
 
 TEST_CASE("gemm: fp32 and bf16 products equal the product in double", "[ops][gemm]") {
-  // 13 rows (a partial panel of 8), depth 515 (blocks of 256, 256 and an odd 3), 101 columns (two
-  // panels of 48 and one of 5), with bias, addend and ReLU; rows [8, 13) alone as a thread's share.
-  // Then a shallow product taller than deep (21 x 19), which one thread runs row panel by row panel.
+  // 13 rows (a partial panel of 8 with AVX-512, of 6 with AVX2), depth 515 (blocks of 256, 256 and
+  // an odd 3), 101 columns (with AVX-512 two panels of 48 and one of 5), with bias, addend and ReLU;
+  // the rows from the second panel on alone as a thread's share (a share starts at a panel). Then a
+  // shallow product taller than deep (21 x 19), which one thread runs row panel by row panel.
   for (const auto& [rows, depth, columns] :
        {std::array<int64_t, 3>{13, 515, 101}, std::array<int64_t, 3>{21, 19, 101}}) {
     const Tensor a = test::random_tensor({rows, depth}, 1), b = test::random_tensor({depth, columns}, 2);
@@ -131,7 +132,7 @@ TEST_CASE("gemm: fp32 and bf16 products equal the product in double", "[ops][gem
       const PackedMatrix packed = bf16 ? gemm_to_bf16(fp32) : gemm_pack_a(a.data(), rows, depth, depth);
       const Tensor expected = product_in_double(a, b, bias, addend, bf16);
       for (int threads : {1, 2}) {
-        for (int64_t first_row : {0, 8}) {
+        for (int64_t first_row : {int64_t{0}, gemm_rows_per_panel}) {
           Tensor c({rows, columns});
           std::vector<float> workspace(gemm_workspace_floats(depth, columns));
           gemm_packed(packed, b.data(), columns, columns, c.data(), columns,
