@@ -271,6 +271,8 @@ void conv2d_winograd_2x2_forward_cpu(const Conv2dParams& p, ConstTensorView inpu
   const int64_t point_stride = p.in_channels * g.tile_stride;              // from V[xi] to V[xi + 1]
   const int64_t block_floats = points * p.in_channels * g.block_channels;  // one block's 16 matrices
   const int64_t point_lines = p.in_channels * g.block_channels / floats_per_cache_line;
+  const int64_t pass_depth = std::min(product_depth_most, p.in_channels);  // input channels a pass
+  const int64_t passes = ceil_div(p.in_channels, pass_depth);
   const DirectKernel kernel = direct_kernel_for(g.vectors);
   float* v = workspace;
   float* thread_buffers = workspace + points * point_stride;
@@ -316,8 +318,6 @@ void conv2d_winograd_2x2_forward_cpu(const Conv2dParams& p, ConstTensorView inpu
         for (int64_t xi = 0; xi < points; ++xi) {
           const float* point_weights = block_weights + xi * p.in_channels * g.block_channels;
           const float* next = xi + 1 < points ? point_weights + p.in_channels * g.block_channels : next_task_weights;
-          const int64_t pass_depth = std::min(product_depth_most, p.in_channels);
-          const int64_t passes = ceil_div(p.in_channels, pass_depth);
           const WeightPrefetch fetch(next, point_lines, passes * kernel_calls, pass_depth);
           // The last call repeats the range's last tile to fill up.
           const float* image = v + xi * point_stride + n * g.stored_tiles;
