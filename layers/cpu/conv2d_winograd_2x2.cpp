@@ -331,7 +331,8 @@ void conv2d_winograd_2x2_forward_cpu(const Conv2dParams& p, ConstTensorView inpu
               kernel(tile_inputs.data() + call * g.pixels_per_tile, weights.tap_offsets.data() + k, depth,
                      point_weights + k * g.block_channels,
                      results + (xi * r.slots + call * g.pixels_per_tile) * g.block_channels, pass > 0,
-                     fetch.first_line(pass * kernel_calls + call), fetch.lines(pass * kernel_calls + call), false);
+                     fetch.first_line(pass * kernel_calls + call), fetch.lines(pass * kernel_calls + call),
+                     direct_fetch_input_always);
             }
           }
         }

@@ -32,6 +32,22 @@ using DirectKernel = void (*)(const float* const* pixel_inputs, const int64_t* o
 // The kernel for tiles of direct_pixels_per_tile(vectors) pixels by `vectors` vectors.
 DirectKernel direct_kernel_for(int64_t vectors);
 
+// Whether every kernel call fetches its input ahead (fetch_input_ahead), or only where the callers
+// find the input in another core's cache (conv2d_direct.cpp). With AVX-512's blocks of 4 vectors a
+// line of input feeds 4 multiply-adds a value, and on the Xeon of bench/ windows of several taps
+// ran a little slower fetching ahead (the stem 1.05 -> 1.11 ms). With 16 vector registers (AVX2) a
+// block has 2 vectors, each line feeds half as many multiply-adds and must come twice as fast, and
+// L2's latency showed: on an AMD Zen 3, ResNet-50 in one process, plans alternating pass by pass,
+// at batch 1 (60 passes) the forward pass 88.2 -> 84.4 ms (the stem 3.31 -> 2.96, layer2.0.conv2
+// 2.78 -> 2.40, layer3's F(2x2) 3x3s 1.54-1.61 -> 1.38-1.44, its 1x1s 1.14-1.22 -> 1.03-1.15); at
+// batch 8 (16 passes, the direct layers only) 695 -> 622 ms (layer3's 1024 -> 256 1x1s 14.7-17.6 ->
+// 8.0-8.4, layer4.0.conv1 27.1 -> 15.6). Two lines ahead instead of one were no faster.
+#if defined(__AVX512F__)
+inline constexpr bool direct_fetch_input_always = false;
+#else
+inline constexpr bool direct_fetch_input_always = true;
+#endif
+
 // The cache lines of the weights that come next (`lines` of them from `next`; none where `next` is
 // null), shared out over the `calls` kernel calls of `depth` taps that run before they are
 // needed: each call asks for an equal share, one line a tap from its first, so that the fetches
