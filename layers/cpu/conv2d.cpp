@@ -32,7 +32,21 @@ constexpr int64_t gemm_fewest_columns_to_choose = 256;
 // 256 (conv3, 256 -> 1024) ran faster on the GEMM (2.91 against 3.03 ms) and stay there, and so do
 // tiles of one image: at batch 1 (the direct kernel's threads then share the image by channels)
 // layer2's 512 -> 128 1x1s took 0.46-0.57 ms direct against 0.38 on the GEMM (392 columns a task).
+// Without AVX-512 the direct kernel fetches every pass's input ahead (direct_fetch_input_always).
+// On an AMD Zen 3 (plans alternating pass by pass in one process, two plans of each choice) it then
+// ran those conv3s of depth 256 at batch 8 faster too (layer3's 10.4-10.6 -> 8.0-8.4 ms), and at
+// batch 1 the 1x1 windows over one image of at most 32x32 outputs, which the threads share (see
+// choose_for_fp32): layer2's 1x1s 1.35-1.40 -> 1.20-1.40 ms (its strided downsample alike),
+// layer3.0.conv1 2.57-2.60 -> 2.29-2.39, the forward pass 93.4-93.6 -> 92.0-92.3. At 56x56 the GEMM
+// kept its lead in the one comparison made (one plan each: layer1's 256 -> 64 1x1s 0.93 ms against
+// 1.09 direct, layer2.0.conv1 1.78 against 2.11).
+#if defined(__AVX512F__)
 constexpr int64_t deep_product = 512;
+constexpr int64_t direct_most_pixels_one_image = 0;
+#else
+constexpr int64_t deep_product = 256;
+constexpr int64_t direct_most_pixels_one_image = 32 * 32;
+#endif
 constexpr int64_t gemm_fewest_columns_deep = 512;
 constexpr int64_t direct_most_channels_windowed = 128;
 // F(2x2, 3x3) on images of at least this many tiles (12x12 outputs), and on a batch of one image
@@ -202,6 +216,11 @@ Conv2dAlgorithm choose_for_fp32(const Conv2dParams& p, const Shape& input_shape,
   const TaskShape shape = task_shape(p, input_shape[0], out[2], out[3], num_threads);
   const int64_t tasks = shape.tasks(input_shape[0], p.groups, out[2]);
   const int64_t columns = shape.images * shape.rows * out[3];
+  // 1x1 windows over one small image that the threads share (direct_most_pixels_one_image).
+  const bool one_image_shared = input_shape[0] * p.groups < num_threads;
+  if (direct_suits && !windowed && one_image_shared && out[2] * out[3] <= direct_most_pixels_one_image) {
+    return Conv2dAlgorithm::direct;
+  }
   const bool deep_over_images = depth >= deep_product && shape.images > 1;
   const int64_t fewest_columns = deep_over_images ? gemm_fewest_columns_deep : gemm_fewest_columns_to_choose;
   if (direct_suits && (tasks < num_threads || columns < fewest_columns)) return Conv2dAlgorithm::direct;
