@@ -34,18 +34,27 @@ constexpr int64_t gemm_fewest_columns_to_choose = 256;
 // layer2's 512 -> 128 1x1s took 0.46-0.57 ms direct against 0.38 on the GEMM (392 columns a task).
 // Without AVX-512 the direct kernel fetches every pass's input ahead (direct_fetch_input_always).
 // On an AMD Zen 3 (plans alternating pass by pass in one process, two plans of each choice) it then
-// ran those conv3s of depth 256 at batch 8 faster too (layer3's 10.4-10.6 -> 8.0-8.4 ms), and at
-// batch 1 the 1x1 windows over one image of at most 32x32 outputs, which the threads share (see
-// choose_for_fp32): layer2's 1x1s 1.35-1.40 -> 1.20-1.40 ms (its strided downsample alike),
-// layer3.0.conv1 2.57-2.60 -> 2.29-2.39, the forward pass 93.4-93.6 -> 92.0-92.3. At 56x56 the GEMM
-// kept its lead in the one comparison made (one plan each: layer1's 256 -> 64 1x1s 0.93 ms against
-// 1.09 direct, layer2.0.conv1 1.78 against 2.11).
+// ran those conv3s of depth 256 at batch 8 faster too (layer3's 10.4-10.6 -> 8.0-8.4 ms).
 #if defined(__AVX512F__)
 constexpr int64_t deep_product = 512;
-constexpr int64_t direct_most_pixels_one_image = 0;
 #else
 constexpr int64_t deep_product = 256;
-constexpr int64_t direct_most_pixels_one_image = 32 * 32;
+#endif
+// One image that the threads share (batch 1), of at most this many output pixels, without AVX-512:
+// its 1x1 windows go to the direct kernel and its 3x3s to F(2x2, 3x3) rather than F(4x4). At batch
+// 1 each weight meets few pixels, F(4x4)'s 36 matrices of weights are 2.25 times F(2x2)'s 16, and
+// a 28x28 image has 49 tiles of F(4x4) against 196 of F(2x2). On the Zen 3, same method: layer2's
+// 1x1s 1.35-1.40 -> 1.20-1.40 ms (its strided downsample alike), layer3.0.conv1 2.57-2.60 ->
+// 2.29-2.39, the forward pass 93.4-93.6 -> 92.0-92.3; then layer2's 3x3s 1.54-1.60 -> 1.22-1.26 ms,
+// the sum of the steps 74.3-74.7 -> 72.9-73.5; VGG-16's forward pass 177-182 -> 170-172 (its
+// 28x28 3x3s of 512 channels; 16 passes). At 56x56 the GEMM kept its lead over the direct kernel
+// in the one comparison made (one plan each: layer1's 256 -> 64 1x1s 0.93 ms against 1.09,
+// layer2.0.conv1 1.78 against 2.11), and F(2x2) ran as fast as F(4x4) (64 channels, a harness).
+// The Xeon's GEMM ran layer2's 512 -> 128 1x1s at batch 1 faster than the direct kernel (above).
+#if defined(__AVX512F__)
+constexpr int64_t small_shared_image_most_pixels = 0;
+#else
+constexpr int64_t small_shared_image_most_pixels = 32 * 32;
 #endif
 constexpr int64_t gemm_fewest_columns_deep = 512;
 constexpr int64_t direct_most_channels_windowed = 128;
@@ -179,13 +188,20 @@ Conv2dAlgorithm choose_for_fp32(const Conv2dParams& p, const Shape& input_shape,
   // im2col of strided windows (the stem, ResNet's strided 3x3s) copies more than the GEMM then
   // saves over the direct kernel.
   if (direct_suits && windowed && strided) return Conv2dAlgorithm::direct;
+  const Shape out = conv2d_output_shape(p, input_shape);
+  const bool small_shared_image =
+      input_shape[0] * p.groups < num_threads && out[2] * out[3] <= small_shared_image_most_pixels;
+  if (direct_suits && !windowed && small_shared_image) return Conv2dAlgorithm::direct;
   // Winograd saves two thirds of the GEMM's arithmetic and adds transforms that cost in
   // proportion to the channels rather than their square, in chunks of 192 tiles. On the Xeon
   // bench/ measures on it beat the direct kernel on every ResNet-50 and VGG-16 shape it applies
   // to (32 tiles and more), batch 1 included: there ResNet-50's 56x56 and 28x28 3x3s, 196 and 49
   // tiles of 64 and 128 channels, took 0.70-0.76 and 0.67 ms against 0.82-0.83 and 0.75-0.77
   // direct. (On an AMD Zen 5 those two had run faster direct.)
-  if (allow_winograd && conv2d_winograd_applies(p, input_shape)) return Conv2dAlgorithm::winograd;
+  const bool small_shared_2x2 = small_shared_image && conv2d_winograd_2x2_applies(p);
+  if (allow_winograd && conv2d_winograd_applies(p, input_shape) && !small_shared_2x2) {
+    return Conv2dAlgorithm::winograd;
+  }
   // Where F(4x4, 3x3) has too few tiles, F(2x2, 3x3) still beats the direct kernel on 14x14 images
   // but not on 7x7 ones, whose 16 tiles cover 8x8 outputs and use each weight 16 times (a harness
   // reading the weights from memory each call, 2 threads, batch 1: 14x14 with 256 channels 0.85 ->
@@ -212,15 +228,9 @@ Conv2dAlgorithm choose_for_fp32(const Conv2dParams& p, const Shape& input_shape,
   }
   // The GEMM needs wide products, and one per thread at least: otherwise each thread builds the
   // whole column matrix again for its share of the channels.
-  const Shape out = conv2d_output_shape(p, input_shape);
   const TaskShape shape = task_shape(p, input_shape[0], out[2], out[3], num_threads);
   const int64_t tasks = shape.tasks(input_shape[0], p.groups, out[2]);
   const int64_t columns = shape.images * shape.rows * out[3];
-  // 1x1 windows over one small image that the threads share (direct_most_pixels_one_image).
-  const bool one_image_shared = input_shape[0] * p.groups < num_threads;
-  if (direct_suits && !windowed && one_image_shared && out[2] * out[3] <= direct_most_pixels_one_image) {
-    return Conv2dAlgorithm::direct;
-  }
   const bool deep_over_images = depth >= deep_product && shape.images > 1;
   const int64_t fewest_columns = deep_over_images ? gemm_fewest_columns_deep : gemm_fewest_columns_to_choose;
   if (direct_suits && (tasks < num_threads || columns < fewest_columns)) return Conv2dAlgorithm::direct;
