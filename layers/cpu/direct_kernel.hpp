@@ -37,11 +37,12 @@ DirectKernel direct_kernel_for(int64_t vectors);
 // line of input feeds 4 multiply-adds a value, and on the Xeon of bench/ windows of several taps
 // ran a little slower fetching ahead (the stem 1.05 -> 1.11 ms). With 16 vector registers (AVX2) a
 // block has 2 vectors, each line feeds half as many multiply-adds and must come twice as fast, and
-// L2's latency showed: on an AMD Zen 3, ResNet-50 in one process, plans alternating pass by pass,
-// at batch 1 (60 passes) the forward pass 88.2 -> 84.4 ms (the stem 3.31 -> 2.96, layer2.0.conv2
-// 2.78 -> 2.40, layer3's F(2x2) 3x3s 1.54-1.61 -> 1.38-1.44, its 1x1s 1.14-1.22 -> 1.03-1.15); at
-// batch 8 (16 passes, the direct layers only) 695 -> 622 ms (layer3's 1024 -> 256 1x1s 14.7-17.6 ->
-// 8.0-8.4, layer4.0.conv1 27.1 -> 15.6). Two lines ahead instead of one were no faster.
+// L2's latency showed. On an AMD Zen 3, ResNet-50 at batch 1 in one process, two plans of each
+// way alternating pass by pass (50 passes): the forward pass 74.7 and 76.2 -> 70.5 and 72.6 ms (the
+// stem 3.16 -> 2.72, layer2.0.conv2 2.38-2.49 -> 2.10-2.12, layer3.1's F(2x2) 3x3 1.41-1.46 ->
+// 1.22-1.24, layer3's conv1s 0.95-1.01 -> 0.87-0.91); at batch 8 (one plan each, 16 passes, the direct
+// kernel's layers only) 695 -> 622 ms, layer3's 1024 -> 256 1x1s 14.7-17.6 -> 8.0-8.4 ms and
+// layer4.0.conv1 27.1 -> 15.6. Two lines ahead instead of one were no faster.
 #if defined(__AVX512F__)
 inline constexpr bool direct_fetch_input_always = false;
 #else
