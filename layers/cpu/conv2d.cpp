@@ -48,8 +48,9 @@ constexpr int64_t deep_product = 256;
 // 2.29-2.39, the forward pass 93.4-93.6 -> 92.0-92.3; then layer2's 3x3s 1.54-1.60 -> 1.22-1.26 ms,
 // the sum of the steps 74.3-74.7 -> 72.9-73.5; VGG-16's forward pass 177-182 -> 170-172 (its
 // 28x28 3x3s of 512 channels; 16 passes). At 56x56 the direct kernel ran the widening 1x1s (64 ->
-// 64, 64 -> 256) 0.05-0.1 ms faster and the narrowing ones (256 -> 64, 256 -> 128) as much slower,
-// so they stay with the GEMM, and F(2x2) ran as fast as F(4x4) (64 channels, a harness).
+// 64, 64 -> 256) 0.05-0.1 ms faster and the narrowing ones (256 -> 64, 256 -> 128) as much slower:
+// the two cancel, so all of them stay with the GEMM; F(2x2) ran as fast as F(4x4) there (64
+// channels, a harness), so those 3x3s keep F(4x4).
 // The Xeon's GEMM ran layer2's 512 -> 128 1x1s at batch 1 faster than the direct kernel (above).
 #if defined(__AVX512F__)
 constexpr int64_t small_shared_image_most_pixels = 0;
