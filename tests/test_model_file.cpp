@@ -2,6 +2,7 @@
 // wrong, each with a message that names the file and the problem.
 #include <unistd.h>
 
+#include <algorithm>
 #include <catch2/catch.hpp>
 #include <csignal>
 #include <cstdlib>
@@ -53,6 +54,36 @@ TEST_CASE("a model file reads back exactly as written", "[model_file]") {
     CHECK(test::compare(read.parameter(key).view(), tensor.view()).max_abs == 0.0);
   }
   CHECK_FALSE(fs::exists(scratch.file("model.h5.partial")));
+}
+
+TEST_CASE("values left in the file read back exactly, and a truncated file says so", "[model_file]") {
+  const ScratchFolder scratch;
+  const Model written = small_model();
+  write_model_file(written, scratch.file("model.h5"));
+  ValuesInFile left_in_file;
+  const Model read = read_model_file(scratch.file("model.h5"), &left_in_file);
+  REQUIRE(left_in_file.size() == written.parameters.size());  // write_model_file writes every one plainly
+  for (const auto& [key, tensor] : written.parameters) {
+    const Tensor& shaped = read.parameter(key);
+    REQUIRE(shaped.shape() == tensor.shape());
+    std::vector<float> values(tensor.numel(), -1.0f);
+    read_values_in_file(scratch.file("model.h5"), key, left_in_file.at(key), tensor.numel() * sizeof(float),
+                        values.data());
+    CHECK(std::equal(values.begin(), values.end(), tensor.data()));
+  }
+
+  // The offsets of a file cut short after they were found: the values are past its end now.
+  const std::string last = std::max_element(left_in_file.begin(), left_in_file.end(), [](auto& a, auto& b) {
+                             return a.second < b.second;
+                           })->first;
+  fs::resize_file(scratch.file("model.h5"), left_in_file.at(last) + 4);
+  std::vector<float> values(written.parameter(last).numel());
+  CHECK_THROWS_WITH(read_values_in_file(scratch.file("model.h5"), last, left_in_file.at(last),
+                                        values.size() * sizeof(float), values.data()),
+                    Catch::Contains("model.h5: cannot read dataset state_dict/" + last + " (is the file truncated?)"));
+  // Read afresh, that file's cut dataset is read by HDF5, which finds it short.
+  left_in_file.clear();
+  CHECK_THROWS_WITH(read_model_file(scratch.file("model.h5"), &left_in_file), Catch::Contains("truncated"));
 }
 
 TEST_CASE("bad model files get one clear message naming the file", "[model_file]") {
@@ -139,8 +170,8 @@ TEST_CASE("reading in a child process gives the same model, the same errors, and
   write_model_file(written, scratch.file("model.h5"));
 
   const Model direct = read_model_file(scratch.file("model.h5"));
-  const IsolatedValues way =
-      GENERATE(IsolatedValues::from_child_memory, IsolatedValues::through_socket);  // both ways the values come
+  const IsolatedValues way = GENERATE(IsolatedValues::from_file_where_plain, IsolatedValues::from_child_memory,
+                                      IsolatedValues::through_socket);  // every way the values come
   const Model isolated = read_model_file_isolated(scratch.file("model.h5"), read_model_file, way);
   CHECK(isolated.graph.architecture == direct.graph.architecture);
   CHECK(isolated.graph.nodes.size() == direct.graph.nodes.size());
@@ -178,14 +209,14 @@ TEST_CASE("reading in a child process gives the same model, the same errors, and
   SECTION("a reader that crashes costs the child, and the message names the file") {
     // The default actions, as in the command-line tool: Catch's (and a sanitizer's) handlers for
     // these signals would report from inside the child.
-    const auto aborting = [](const std::string&) -> Model {
+    const auto aborting = [](const std::string&, ValuesInFile*) -> Model {
       std::signal(SIGABRT, SIG_DFL);
       std::abort();
     };
     CHECK_THROWS_WITH(read_model_file_isolated(scratch.file("model.h5"), aborting),
                       Catch::Contains("model.h5: reading it crashed (signal 6") &&
                           Catch::Contains("damaged or was made to attack it"));
-    const auto segfaulting = [](const std::string&) -> Model {
+    const auto segfaulting = [](const std::string&, ValuesInFile*) -> Model {
       std::signal(SIGSEGV, SIG_DFL);
       std::raise(SIGSEGV);
       return Model{};

@@ -2,14 +2,19 @@
 // every error path closes what it opened.
 #include "weights/model_file.hpp"
 
+#include <fcntl.h>
 #include <hdf5.h>
+#include <unistd.h>
 
 #include <algorithm>
+#include <cerrno>
 #include <cmath>
 #include <cstdint>
 #include <cstdio>
 #include <cstring>
+#include <filesystem>
 #include <functional>
+#include <optional>
 #include <vector>
 
 #include "engine/error.hpp"
@@ -39,6 +44,17 @@ int64_t first_non_finite(const float* values, int64_t count) {
   return -1;
 }
 
+// A NaN or an infinity would spread through every later layer and come out as black maps and
+// meaningless classes; a damaged file is the likely cause, so say so when the values are read.
+void check_values(const std::string& path, const std::string& key, const float* values, int64_t count) {
+  const int64_t first_bad = first_non_finite(values, count);
+  if (first_bad < 0) return;
+  throw Error(path + ": state_dict/" + key + " holds " + (std::isnan(values[first_bad]) ? "NaN" : "an infinity") +
+              " (element " + std::to_string(first_bad) + "): the weights are damaged");
+}
+
+constexpr bool memory_is_little_endian = __BYTE_ORDER__ == __ORDER_LITTLE_ENDIAN__;
+
 // An HDF5 identifier that closes itself.
 class Handle {
  public:
@@ -63,7 +79,8 @@ void silence_hdf5() {
 
 class Reader {
  public:
-  explicit Reader(const std::string& path) : path_(path), file_(open(path), H5Fclose) {}
+  explicit Reader(const std::string& path)
+      : path_(path), file_(open(path), H5Fclose), file_bytes_(file_bytes_after_user_block(file_.get(), path)) {}
 
   bool has_attribute(const char* name) const { return H5Aexists(file_.get(), name) > 0; }
 
@@ -195,6 +212,26 @@ class Reader {
 
   bool has_link(const std::string& name) const { return H5Lexists(file_.get(), name.c_str(), H5P_DEFAULT) > 0; }
 
+  // Where dataset `name`'s values lie in the file, if they lie there as they would in memory:
+  // little-endian float32, one contiguous run with no filter, all of it inside the file. Else
+  // nothing, and read_float_dataset reads it (and says what is wrong with it, if anything is).
+  std::optional<uint64_t> plain_values_offset(const std::string& name) const {
+    if (!memory_is_little_endian) return std::nullopt;
+    if (file_bytes_ == 0) return std::nullopt;
+    Handle dataset(H5Dopen2(file_.get(), name.c_str(), H5P_DEFAULT), H5Dclose);
+    if (!dataset.valid()) return std::nullopt;
+    Handle type(H5Dget_type(dataset.get()), H5Tclose);
+    Handle creation(H5Dget_create_plist(dataset.get()), H5Pclose);
+    if (H5Tequal(type.get(), H5T_IEEE_F32LE) <= 0 || H5Pget_layout(creation.get()) != H5D_CONTIGUOUS) {
+      return std::nullopt;
+    }
+    const haddr_t offset = H5Dget_offset(dataset.get());  // from the file's base address: no user block here
+    const uint64_t bytes = static_cast<uint64_t>(shape_numel(dataset_shape(name))) * sizeof(float);
+    if (offset == HADDR_UNDEF || bytes == 0 || H5Dget_storage_size(dataset.get()) != bytes) return std::nullopt;
+    if (offset > file_bytes_ || bytes > file_bytes_ - offset) return std::nullopt;
+    return offset;
+  }
+
   [[noreturn]] void fail(const std::string& problem) const { throw Error(path_ + ": " + problem); }
 
  private:
@@ -222,13 +259,25 @@ class Reader {
     }
   }
 
+  // The file's size, or 0 where its HDF5 addresses do not count from its first byte (a user
+  // block) or the size is not known: then no values are read from the file directly.
+  static uint64_t file_bytes_after_user_block(hid_t file, const std::string& path) {
+    Handle creation(H5Fget_create_plist(file), H5Pclose);
+    hsize_t user_block = 0;
+    if (!creation.valid() || H5Pget_userblock(creation.get(), &user_block) < 0 || user_block != 0) return 0;
+    std::error_code error;
+    const uintmax_t bytes = std::filesystem::file_size(path, error);
+    return error ? 0 : static_cast<uint64_t>(bytes);
+  }
+
   std::string path_;
   Handle file_;
+  uint64_t file_bytes_;
 };
 
 }  // namespace
 
-Model read_model_file(const std::string& path) {
+Model read_model_file(const std::string& path, ValuesInFile* left_in_file) {
   const Reader reader(path);
   if (!reader.has_attribute("format") || reader.string_attribute("format") != model_format_name) {
     reader.fail(std::string("not a prism model file (no format attribute '") + model_format_name +
@@ -270,17 +319,17 @@ Model read_model_file(const std::string& path) {
     shapes[key] = reader.dataset_shape("state_dict/" + key);
   }
   check_parameters(model.graph, shapes, path);
-  for (const auto& entry : shapes) {
-    Tensor tensor = reader.read_float_dataset("state_dict/" + entry.first);
-    // A NaN or an infinity would spread through every later layer and come out as black maps
-    // and meaningless classes; a damaged file is the likely cause, so say so here.
-    const int64_t first_bad = first_non_finite(tensor.data(), tensor.numel());
-    if (first_bad >= 0) {
-      const float value = tensor.data()[first_bad];
-      reader.fail("state_dict/" + entry.first + " holds " + (std::isnan(value) ? "NaN" : "an infinity") + " (element " +
-                  std::to_string(first_bad) + "): the weights are damaged");
+  for (const auto& [key, shape] : shapes) {
+    if (left_in_file) {
+      if (const std::optional<uint64_t> offset = reader.plain_values_offset("state_dict/" + key)) {
+        left_in_file->emplace(key, *offset);
+        model.parameters.emplace(key, Tensor::uninitialized(shape, Device::cpu, Lifetime::lasting));
+        continue;
+      }
     }
-    model.parameters.emplace(entry.first, std::move(tensor));
+    Tensor tensor = reader.read_float_dataset("state_dict/" + key);
+    check_values(path, key, tensor.data(), tensor.numel());
+    model.parameters.emplace(key, std::move(tensor));
   }
 
   const std::vector<int64_t> input_size = reader.numeric_attribute<int64_t>("input_size", H5T_NATIVE_INT64);
@@ -313,6 +362,24 @@ Model read_model_file(const std::string& path) {
     model.recorded_accuracy = reader.numeric_attribute<double>("test_accuracy", H5T_NATIVE_DOUBLE).at(0);
   }
   return model;
+}
+
+void read_values_in_file(const std::string& path, const std::string& key, uint64_t offset, uint64_t bytes, float* to) {
+  const int file = ::open(path.c_str(), O_RDONLY | O_CLOEXEC);
+  if (file < 0) throw Error(path + ": cannot open the file to read its values: " + std::strerror(errno));
+  char* into = reinterpret_cast<char*>(to);
+  uint64_t done = 0;
+  while (done < bytes) {
+    const ssize_t got = ::pread(file, into + done, bytes - done, static_cast<off_t>(offset + done));
+    if (got < 0 && errno == EINTR) continue;
+    if (got <= 0) {
+      ::close(file);
+      throw Error(path + ": cannot read dataset state_dict/" + key + " (is the file truncated?)");
+    }
+    done += static_cast<uint64_t>(got);
+  }
+  ::close(file);
+  check_values(path, key, to, static_cast<int64_t>(bytes / sizeof(float)));
 }
 
 std::map<std::string, Tensor> read_tensor_group(const std::string& path, const std::string& group) {

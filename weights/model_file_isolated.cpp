@@ -2,12 +2,16 @@
 // Debian 12's HDF5 (1.10.8) reads and writes out of bounds, and frees memory twice, on some
 // damaged files, below anything our checks can see. In a forked child that costs the child: the
 // parent gets the checked model, or the child's error message, or a clear error when the child
-// dies. The child sends everything but the values through a socket, with the address of each
-// tensor's values in its own memory, and waits; the parent copies the values straight out of the
-// child's memory (process_vm_readv: one copy, no switching between the processes) and lets it
-// go. Where the system refuses that (a container's seccomp policy, say) the values come through
-// the socket instead. vgg16's 553 MB through a pipe took 0.6 to 2.3 s on a busy 2-core machine,
-// against 0.2 s for the read itself. Leaves out Windows (no fork).
+// dies. The child sends everything but the values through a socket. In place of the values it
+// sends, for each tensor stored in the file as it lies in memory (little-endian float32 in one
+// run: how the converters write them), its offset in the file, which the parent reads itself
+// (plain bytes, no HDF5) and checks; for the others (float16) their address in the child's
+// memory, from where the parent copies them (process_vm_readv: one copy, no switching between the
+// processes), or, where the system refuses that (a container's seccomp policy, say), they come
+// through the socket. Each value then lands in fresh memory once, not in the child's and again in
+// the parent's: the kernel zeroing the new pages was most of the time (vgg16's 553 MB in a fresh
+// process: 1.00-3.00 -> 0.27-0.39 s). Through a pipe they took 0.6 to 2.3 s on a busy 2-core
+// machine. Leaves out Windows (no fork).
 #include <poll.h>
 #include <signal.h>
 #include <sys/socket.h>
@@ -30,12 +34,13 @@ namespace {
 
 // The child's answer, in this order: a status byte, then the message (status error) or the model
 // (status ok): architecture, number of classes, preprocessing, labels, provenance, then every
-// parameter as name, rank, dimensions and the address of its float32 values in the child. Then
-// the child waits for the parent's word: the values are copied (it exits), or send them (every
-// parameter's values through the socket in the same order, then it exits). Native byte order:
-// both ends are this program.
+// parameter as name, rank, dimensions, where its float32 values are and their address there (in
+// the child's memory, or an offset in the file). Then the child waits for the parent's word: the
+// values are copied (it exits), or send them (the values in its memory through the socket in the
+// same order, then it exits). Native byte order: both ends are this program.
 enum Status : uint8_t { status_ok = 0, status_error = 1 };
 enum Word : uint8_t { word_copied = 0, word_send = 1 };
+enum Where : uint8_t { in_child_memory = 0, in_file = 1 };
 
 constexpr uint64_t longest_string = uint64_t{1} << 24;  // a label or a message; the format's own limit is far lower
 constexpr uint64_t largest_rank = 8;
@@ -113,7 +118,7 @@ class ChannelReader {
   int wait_ms_;
 };
 
-void send_model(ChannelWriter& out, const Model& model) {
+void send_model(ChannelWriter& out, const Model& model, const ValuesInFile& left_in_file) {
   out.value<uint8_t>(status_ok);
   out.text(model.graph.architecture);
   out.value<int64_t>(model.num_classes());
@@ -132,30 +137,34 @@ void send_model(ChannelWriter& out, const Model& model) {
     out.text(name);
     out.value<uint64_t>(tensor.shape().size());
     for (int64_t d : tensor.shape()) out.value<int64_t>(d);
-    out.value<uint64_t>(reinterpret_cast<uintptr_t>(tensor.data()));
+    const auto offset = left_in_file.find(name);
+    out.value<uint8_t>(offset != left_in_file.end() ? in_file : in_child_memory);
+    out.value<uint64_t>(offset != left_in_file.end() ? offset->second : reinterpret_cast<uintptr_t>(tensor.data()));
   }
 }
 
 // The child, its model sent: waits for the parent's word and does what it says. A parent that
 // went away reads as "copied".
-void serve_values(ChannelWriter& out, int word_fd, const Model& model) {
+void serve_values(ChannelWriter& out, int word_fd, const Model& model, const ValuesInFile& left_in_file) {
   uint8_t word = word_copied;
   while (::read(word_fd, &word, 1) < 0 && errno == EINTR) {
   }
   if (word != word_send) return;
   for (const auto& [name, tensor] : model.parameters) {
-    out.bytes(tensor.data(), static_cast<size_t>(tensor.numel()) * sizeof(float));
+    if (left_in_file.count(name) == 0) out.bytes(tensor.data(), static_cast<size_t>(tensor.numel()) * sizeof(float));
   }
 }
 
-// A received tensor: where its values go, and where they are in the child.
+// A received tensor: where its values go, and where they are (in the child, or in the file).
 struct PendingValues {
+  std::string key;
   float* to;
   uint64_t from;
   uint64_t bytes;
 };
 
-Model receive_model(ChannelReader& in, const std::string& path, std::vector<PendingValues>& pending) {
+Model receive_model(ChannelReader& in, const std::string& path, std::vector<PendingValues>& from_child,
+                    std::vector<PendingValues>& from_file) {
   Model model;
   model.path = path;
   const std::string architecture = in.text();
@@ -194,9 +203,14 @@ Model receive_model(ChannelReader& in, const std::string& path, std::vector<Pend
       throw Error(path + ": the reading process sent " + name + " " + shape_to_string(shape) +
                   ", which the architecture does not have");
     }
+    const uint8_t where = in.value<uint8_t>();
     const uint64_t from = in.value<uint64_t>();
+    if (where != in_child_memory && where != in_file) {
+      throw Error(path + ": the reading process sent values from place " + std::to_string(where));
+    }
     Tensor tensor = Tensor::uninitialized(shape, Device::cpu, Lifetime::lasting);
-    pending.push_back({tensor.data(), from, static_cast<uint64_t>(tensor.numel()) * sizeof(float)});
+    (where == in_file ? from_file : from_child)
+        .push_back({name, tensor.data(), from, static_cast<uint64_t>(tensor.numel()) * sizeof(float)});
     model.parameters.emplace(name, std::move(tensor));
   }
   return model;
@@ -238,8 +252,7 @@ std::string describe_death(int status) {
 
 }  // namespace
 
-Model read_model_file_isolated(const std::string& path, const std::function<Model(const std::string&)>& read,
-                               IsolatedValues values) {
+Model read_model_file_isolated(const std::string& path, const ModelFileReader& read, IsolatedValues values) {
   // A socket pair rather than a pipe: the parent's word to a child that has died fails with an
   // error (MSG_NOSIGNAL), not a SIGPIPE.
   int fds[2];
@@ -261,9 +274,10 @@ Model read_model_file_isolated(const std::string& path, const std::function<Mode
     ChannelWriter out(fds[1]);
     std::string message;
     try {
-      const Model model = read(path);
-      send_model(out, model);
-      serve_values(out, fds[1], model);
+      ValuesInFile left_in_file;
+      const Model model = read(path, values == IsolatedValues::from_file_where_plain ? &left_in_file : nullptr);
+      send_model(out, model, left_in_file);
+      serve_values(out, fds[1], model, left_in_file);
     } catch (const Error& error) {
       message = error.what();  // names the file already
     } catch (const std::exception& error) {
@@ -292,13 +306,18 @@ Model read_model_file_isolated(const std::string& path, const std::function<Mode
     if (status == status_error) {
       failure = in.text();
     } else if (status == status_ok) {
-      std::vector<PendingValues> pending;
-      model = receive_model(in, path, pending);
-      const bool copied = values == IsolatedValues::from_child_memory && copy_from_child(child, path, pending);
+      std::vector<PendingValues> from_child, from_file;
+      model = receive_model(in, path, from_child, from_file);
+      const bool copied = values != IsolatedValues::through_socket && copy_from_child(child, path, from_child);
       const uint8_t word = copied ? word_copied : word_send;
       if (send(fds[0], &word, 1, MSG_NOSIGNAL) != 1) throw ChannelReader::Truncated();
-      for (size_t i = 0; !copied && i < pending.size(); ++i) {
-        if (!in.bytes(pending[i].to, pending[i].bytes)) throw ChannelReader::Truncated();
+      for (size_t i = 0; !copied && i < from_child.size(); ++i) {
+        if (!in.bytes(from_child[i].to, from_child[i].bytes)) throw ChannelReader::Truncated();
+      }
+      // Plain bytes at offsets the child found; read_values_in_file checks them as the child
+      // checks what it reads.
+      for (const PendingValues& values : from_file) {
+        read_values_in_file(path, values.key, values.from, values.bytes, values.to);
       }
       complete = true;
     } else {

@@ -21,10 +21,10 @@ namespace {
 // What the child runs: the reader, with the default actions on fatal signals and no libFuzzer
 // death callback, as in the command-line tool, so that a crash in the child ends the child
 // instead of being reported (and saved) by the fuzzer's handlers it inherited.
-prism::Model read_as_the_tool_does(const std::string& path) {
+prism::Model read_as_the_tool_does(const std::string& path, prism::ValuesInFile* left_in_file) {
   __sanitizer_set_death_callback(nullptr);
   for (const int signal : {SIGSEGV, SIGBUS, SIGABRT, SIGILL, SIGFPE}) std::signal(signal, SIG_DFL);
-  return prism::read_model_file(path);
+  return prism::read_model_file(path, left_in_file);
 }
 
 }  // namespace
