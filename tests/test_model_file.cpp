@@ -195,7 +195,11 @@ TEST_CASE("reading in a child process gives the same model, the same errors, and
     Model model = small_model();
     model.parameters.at("fc.bias").data()[1] = std::numeric_limits<float>::quiet_NaN();
     write_model_file(model, scratch.file("nan.h5"));
-    for (const std::string name : {"nan.h5", "absent.h5"}) {
+    // Past the first MiB, which the parent reads and checks apart from the rest.
+    model = small_model();
+    model.parameters.at("layer4.1.conv2.weight").data()[1000000] = std::numeric_limits<float>::infinity();
+    write_model_file(model, scratch.file("infinity.h5"));
+    for (const std::string name : {"nan.h5", "infinity.h5", "absent.h5"}) {
       std::string expected;
       try {
         read_model_file(scratch.file(name));
@@ -203,6 +207,7 @@ TEST_CASE("reading in a child process gives the same model, the same errors, and
         expected = error.what();
       }
       REQUIRE_FALSE(expected.empty());
+      if (name == "infinity.h5") CHECK_THAT(expected, Catch::Contains("holds an infinity (element 1000000)"));
       CHECK_THROWS_WITH(read_model_file_isolated(scratch.file(name)), expected);
     }
   }

@@ -14,6 +14,7 @@
 #include <cstring>
 #include <filesystem>
 #include <functional>
+#include <memory>
 #include <optional>
 #include <vector>
 
@@ -46,11 +47,13 @@ int64_t first_non_finite(const float* values, int64_t count) {
 
 // A NaN or an infinity would spread through every later layer and come out as black maps and
 // meaningless classes; a damaged file is the likely cause, so say so when the values are read.
-void check_values(const std::string& path, const std::string& key, const float* values, int64_t count) {
+// `values` are the parameter's elements from `first` on.
+void check_values(const std::string& path, const std::string& key, const float* values, int64_t count,
+                  int64_t first = 0) {
   const int64_t first_bad = first_non_finite(values, count);
   if (first_bad < 0) return;
   throw Error(path + ": state_dict/" + key + " holds " + (std::isnan(values[first_bad]) ? "NaN" : "an infinity") +
-              " (element " + std::to_string(first_bad) + "): the weights are damaged");
+              " (element " + std::to_string(first + first_bad) + "): the weights are damaged");
 }
 
 constexpr bool memory_is_little_endian = __BYTE_ORDER__ == __ORDER_LITTLE_ENDIAN__;
@@ -365,21 +368,25 @@ Model read_model_file(const std::string& path, ValuesInFile* left_in_file) {
 }
 
 void read_values_in_file(const std::string& path, const std::string& key, uint64_t offset, uint64_t bytes, float* to) {
-  const int file = ::open(path.c_str(), O_RDONLY | O_CLOEXEC);
-  if (file < 0) throw Error(path + ": cannot open the file to read its values: " + std::strerror(errno));
+  const int fd = ::open(path.c_str(), O_RDONLY | O_CLOEXEC);
+  if (fd < 0) throw Error(path + ": cannot open the file to read its values: " + std::strerror(errno));
+  const std::unique_ptr<const int, void (*)(const int*)> closing(&fd, [](const int* open) { ::close(*open); });
+  // A MiB at a time, each checked while it is still in cache rather than all 553 MB of vgg16's
+  // read back from memory afterwards (its whole load in one process, alternating with an
+  // in-process read: 0.30-0.35 -> 0.26-0.28 s).
+  constexpr uint64_t chunk_bytes = uint64_t{1} << 20;
   char* into = reinterpret_cast<char*>(to);
-  uint64_t done = 0;
-  while (done < bytes) {
-    const ssize_t got = ::pread(file, into + done, bytes - done, static_cast<off_t>(offset + done));
-    if (got < 0 && errno == EINTR) continue;
-    if (got <= 0) {
-      ::close(file);
-      throw Error(path + ": cannot read dataset state_dict/" + key + " (is the file truncated?)");
+  for (uint64_t begin = 0; begin < bytes; begin += chunk_bytes) {
+    const uint64_t end = std::min(bytes, begin + chunk_bytes);
+    for (uint64_t done = begin; done < end;) {
+      const ssize_t got = ::pread(fd, into + done, end - done, static_cast<off_t>(offset + done));
+      if (got < 0 && errno == EINTR) continue;
+      if (got <= 0) throw Error(path + ": cannot read dataset state_dict/" + key + " (is the file truncated?)");
+      done += static_cast<uint64_t>(got);
     }
-    done += static_cast<uint64_t>(got);
+    const int64_t first = static_cast<int64_t>(begin / sizeof(float));
+    check_values(path, key, to + first, static_cast<int64_t>((end - begin) / sizeof(float)), first);
   }
-  ::close(file);
-  check_values(path, key, to, static_cast<int64_t>(bytes / sizeof(float)));
 }
 
 std::map<std::string, Tensor> read_tensor_group(const std::string& path, const std::string& group) {
