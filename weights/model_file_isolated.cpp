@@ -316,8 +316,8 @@ Model read_model_file_isolated(const std::string& path, const ModelFileReader& r
       }
       // Plain bytes at offsets the child found; read_values_in_file checks them as the child
       // checks what it reads.
-      for (const PendingValues& values : from_file) {
-        read_values_in_file(path, values.key, values.from, values.bytes, values.to);
+      for (const PendingValues& pending : from_file) {
+        read_values_in_file(path, pending.key, pending.from, pending.bytes, pending.to);
       }
       complete = true;
     } else {
