@@ -1,5 +1,7 @@
 // tests/test_model_file.cpp: the HDF5 model file: a round trip, and every way a file can be
 // wrong, each with a message that names the file and the problem.
+#include <fcntl.h>
+#include <sys/stat.h>
 #include <unistd.h>
 
 #include <algorithm>
@@ -62,28 +64,35 @@ TEST_CASE("values left in the file read back exactly, and a truncated file says 
   write_model_file(written, scratch.file("model.h5"));
   ValuesInFile left_in_file;
   const Model read = read_model_file(scratch.file("model.h5"), &left_in_file);
-  REQUIRE(left_in_file.size() == written.parameters.size());  // write_model_file writes every one plainly
+  const std::map<std::string, uint64_t>& offsets = left_in_file.offsets;
+  REQUIRE(offsets.size() == written.parameters.size());  // write_model_file writes every one plainly
+  struct stat status {};
+  REQUIRE(stat(scratch.file("model.h5").c_str(), &status) == 0);
+  CHECK(left_in_file.device == static_cast<uint64_t>(status.st_dev));
+  CHECK(left_in_file.inode == static_cast<uint64_t>(status.st_ino));
+  const int fd = ::open(scratch.file("model.h5").c_str(), O_RDONLY);
+  REQUIRE(fd >= 0);
   for (const auto& [key, tensor] : written.parameters) {
     const Tensor& shaped = read.parameter(key);
     REQUIRE(shaped.shape() == tensor.shape());
     std::vector<float> values(tensor.numel(), -1.0f);
-    read_values_in_file(scratch.file("model.h5"), key, left_in_file.at(key), tensor.numel() * sizeof(float),
+    read_values_in_file(fd, scratch.file("model.h5"), key, offsets.at(key), tensor.numel() * sizeof(float),
                         values.data());
     CHECK(std::equal(values.begin(), values.end(), tensor.data()));
   }
 
   // The offsets of a file cut short after they were found: the values are past its end now.
-  const std::string last = std::max_element(left_in_file.begin(), left_in_file.end(), [](auto& a, auto& b) {
-                             return a.second < b.second;
-                           })->first;
-  fs::resize_file(scratch.file("model.h5"), left_in_file.at(last) + 4);
+  const std::string last =
+      std::max_element(offsets.begin(), offsets.end(), [](auto& a, auto& b) { return a.second < b.second; })->first;
+  fs::resize_file(scratch.file("model.h5"), offsets.at(last) + 4);
   std::vector<float> values(written.parameter(last).numel());
-  CHECK_THROWS_WITH(read_values_in_file(scratch.file("model.h5"), last, left_in_file.at(last),
+  CHECK_THROWS_WITH(read_values_in_file(fd, scratch.file("model.h5"), last, offsets.at(last),
                                         values.size() * sizeof(float), values.data()),
                     Catch::Contains("model.h5: cannot read dataset state_dict/" + last + " (is the file truncated?)"));
+  ::close(fd);
   // Read afresh, that file's cut dataset is read by HDF5, which finds it short.
-  left_in_file.clear();
-  CHECK_THROWS_WITH(read_model_file(scratch.file("model.h5"), &left_in_file), Catch::Contains("truncated"));
+  ValuesInFile again;
+  CHECK_THROWS_WITH(read_model_file(scratch.file("model.h5"), &again), Catch::Contains("truncated"));
 }
 
 TEST_CASE("bad model files get one clear message naming the file", "[model_file]") {
@@ -210,6 +219,16 @@ TEST_CASE("reading in a child process gives the same model, the same errors, and
       if (name == "infinity.h5") CHECK_THAT(expected, Catch::Contains("holds an infinity (element 1000000)"));
       CHECK_THROWS_WITH(read_model_file_isolated(scratch.file(name)), expected);
     }
+  }
+  SECTION("a file renamed into the path while the child reads it is not mixed with the one opened before") {
+    write_model_file(test::random_model("resnet18", 3, 12), scratch.file("other.h5"));
+    const std::string path = scratch.file("model.h5"), other = scratch.file("other.h5");
+    const auto replacing_first = [&](const std::string& read_path, ValuesInFile* left_in_file) {
+      fs::rename(other, read_path);  // in the child, after the parent opened the file
+      return read_model_file(read_path, left_in_file);
+    };
+    CHECK_THROWS_WITH(read_model_file_isolated(path, replacing_first),
+                      Catch::Contains("model.h5: the file was replaced while it was being read"));
   }
   SECTION("a reader that crashes costs the child, and the message names the file") {
     // The default actions, as in the command-line tool: Catch's (and a sanitizer's) handlers for

@@ -2,8 +2,8 @@
 // every error path closes what it opened.
 #include "weights/model_file.hpp"
 
-#include <fcntl.h>
 #include <hdf5.h>
+#include <sys/stat.h>
 #include <unistd.h>
 
 #include <algorithm>
@@ -12,9 +12,7 @@
 #include <cstdint>
 #include <cstdio>
 #include <cstring>
-#include <filesystem>
 #include <functional>
-#include <memory>
 #include <optional>
 #include <vector>
 
@@ -82,8 +80,15 @@ void silence_hdf5() {
 
 class Reader {
  public:
-  explicit Reader(const std::string& path)
-      : path_(path), file_(open(path), H5Fclose), file_bytes_(file_bytes_after_user_block(file_.get(), path)) {}
+  explicit Reader(const std::string& path) : path_(path), file_(open(path), H5Fclose), opened_(opened(file_.get())) {}
+
+  // The size and identity of the file HDF5 has open, where its addresses count from the file's
+  // first byte (no user block) and it reads it through a POSIX descriptor (HDF5's default driver);
+  // all zero where not, and then no values are left in the file.
+  struct Opened {
+    uint64_t bytes = 0, device = 0, inode = 0;
+  };
+  const Opened& opened() const { return opened_; }
 
   bool has_attribute(const char* name) const { return H5Aexists(file_.get(), name) > 0; }
 
@@ -219,8 +224,7 @@ class Reader {
   // little-endian float32, one contiguous run with no filter, all of it inside the file. Else
   // nothing, and read_float_dataset reads it (and says what is wrong with it, if anything is).
   std::optional<uint64_t> plain_values_offset(const std::string& name) const {
-    if (!memory_is_little_endian) return std::nullopt;
-    if (file_bytes_ == 0) return std::nullopt;
+    if (!memory_is_little_endian || opened_.bytes == 0) return std::nullopt;
     Handle dataset(H5Dopen2(file_.get(), name.c_str(), H5P_DEFAULT), H5Dclose);
     if (!dataset.valid()) return std::nullopt;
     Handle type(H5Dget_type(dataset.get()), H5Tclose);
@@ -231,7 +235,7 @@ class Reader {
     const haddr_t offset = H5Dget_offset(dataset.get());  // from the file's base address: no user block here
     const uint64_t bytes = static_cast<uint64_t>(shape_numel(dataset_shape(name))) * sizeof(float);
     if (offset == HADDR_UNDEF || bytes == 0 || H5Dget_storage_size(dataset.get()) != bytes) return std::nullopt;
-    if (offset > file_bytes_ || bytes > file_bytes_ - offset) return std::nullopt;
+    if (offset > opened_.bytes || bytes > opened_.bytes - offset) return std::nullopt;
     return offset;
   }
 
@@ -262,20 +266,24 @@ class Reader {
     }
   }
 
-  // The file's size, or 0 where its HDF5 addresses do not count from its first byte (a user
-  // block) or the size is not known: then no values are read from the file directly.
-  static uint64_t file_bytes_after_user_block(hid_t file, const std::string& path) {
-    Handle creation(H5Fget_create_plist(file), H5Pclose);
+  static Opened opened(hid_t file) {
+    Handle creation(H5Fget_create_plist(file), H5Pclose), access(H5Fget_access_plist(file), H5Pclose);
     hsize_t user_block = 0;
-    if (!creation.valid() || H5Pget_userblock(creation.get(), &user_block) < 0 || user_block != 0) return 0;
-    std::error_code error;
-    const uintmax_t bytes = std::filesystem::file_size(path, error);
-    return error ? 0 : static_cast<uint64_t>(bytes);
+    if (!creation.valid() || H5Pget_userblock(creation.get(), &user_block) < 0 || user_block != 0) return {};
+    void* handle = nullptr;
+    struct stat status {};
+    if (!access.valid() || H5Pget_driver(access.get()) != H5FD_SEC2 ||
+        H5Fget_vfd_handle(file, H5P_DEFAULT, &handle) < 0 || handle == nullptr ||
+        fstat(*static_cast<const int*>(handle), &status) != 0) {
+      return {};
+    }
+    return {static_cast<uint64_t>(status.st_size), static_cast<uint64_t>(status.st_dev),
+            static_cast<uint64_t>(status.st_ino)};
   }
 
   std::string path_;
   Handle file_;
-  uint64_t file_bytes_;
+  Opened opened_;
 };
 
 }  // namespace
@@ -322,10 +330,14 @@ Model read_model_file(const std::string& path, ValuesInFile* left_in_file) {
     shapes[key] = reader.dataset_shape("state_dict/" + key);
   }
   check_parameters(model.graph, shapes, path);
+  if (left_in_file) {
+    left_in_file->device = reader.opened().device;
+    left_in_file->inode = reader.opened().inode;
+  }
   for (const auto& [key, shape] : shapes) {
     if (left_in_file) {
       if (const std::optional<uint64_t> offset = reader.plain_values_offset("state_dict/" + key)) {
-        left_in_file->emplace(key, *offset);
+        left_in_file->offsets.emplace(key, *offset);
         model.parameters.emplace(key, Tensor::uninitialized(shape, Device::cpu, Lifetime::lasting));
         continue;
       }
@@ -367,10 +379,8 @@ Model read_model_file(const std::string& path, ValuesInFile* left_in_file) {
   return model;
 }
 
-void read_values_in_file(const std::string& path, const std::string& key, uint64_t offset, uint64_t bytes, float* to) {
-  const int fd = ::open(path.c_str(), O_RDONLY | O_CLOEXEC);
-  if (fd < 0) throw Error(path + ": cannot open the file to read its values: " + std::strerror(errno));
-  const std::unique_ptr<const int, void (*)(const int*)> closing(&fd, [](const int* open) { ::close(*open); });
+void read_values_in_file(int fd, const std::string& path, const std::string& key, uint64_t offset, uint64_t bytes,
+                         float* to) {
   // A MiB at a time, each checked while it is still in cache rather than all 553 MB of vgg16's
   // read back from memory afterwards (its whole load in one process, alternating with an
   // in-process read: 0.30-0.35 -> 0.26-0.28 s).

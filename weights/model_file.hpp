@@ -17,21 +17,28 @@ constexpr const char* model_format_name = "prism-model";
 // and the optional `colour` and `test_accuracy` attributes. This build reads both.
 constexpr int model_format_version = 2;
 
-// Parameters whose values were left in the file: state_dict key -> the byte offset in the file of
-// its values, stored there as they lie in memory (little-endian float32, contiguous).
-using ValuesInFile = std::map<std::string, uint64_t>;
+// Parameters whose values were left in the file, and which file that was.
+struct ValuesInFile {
+  // state_dict key -> the byte offset in the file of its values, stored there as they lie in memory
+  // (little-endian float32, contiguous).
+  std::map<std::string, uint64_t> offsets;
+  // The file read (fstat's st_dev and st_ino), so that whoever reads the values can check that its
+  // own descriptor is of the same file, not of one renamed into its place since.
+  uint64_t device = 0, inode = 0;
+};
 
 // Reads and checks a model file: an HDF5 file of this format and a version this build reads, a
 // known architecture, and exactly its state_dict (names, shapes, float32). Throws prism::Error
 // naming the file and the problem. With `left_in_file`, every parameter whose values lie in the
 // file as they would in memory (how both converters write them) is shaped but not read or
-// checked: its offset goes into *left_in_file, for read_values_in_file.
+// checked: its offset goes into left_in_file->offsets, for read_values_in_file.
 Model read_model_file(const std::string& path, ValuesInFile* left_in_file = nullptr);
 
-// Reads `bytes` of values from `offset` in the file at `path` into `to`, then checks them as
-// read_model_file does (a NaN or an infinity means damaged weights); `key` names the parameter in
-// the errors.
-void read_values_in_file(const std::string& path, const std::string& key, uint64_t offset, uint64_t bytes, float* to);
+// Reads `bytes` of values from `offset` in the open file `fd` into `to`, then checks them as
+// read_model_file does (a NaN or an infinity means damaged weights); `path` and `key` name the
+// file and the parameter in the errors.
+void read_values_in_file(int fd, const std::string& path, const std::string& key, uint64_t offset, uint64_t bytes,
+                         float* to);
 
 // read_model_file in a forked child process (weights/model_file_isolated.cpp), for files from
 // anywhere: Debian 12's HDF5 library can crash or corrupt memory on damaged files, and then only

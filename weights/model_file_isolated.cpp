@@ -5,16 +5,18 @@
 // dies. The child sends everything but the values through a socket. In place of the values it
 // sends, for each tensor stored in the file as it lies in memory (little-endian float32 in one
 // run: how the converters write them), its offset in the file, which the parent reads itself
-// (plain bytes, no HDF5) and checks; for the others (float16) their address in the child's
-// memory, from where the parent copies them (process_vm_readv: one copy, no switching between the
-// processes), or, where the system refuses that (a container's seccomp policy, say), they come
-// through the socket. Each value then lands in fresh memory once, not in the child's and again in
-// the parent's: the kernel zeroing the new pages was most of the time (vgg16's 553 MB in a fresh
-// process: 1.00-3.00 -> 0.27-0.39 s). Through a pipe they took 0.6 to 2.3 s on a busy 2-core
-// machine. Leaves out Windows (no fork).
+// (plain bytes, no HDF5, through its own descriptor of the same file) and checks; for the others
+// (float16) their address in the child's memory, from where the parent copies them
+// (process_vm_readv: one copy, no switching between the processes), or, where the system refuses
+// that (a container's seccomp policy, say), they come through the socket. Each value then lands
+// in fresh memory once, not in the child's and again in the parent's: the kernel zeroing the new
+// pages was most of the time (vgg16's 553 MB in a fresh process: 1.00-3.00 -> 0.27-0.39 s).
+// Through a pipe they took 0.6 to 2.3 s on a busy 2-core machine. Leaves out Windows (no fork).
+#include <fcntl.h>
 #include <poll.h>
 #include <signal.h>
 #include <sys/socket.h>
+#include <sys/stat.h>
 #include <sys/uio.h>
 #include <sys/wait.h>
 #include <unistd.h>
@@ -35,7 +37,8 @@ namespace {
 // The child's answer, in this order: a status byte, then the message (status error) or the model
 // (status ok): architecture, number of classes, preprocessing, labels, provenance, then every
 // parameter as name, rank, dimensions, where its float32 values are and their address there (in
-// the child's memory, or an offset in the file). Then the child waits for the parent's word: the
+// the child's memory, or an offset in the file), then the file's device and inode numbers (for the
+// values in the file; zero where none are). Then the child waits for the parent's word: the
 // values are copied (it exits), or send them (the values in its memory through the socket in the
 // same order, then it exits). Native byte order: both ends are this program.
 enum Status : uint8_t { status_ok = 0, status_error = 1 };
@@ -137,10 +140,13 @@ void send_model(ChannelWriter& out, const Model& model, const ValuesInFile& left
     out.text(name);
     out.value<uint64_t>(tensor.shape().size());
     for (int64_t d : tensor.shape()) out.value<int64_t>(d);
-    const auto offset = left_in_file.find(name);
-    out.value<uint8_t>(offset != left_in_file.end() ? in_file : in_child_memory);
-    out.value<uint64_t>(offset != left_in_file.end() ? offset->second : reinterpret_cast<uintptr_t>(tensor.data()));
+    const auto offset = left_in_file.offsets.find(name);
+    const bool there = offset != left_in_file.offsets.end();
+    out.value<uint8_t>(there ? in_file : in_child_memory);
+    out.value<uint64_t>(there ? offset->second : reinterpret_cast<uintptr_t>(tensor.data()));
   }
+  out.value<uint64_t>(left_in_file.device);
+  out.value<uint64_t>(left_in_file.inode);
 }
 
 // The child, its model sent: waits for the parent's word and does what it says. A parent that
@@ -151,7 +157,8 @@ void serve_values(ChannelWriter& out, int word_fd, const Model& model, const Val
   }
   if (word != word_send) return;
   for (const auto& [name, tensor] : model.parameters) {
-    if (left_in_file.count(name) == 0) out.bytes(tensor.data(), static_cast<size_t>(tensor.numel()) * sizeof(float));
+    if (left_in_file.offsets.count(name) == 0)
+      out.bytes(tensor.data(), static_cast<size_t>(tensor.numel()) * sizeof(float));
   }
 }
 
@@ -163,8 +170,14 @@ struct PendingValues {
   uint64_t bytes;
 };
 
-Model receive_model(ChannelReader& in, const std::string& path, std::vector<PendingValues>& from_child,
-                    std::vector<PendingValues>& from_file) {
+// The values still to come: those in the child's memory, those in the file, and which file the
+// child read (device and inode).
+struct Pending {
+  std::vector<PendingValues> from_child, from_file;
+  uint64_t device = 0, inode = 0;
+};
+
+Model receive_model(ChannelReader& in, const std::string& path, Pending& pending) {
   Model model;
   model.path = path;
   const std::string architecture = in.text();
@@ -209,10 +222,12 @@ Model receive_model(ChannelReader& in, const std::string& path, std::vector<Pend
       throw Error(path + ": the reading process sent values from place " + std::to_string(where));
     }
     Tensor tensor = Tensor::uninitialized(shape, Device::cpu, Lifetime::lasting);
-    (where == in_file ? from_file : from_child)
+    (where == in_file ? pending.from_file : pending.from_child)
         .push_back({name, tensor.data(), from, static_cast<uint64_t>(tensor.numel()) * sizeof(float)});
     model.parameters.emplace(name, std::move(tensor));
   }
+  pending.device = in.value<uint64_t>();
+  pending.inode = in.value<uint64_t>();
   return model;
 }
 
@@ -259,6 +274,18 @@ Model read_model_file_isolated(const std::string& path, const ModelFileReader& r
   if (socketpair(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC, 0, fds) != 0) {
     throw Error(path + ": cannot make a channel to read it in a child process: " + std::strerror(errno));
   }
+  // This process's own descriptor of the file, opened before the child reads it. The values the
+  // child leaves in the file are read through it, once the child's file has proved to be the same
+  // one: a file renamed into the path in between (a conversion finishing) would otherwise mix two
+  // files' bytes without a word.
+  struct Descriptor {
+    int fd;
+    ~Descriptor() {
+      if (fd >= 0) close(fd);
+    }
+  };
+  const Descriptor file{values == IsolatedValues::from_file_where_plain ? ::open(path.c_str(), O_RDONLY | O_CLOEXEC)
+                                                                        : -1};
   // Whatever stdio holds would otherwise be written twice, once by each process.
   std::fflush(stdout);
   std::fflush(stderr);
@@ -275,7 +302,7 @@ Model read_model_file_isolated(const std::string& path, const ModelFileReader& r
     std::string message;
     try {
       ValuesInFile left_in_file;
-      const Model model = read(path, values == IsolatedValues::from_file_where_plain ? &left_in_file : nullptr);
+      const Model model = read(path, file.fd >= 0 ? &left_in_file : nullptr);
       send_model(out, model, left_in_file);
       serve_values(out, fds[1], model, left_in_file);
     } catch (const Error& error) {
@@ -306,18 +333,25 @@ Model read_model_file_isolated(const std::string& path, const ModelFileReader& r
     if (status == status_error) {
       failure = in.text();
     } else if (status == status_ok) {
-      std::vector<PendingValues> from_child, from_file;
-      model = receive_model(in, path, from_child, from_file);
-      const bool copied = values != IsolatedValues::through_socket && copy_from_child(child, path, from_child);
+      Pending pending;
+      model = receive_model(in, path, pending);
+      const bool copied = values != IsolatedValues::through_socket && copy_from_child(child, path, pending.from_child);
       const uint8_t word = copied ? word_copied : word_send;
       if (send(fds[0], &word, 1, MSG_NOSIGNAL) != 1) throw ChannelReader::Truncated();
-      for (size_t i = 0; !copied && i < from_child.size(); ++i) {
-        if (!in.bytes(from_child[i].to, from_child[i].bytes)) throw ChannelReader::Truncated();
+      for (size_t i = 0; !copied && i < pending.from_child.size(); ++i) {
+        if (!in.bytes(pending.from_child[i].to, pending.from_child[i].bytes)) throw ChannelReader::Truncated();
       }
-      // Plain bytes at offsets the child found; read_values_in_file checks them as the child
-      // checks what it reads.
-      for (const PendingValues& pending : from_file) {
-        read_values_in_file(path, pending.key, pending.from, pending.bytes, pending.to);
+      // Plain bytes at offsets the child found, in the file it read; read_values_in_file checks
+      // them as the child checks what it reads.
+      if (!pending.from_file.empty()) {
+        struct stat opened {};
+        if (fstat(file.fd, &opened) != 0 || static_cast<uint64_t>(opened.st_dev) != pending.device ||
+            static_cast<uint64_t>(opened.st_ino) != pending.inode) {
+          throw Error(path + ": the file was replaced while it was being read; read it again");
+        }
+        for (const PendingValues& part : pending.from_file) {
+          read_values_in_file(file.fd, path, part.key, part.from, part.bytes, part.to);
+        }
       }
       complete = true;
     } else {
