@@ -80,7 +80,8 @@ void silence_hdf5() {
 
 class Reader {
  public:
-  explicit Reader(const std::string& path) : path_(path), file_(open(path), H5Fclose), opened_(opened(file_.get())) {}
+  explicit Reader(const std::string& path)
+      : path_(path), file_(open(path), H5Fclose), opened_(opened_file(file_.get())) {}
 
   // The size and identity of the file HDF5 has open, where its addresses count from the file's
   // first byte (no user block) and it reads it through a POSIX descriptor (HDF5's default driver);
@@ -220,10 +221,11 @@ class Reader {
 
   bool has_link(const std::string& name) const { return H5Lexists(file_.get(), name.c_str(), H5P_DEFAULT) > 0; }
 
-  // Where dataset `name`'s values lie in the file, if they lie there as they would in memory:
-  // little-endian float32, one contiguous run with no filter, all of it inside the file. Else
-  // nothing, and read_float_dataset reads it (and says what is wrong with it, if anything is).
-  std::optional<uint64_t> plain_values_offset(const std::string& name) const {
+  // Where the values of dataset `name` (of `shape`, as dataset_shape found) lie in the file, if they
+  // lie there as they would in memory: little-endian float32, one contiguous run with no filter,
+  // all of it inside the file. Else nothing, and read_float_dataset reads it (and says what is
+  // wrong with it, if anything is).
+  std::optional<uint64_t> plain_values_offset(const std::string& name, const Shape& shape) const {
     if (!memory_is_little_endian || opened_.bytes == 0) return std::nullopt;
     Handle dataset(H5Dopen2(file_.get(), name.c_str(), H5P_DEFAULT), H5Dclose);
     if (!dataset.valid()) return std::nullopt;
@@ -233,7 +235,7 @@ class Reader {
       return std::nullopt;
     }
     const haddr_t offset = H5Dget_offset(dataset.get());  // from the file's base address: no user block here
-    const uint64_t bytes = static_cast<uint64_t>(shape_numel(dataset_shape(name))) * sizeof(float);
+    const uint64_t bytes = static_cast<uint64_t>(shape_numel(shape)) * sizeof(float);
     if (offset == HADDR_UNDEF || bytes == 0 || H5Dget_storage_size(dataset.get()) != bytes) return std::nullopt;
     if (offset > opened_.bytes || bytes > opened_.bytes - offset) return std::nullopt;
     return offset;
@@ -266,7 +268,7 @@ class Reader {
     }
   }
 
-  static Opened opened(hid_t file) {
+  static Opened opened_file(hid_t file) {
     Handle creation(H5Fget_create_plist(file), H5Pclose), access(H5Fget_access_plist(file), H5Pclose);
     hsize_t user_block = 0;
     if (!creation.valid() || H5Pget_userblock(creation.get(), &user_block) < 0 || user_block != 0) return {};
@@ -336,7 +338,7 @@ Model read_model_file(const std::string& path, ValuesInFile* left_in_file) {
   }
   for (const auto& [key, shape] : shapes) {
     if (left_in_file) {
-      if (const std::optional<uint64_t> offset = reader.plain_values_offset("state_dict/" + key)) {
+      if (const std::optional<uint64_t> offset = reader.plain_values_offset("state_dict/" + key, shape)) {
         left_in_file->offsets.emplace(key, *offset);
         model.parameters.emplace(key, Tensor::uninitialized(shape, Device::cpu, Lifetime::lasting));
         continue;
