@@ -106,11 +106,12 @@ GemmPrecision cpu_precision(const PlanOptions& options) {
 }
 
 // The algorithm the CPU runs a convolution step with: what prepare_step packs its weights for, and
-// what max_pool_fuses_into asks about.
+// what max_pool_fuses_into asks about (while the steps are made, before output_mean_tapped is
+// known; it is never set on a step with a pool).
 Conv2dAlgorithm cpu_conv_algorithm(const Step& step, const Shape& input_shape, const PlanOptions& options,
                                    int num_threads) {
   return conv2d_choose_algorithm_cpu(step.node->conv2d, input_shape, options.winograd, num_threads,
-                                     cpu_precision(options));
+                                     cpu_precision(options), step.output_mean_tapped);
 }
 
 }  // namespace

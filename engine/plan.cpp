@@ -57,6 +57,12 @@ Plan::Plan(const Model& model, const Shape& input_shape, const PlanOptions& opti
     mean_taps_.emplace_back(tap, node == graph_input ? 0 : node_value[node]);
   }
   output_value_ = node_value.back();
+  for (const auto& [tap, value] : mean_taps_) {
+    const int producer = values_[value].producer;
+    if (producer >= 0 && steps_[producer].output == value && !steps_[producer].max_pool) {
+      steps_[producer].output_mean_tapped = true;
+    }
+  }
   // Weights in the backend's own layout, once (after folding, which changes them).
   for (Step& step : steps_) prepare_step(backend_, step, values_[step.inputs[0]].shape, options, num_threads_);
   // A convolution whose output is a mean tap writes that mean itself where it can, while its

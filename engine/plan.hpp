@@ -50,6 +50,9 @@ struct Step {
   int channel_mean_value = -1;                // a value whose mean over channels the step writes for a mean tap:
                                               // with max_pool the convolution's own output (never stored), else
                                               // the step's output (step_writes_output_means)
+  bool output_mean_tapped = false;            // the step's own output (no max pool) is a mean tap: known before the
+                                              // weights are prepared, so that the CPU's choice of algorithm
+                                              // can favour one that writes the mean (conv2d_choose_algorithm_cpu)
   const float* weight = nullptr;         // conv/linear: the prepared weight, in Step's tensors or
   const float* bias = nullptr;           //   the model's; nullptr bias: none
   Shape weight_shape;

@@ -73,9 +73,11 @@ struct Conv2dPreparedCpu {
   std::optional<MaxPool2dParams> max_pool;
 };
 // What the fast path runs for this shape on num_threads threads (allow_winograd: whether the plan
-// permits Winograd's slightly larger rounding error).
+// permits Winograd's slightly larger rounding error; output_means: whether the output is wanted as
+// its mean over channels too, a PRISM capture, which the GEMM path can write as it goes).
 Conv2dAlgorithm conv2d_choose_algorithm_cpu(const Conv2dParams& params, const Shape& input_shape, bool allow_winograd,
-                                            int num_threads, GemmPrecision precision = GemmPrecision::fp32);
+                                            int num_threads, GemmPrecision precision = GemmPrecision::fp32,
+                                            bool output_means = false);
 // algorithm winograd needs conv2d_winograd_applies(params, input_shape), winograd_2x2
 // conv2d_winograd_2x2_applies(params); the others take any shape.
 // precision bf16 (PlanOptions::bf16) packs im2col_gemm's weights in bfloat16; the others stay

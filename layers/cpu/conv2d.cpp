@@ -57,6 +57,26 @@ constexpr int64_t small_shared_image_most_pixels = 0;
 #else
 constexpr int64_t small_shared_image_most_pixels = 32 * 32;
 #endif
+// Without AVX-512, 1x1 windows that do not narrow (as many output channels as input or more) go to
+// the direct kernel at every size and batch. Their results are the larger side, and the direct
+// kernel, whose tiles hold the weights of 16 channels and read the input a few pixels at a time,
+// wrote them faster than the GEMM, which reads 16 columns of B from L2 per step for every 6 rows of
+// C. On the Zen 3, ResNet-50 at batch 8 (two plans of each choice alternating pass by pass in one
+// process, 60 passes): layer1's 64 -> 256 1x1s 12.0-12.3 -> 9.8-10.1 ms, layer2's 128 -> 512
+// 10.1-10.2 -> 8.7-8.9, layer2.0.downsample (strided) 21.6-21.7 -> 20.0-20.4; layer1.0.conv1 (64
+// -> 64) 3.2-3.5 -> 2.6 (40 passes). At batch 1 (100-150 passes) layer1's 64 -> 256 1.26-1.29 ->
+// 1.21-1.24 ms, layer1.0.conv1 0.47-0.52 -> 0.38. The narrowing 1x1s at 56x56 (256 -> 64, 256 ->
+// 128) ran as fast or faster on the GEMM and stay there. ONNX Runtime runs the widening ones at
+// batch 8 in 6.6 and 6.3 ms.
+// A stage's last 1x1 whose output PRISM keeps as means stays on the GEMM where that writes them
+// (conv2d_gemm_writes_channel_means): direct, a pass of their own read the output back, and the two
+// cost the same (a harness at batch 8: layer1's 64 -> 256 on the GEMM 12.3 ms, 12.9 with the means;
+// channel_mean of its output 2.2 ms; layer2's 128 -> 512 10.4 and 10.9, its means 1.4).
+#if defined(__AVX512F__)
+constexpr bool direct_for_unnarrowing_1x1 = false;
+#else
+constexpr bool direct_for_unnarrowing_1x1 = true;
+#endif
 constexpr int64_t gemm_fewest_columns_deep = 512;
 constexpr int64_t direct_most_channels_windowed = 128;
 // F(2x2, 3x3) on images of at least this many tiles (12x12 outputs), and on a batch of one image
@@ -178,7 +198,8 @@ const char* conv2d_algorithm_name(Conv2dAlgorithm algorithm) {
 namespace {
 
 // The choice for fp32 products; conv2d_choose_algorithm_cpu below adjusts it for bf16.
-Conv2dAlgorithm choose_for_fp32(const Conv2dParams& p, const Shape& input_shape, bool allow_winograd, int num_threads) {
+Conv2dAlgorithm choose_for_fp32(const Conv2dParams& p, const Shape& input_shape, bool allow_winograd, int num_threads,
+                                bool output_means) {
   const bool windowed = p.kernel_h > 1 || p.kernel_w > 1;
   const bool strided = p.stride_h > 1 || p.stride_w > 1;
   const int64_t depth = p.in_channels / p.groups * p.kernel_h * p.kernel_w;
@@ -193,6 +214,10 @@ Conv2dAlgorithm choose_for_fp32(const Conv2dParams& p, const Shape& input_shape,
   const bool small_shared_image =
       input_shape[0] * p.groups < num_threads && out[2] * out[3] <= small_shared_image_most_pixels;
   if (direct_suits && !windowed && small_shared_image) return Conv2dAlgorithm::direct;
+  if (direct_suits && !windowed && direct_for_unnarrowing_1x1 && p.out_channels >= p.in_channels &&
+      !(output_means && conv2d_gemm_writes_channel_means(p, input_shape, num_threads))) {
+    return Conv2dAlgorithm::direct;
+  }
   // Winograd saves two thirds of the GEMM's arithmetic and adds transforms that cost in
   // proportion to the channels rather than their square, in chunks of 192 tiles. On the Xeon
   // bench/ measures on it beat the direct kernel on every ResNet-50 and VGG-16 shape it applies
@@ -241,8 +266,8 @@ Conv2dAlgorithm choose_for_fp32(const Conv2dParams& p, const Shape& input_shape,
 }  // namespace
 
 Conv2dAlgorithm conv2d_choose_algorithm_cpu(const Conv2dParams& p, const Shape& input_shape, bool allow_winograd,
-                                            int num_threads, GemmPrecision precision) {
-  const Conv2dAlgorithm fp32 = choose_for_fp32(p, input_shape, allow_winograd, num_threads);
+                                            int num_threads, GemmPrecision precision, bool output_means) {
+  const Conv2dAlgorithm fp32 = choose_for_fp32(p, input_shape, allow_winograd, num_threads, output_means);
   // In bf16 the GEMM runs twice as fast and the direct kernel no faster (it stays fp32), so the
   // GEMM takes what fp32 gives the direct kernel: ResNet-50 at batch 1 in bf16 33.8 -> 23-24 ms.
   // Winograd keeps its shapes, in fp32: without it VGG-16 at batch 8 in bf16 took 490-540 ms
