@@ -57,26 +57,30 @@ constexpr int64_t small_shared_image_most_pixels = 0;
 #else
 constexpr int64_t small_shared_image_most_pixels = 32 * 32;
 #endif
-// Without AVX-512, 1x1 windows that do not narrow (as many output channels as input or more) go to
-// the direct kernel at every size and batch. Their results are the larger side, and the direct
-// kernel, whose tiles hold the weights of 16 channels and read the input a few pixels at a time,
-// wrote them faster than the GEMM, which reads 16 columns of B from L2 per step for every 6 rows of
-// C. On the Zen 3, ResNet-50 at batch 8 (two plans of each choice alternating pass by pass in one
-// process, 60 passes): layer1's 64 -> 256 1x1s 12.0-12.3 -> 9.8-10.1 ms, layer2's 128 -> 512
-// 10.1-10.2 -> 8.7-8.9, layer2.0.downsample (strided) 21.6-21.7 -> 20.0-20.4; layer1.0.conv1 (64
-// -> 64) 3.2-3.5 -> 2.6 (40 passes). At batch 1 (100-150 passes) layer1's 64 -> 256 1.26-1.29 ->
-// 1.21-1.24 ms, layer1.0.conv1 0.47-0.52 -> 0.38. The narrowing 1x1s at 56x56 (256 -> 64, 256 ->
-// 128) ran as fast or faster on the GEMM and stay there. ONNX Runtime runs the widening ones at
-// batch 8 in 6.6 and 6.3 ms.
+// Without AVX-512 the GEMM keeps only the 1x1 windows that narrow from a shallow product (fewer
+// output channels than input, fewer than 512 input channels: ResNet-50's 256 -> 64 and 256 -> 128
+// at 56x56), which ran as fast or faster there. The rest go to the direct kernel at every size and
+// batch. Where the results are the larger side, the direct kernel, whose tiles hold the weights of
+// 16 channels and read the input a few pixels at a time, wrote them faster than the GEMM, which
+// reads 16 columns of B from L2 per step for every 6 rows of C. On the Zen 3, ResNet-50 at batch 8
+// (two plans of each choice alternating pass by pass in one process, 60 passes): layer1's 64 -> 256
+// 1x1s 12.0-12.3 -> 9.8-10.1 ms, layer2's 128 -> 512 10.1-10.2 -> 8.7-8.9, layer2.0.downsample
+// (strided) 21.6-21.7 -> 20.0-20.4; layer1.0.conv1 (64 -> 64) 3.2-3.5 -> 2.6 (40 passes); then (50
+// passes) layer2's 512 -> 128 7.8 -> 7.4-7.5 ms, layer3.0.conv1 (512 -> 256 at 28x28) 14.9-15.5 ->
+// 14.7-14.8. At batch 1 (100-150 passes) layer1's 64 -> 256 1.26-1.29 -> 1.21-1.24 ms,
+// layer1.0.conv1 0.47-0.52 -> 0.38. ResNeXt-50 and Wide ResNet-50-2 at batch 8 (12 and 16 passes):
+// the forward pass 769-809 -> 720-739 ms and 1322-1399 -> 1301-1336. ONNX Runtime runs ResNet-50's
+// widening 1x1s at batch 8 in 6.6 (layer1) and 6.3 ms (layer2).
 // A stage's last 1x1 whose output PRISM keeps as means stays on the GEMM where that writes them
 // (conv2d_gemm_writes_channel_means): direct, a pass of their own read the output back, and the two
 // cost the same (a harness at batch 8: layer1's 64 -> 256 on the GEMM 12.3 ms, 12.9 with the means;
 // channel_mean of its output 2.2 ms; layer2's 128 -> 512 10.4 and 10.9, its means 1.4).
 #if defined(__AVX512F__)
-constexpr bool direct_for_unnarrowing_1x1 = false;
+constexpr bool gemm_keeps_only_shallow_narrowing_1x1 = false;
 #else
-constexpr bool direct_for_unnarrowing_1x1 = true;
+constexpr bool gemm_keeps_only_shallow_narrowing_1x1 = true;
 #endif
+constexpr int64_t shallow_narrowing_most_depth = 511;
 constexpr int64_t gemm_fewest_columns_deep = 512;
 constexpr int64_t direct_most_channels_windowed = 128;
 // F(2x2, 3x3) on images of at least this many tiles (12x12 outputs), and on a batch of one image
@@ -214,7 +218,8 @@ Conv2dAlgorithm choose_for_fp32(const Conv2dParams& p, const Shape& input_shape,
   const bool small_shared_image =
       input_shape[0] * p.groups < num_threads && out[2] * out[3] <= small_shared_image_most_pixels;
   if (direct_suits && !windowed && small_shared_image) return Conv2dAlgorithm::direct;
-  if (direct_suits && !windowed && direct_for_unnarrowing_1x1 && p.out_channels >= p.in_channels &&
+  const bool shallow_narrowing = p.out_channels < p.in_channels && depth <= shallow_narrowing_most_depth;
+  if (direct_suits && !windowed && gemm_keeps_only_shallow_narrowing_1x1 && !shallow_narrowing &&
       !(output_means && conv2d_gemm_writes_channel_means(p, input_shape, num_threads))) {
     return Conv2dAlgorithm::direct;
   }
