@@ -57,6 +57,8 @@ Plan::Plan(const Model& model, const Shape& input_shape, const PlanOptions& opti
     mean_taps_.emplace_back(tap, node == graph_input ? 0 : node_value[node]);
   }
   output_value_ = node_value.back();
+  // Steps whose own output is a mean tap, known before their weights are prepared: the CPU's choice
+  // of convolution algorithm may favour one that writes the means.
   for (const auto& [tap, value] : mean_taps_) {
     const int producer = values_[value].producer;
     if (producer >= 0 && steps_[producer].output == value && !steps_[producer].max_pool) {

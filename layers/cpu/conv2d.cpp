@@ -59,18 +59,18 @@ constexpr int64_t small_shared_image_most_pixels = 32 * 32;
 #endif
 // Without AVX-512 the GEMM keeps only the 1x1 windows that narrow from a shallow product (fewer
 // output channels than input, fewer than 512 input channels: ResNet-50's 256 -> 64 and 256 -> 128
-// at 56x56), which ran as fast or faster there. The rest go to the direct kernel at every size and
-// batch. Where the results are the larger side, the direct kernel, whose tiles hold the weights of
-// 16 channels and read the input a few pixels at a time, wrote them faster than the GEMM, which
-// reads 16 columns of B from L2 per step for every 6 rows of C. On the Zen 3, ResNet-50 at batch 8
-// (two plans of each choice alternating pass by pass in one process, 60 passes): layer1's 64 -> 256
-// 1x1s 12.0-12.3 -> 9.8-10.1 ms, layer2's 128 -> 512 10.1-10.2 -> 8.7-8.9, layer2.0.downsample
-// (strided) 21.6-21.7 -> 20.0-20.4; layer1.0.conv1 (64 -> 64) 3.2-3.5 -> 2.6 (40 passes); then (50
-// passes) layer2's 512 -> 128 7.8 -> 7.4-7.5 ms, layer3.0.conv1 (512 -> 256 at 28x28) 14.9-15.5 ->
-// 14.7-14.8. At batch 1 (100-150 passes) layer1's 64 -> 256 1.26-1.29 -> 1.21-1.24 ms,
-// layer1.0.conv1 0.47-0.52 -> 0.38. ResNeXt-50 and Wide ResNet-50-2 at batch 8 (12 and 16 passes):
-// the forward pass 769-809 -> 720-739 ms and 1322-1399 -> 1301-1336. ONNX Runtime runs ResNet-50's
-// widening 1x1s at batch 8 in 6.6 (layer1) and 6.3 ms (layer2).
+// at 56x56), which ran as fast or faster there. The rest go to the direct kernel at every size
+// and batch. Where the results are the larger side the direct kernel wrote them faster than the
+// GEMM; why is not pinned down (on this host the GEMM's times there spread twice as wide, best to
+// median, as the direct kernel's). On the Zen 3, ResNet-50 at batch 8 (two plans of each choice
+// alternating pass by pass in one process, 60 passes): layer1's 64 -> 256 1x1s 12.0-12.3 ->
+// 9.8-10.1 ms, layer2's 128 -> 512 10.1-10.2 -> 8.7-8.9, layer2.0.downsample (strided) 21.6-21.7 ->
+// 20.0-20.4; layer1.0.conv1 (64 -> 64) 3.2-3.5 -> 2.6 (40 passes); then (50 passes) layer2's 512 ->
+// 128 7.8 -> 7.4-7.5 ms, layer3.0.conv1 (512 -> 256 at 28x28) 14.9-15.5 -> 14.7-14.8. At batch 1
+// (100-150 passes) layer1's 64 -> 256 1.26-1.29 -> 1.21-1.24 ms, layer1.0.conv1 0.47-0.52 -> 0.38.
+// ResNeXt-50 and Wide ResNet-50-2 at batch 8 (12 and 16 passes): the forward pass 769-809 ->
+// 720-739 ms and 1322-1399 -> 1301-1336. ONNX Runtime runs ResNet-50's widening 1x1s at batch 8 in
+// 6.6 (layer1) and 6.3 ms (layer2).
 // A stage's last 1x1 whose output PRISM keeps as means stays on the GEMM where that writes them
 // (conv2d_gemm_writes_channel_means): direct, a pass of their own read the output back, and the two
 // cost the same (a harness at batch 8: layer1's 64 -> 256 on the GEMM 12.3 ms, 12.9 with the means;
