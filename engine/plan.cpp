@@ -69,13 +69,10 @@ Plan::Plan(const Model& model, const Shape& input_shape, const PlanOptions& opti
   for (Step& step : steps_) prepare_step(backend_, step, values_[step.inputs[0]].shape, options, num_threads_);
   // A convolution whose output is a mean tap writes that mean itself where it can, while its
   // results are in cache (ResNet's stage outputs, which PRISM keeps as means).
-  for (const auto& [tap, value] : mean_taps_) {
-    const int producer = values_[value].producer;
-    if (producer < 0) continue;
-    Step& step = steps_[producer];
-    if (step.output == value && step.channel_mean_value < 0 &&
+  for (Step& step : steps_) {
+    if (step.output_mean_tapped &&
         step_writes_output_means(backend_, step, values_[step.inputs[0]].shape, num_threads_)) {
-      step.channel_mean_value = value;
+      step.channel_mean_value = step.output;
     }
   }
   assign_buffers(options.memory_limit_bytes);
