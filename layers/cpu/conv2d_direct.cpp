@@ -401,7 +401,7 @@ void conv2d_direct_forward_cpu(const Conv2dParams& p, ConstTensorView input, con
   const int64_t image_floats = p.in_channels * g.image_h * g.image_w;  // one image as the kernel reads it
   float* copies = workspace;
   float* thread_buffers = workspace + (g.copied ? chunk * image_floats : 0);
-  const DirectKernel kernel = direct_kernel_for(g.vectors);
+  const DirectKernel kernel = direct_kernel_for(g.vectors, weights.tap_offsets);
   // For the channel means: the bias as vectors of the one block, zero past the last channel.
   SimdVector bias_vectors[4] = {};
   for (int64_t c = 0; channel_means && bias && c < p.out_channels; ++c)

@@ -273,7 +273,7 @@ void conv2d_winograd_2x2_forward_cpu(const Conv2dParams& p, ConstTensorView inpu
   const int64_t point_lines = p.in_channels * g.block_channels / floats_per_cache_line;
   const int64_t pass_depth = std::min(product_depth_most, p.in_channels);  // input channels a pass
   const int64_t passes = ceil_div(p.in_channels, pass_depth);
-  const DirectKernel kernel = direct_kernel_for(g.vectors);
+  const DirectKernel kernel = direct_kernel_for(g.vectors, weights.tap_offsets);
   float* v = workspace;
   float* thread_buffers = workspace + points * point_stride;
   for (int64_t first = 0; first < batch; first += g.images_per_chunk) {

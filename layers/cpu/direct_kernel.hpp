@@ -10,6 +10,7 @@
 
 #include <algorithm>
 #include <cstdint>
+#include <vector>
 
 #include "layers/cpu/simd.hpp"
 
@@ -29,8 +30,10 @@ int64_t direct_pixels_per_tile(int64_t vectors);
 using DirectKernel = void (*)(const float* const* pixel_inputs, const int64_t* offsets, int64_t depth,
                               const float* weights, float* tile, bool accumulate, const float* prefetch,
                               int64_t prefetch_lines, bool fetch_input_ahead);
-// The kernel for tiles of direct_pixels_per_tile(vectors) pixels by `vectors` vectors.
-DirectKernel direct_kernel_for(int64_t vectors);
+// The kernel for tiles of direct_pixels_per_tile(vectors) pixels by `vectors` vectors, over taps
+// at tap_offsets (each call's offsets a slice of them). Where they are evenly spaced, the kernel
+// reads only the first two of a call's offsets and steps from there.
+DirectKernel direct_kernel_for(int64_t vectors, const std::vector<int64_t>& tap_offsets);
 
 // Whether every kernel call fetches its input ahead (fetch_input_ahead), or only where the callers
 // find the input in another core's cache (conv2d_direct.cpp). With AVX-512's blocks of 4 vectors a
