@@ -234,6 +234,45 @@ TEST_CASE("gemm: a B too large for L2, read in place where its panels lie whole 
   }
 }
 
+TEST_CASE("direct kernel: tiles of every size give the plain sums and write only their own pixels", "[ops][conv2d]") {
+  // Taps into a small image: evenly spaced (as a 1x1's planes are), for which the kernels step from
+  // the first two offsets, and not (as a window's are). 7 taps: the loop's two taps a pass leave one.
+  const Tensor image = test::random_tensor({256}, 1);
+  const std::vector<std::vector<int64_t>> offset_sets = {{0, 30, 60, 90, 120, 150, 180}, {0, 64, 3, 130, 67, 200, 1}};
+  for (const std::vector<int64_t>& taps : offset_sets) {
+    for (int64_t vectors : {int64_t{1}, int64_t{2}, int64_t{3}, int64_t{4}}) {
+      const int64_t block = direct_vectors_for(vectors * simd_floats);  // as the convolutions clamp it
+      const int64_t channels = block * simd_floats, full = direct_pixels_per_tile(block);
+      const DirectKernels kernels(block, taps);
+      const int64_t depth = static_cast<int64_t>(taps.size());
+      const Tensor weights = test::random_tensor({depth * channels}, 2 + vectors);
+      for (int64_t pixels = 1; pixels <= full; ++pixels) {
+        std::vector<const float*> inputs(pixels);
+        for (int64_t r = 0; r < pixels; ++r) inputs[r] = image.data() + 5 * r;
+        for (bool accumulate : {false, true}) {
+          std::vector<float> tile(full * channels, 0.5f);
+          kernels(pixels)(inputs.data(), taps.data(), depth, weights.data(), tile.data(), accumulate, nullptr, 0,
+                          false);
+          for (int64_t r = 0; r < full; ++r) {
+            for (int64_t c = 0; c < channels; ++c) {
+              double expected = 0.5;  // past the tile's pixels, untouched
+              if (r < pixels) {
+                expected = accumulate ? 0.5 : 0.0;
+                for (int64_t k = 0; k < depth; ++k) {
+                  expected += double{inputs[r][taps[k]]} * weights.data()[k * channels + c];
+                }
+              }
+              INFO("vectors " << block << " pixels " << pixels << " of " << full << " taps from " << taps[1]
+                              << " accumulate " << accumulate << " at " << r << ", " << c);
+              CHECK(tile[r * channels + c] == Approx(expected).margin(1e-5));
+            }
+          }
+        }
+      }
+    }
+  }
+}
+
 TEST_CASE("conv2d: a 3x3 convolution computed by hand", "[ops][conv2d]") {
   // Input 1..16 in a 4x4 grid; a kernel that sums the 3x3 neighbourhood with the centre counted
   // twice; padding 1, so the corner (0, 0) sees 1 + 2 + 5 + 6 plus the centre again: 15.

@@ -121,14 +121,13 @@ int64_t images_per_task(const Geometry& g, const MaxPool2dParams* pool, int64_t 
 
 // Where each of the convolution's pixels [begin, end) starts reading its window in the kernel's
 // input, the pixels counted from the first of `image` on through the images after it
-// (`image_floats` apart, conv_h rows of conv_w pixels each); the last is repeated up to `slots`
-// (the empty places of a range's last tile). One division for the first pixel, steps for the
-// rest. Three divisions per pixel, every task, had taken 3% (256 -> 256 channels at 14x14) to 10%
+// (`image_floats` apart, conv_h rows of conv_w pixels each). One division for the first pixel,
+// steps for the rest. Three divisions per pixel, every task, had taken 3% (256 -> 256 channels at 14x14) to 10%
 // (64 -> 256 at 56x56) of a 1x1's time on one thread (`perf record`), and without them ResNet-50's
 // direct layers at batch 1 ran 1-2% faster (two plans of each way alternating pass by pass, 60
 // passes: 39.9 and 40.3 -> 39.5 and 39.5 ms).
 void window_starts(const Geometry& g, const float* image, int64_t image_floats, int64_t conv_h, int64_t conv_w,
-                   int64_t begin, int64_t end, int64_t slots, const float** starts) {
+                   int64_t begin, int64_t end, const float** starts) {
   const int64_t conv_pixels = conv_h * conv_w;
   int64_t y = begin % conv_pixels / conv_w, x = begin % conv_w;
   image += begin / conv_pixels * image_floats;
@@ -143,7 +142,6 @@ void window_starts(const Geometry& g, const float* image, int64_t image_floats, 
     image += image_floats;
     row = image;
   }
-  std::fill(starts + (end - begin), starts + slots, starts[end - begin - 1]);
 }
 
 // How an image's outputs are cut into the ranges of its tasks: runs of `per_range` tiles of
@@ -401,7 +399,7 @@ void conv2d_direct_forward_cpu(const Conv2dParams& p, ConstTensorView input, con
   const int64_t image_floats = p.in_channels * g.image_h * g.image_w;  // one image as the kernel reads it
   float* copies = workspace;
   float* thread_buffers = workspace + (g.copied ? chunk * image_floats : 0);
-  const DirectKernel kernel = direct_kernel_for(g.vectors, weights.tap_offsets);
+  const DirectKernels kernels(g.vectors, weights.tap_offsets);
   // For the channel means: the bias as vectors of the one block, zero past the last channel.
   SimdVector bias_vectors[4] = {};
   for (int64_t c = 0; channel_means && bias && c < p.out_channels; ++c)
@@ -435,8 +433,7 @@ void conv2d_direct_forward_cpu(const Conv2dParams& p, ConstTensorView input, con
     TaskRuns task_runs(tasks, num_threads);
 #pragma omp parallel num_threads(num_threads)
     {
-      // Where each pixel of a task's tiles starts reading its window (the last tile repeats the
-      // range's last pixel to fill up).
+      // Where each pixel of a task's tiles starts reading its window.
       std::vector<const float*> pixel_inputs(r.result_floats / g.block_channels);
       const int thread = omp_get_thread_num();
       float* results = thread_buffers + thread * (r.result_floats + r.pooled_floats);
@@ -477,7 +474,7 @@ void conv2d_direct_forward_cpu(const Conv2dParams& p, ConstTensorView input, con
         const bool first_pass = block == 0 || stolen || task - block_stride < task_runs.own_begin(thread);
         const bool fetch_input_ahead = direct_fetch_input_always || (g.depth == in_per_group && first_pass);
         window_starts(g, images + (n * p.in_channels + group * in_per_group) * g.image_h * g.image_w, image_floats,
-                      conv_h, conv_w, pixel_begin, pixel_end, tiles * g.pixels_per_tile, pixel_inputs.data());
+                      conv_h, conv_w, pixel_begin, pixel_end, pixel_inputs.data());
         // Depth blocks outermost: one block's weights stay in cache while every tile of the range
         // uses them. Meanwhile the tiles fetch the next block's weights, or the next task's first:
         // they come from memory (ResNet-50's 14x14 3x3 layer took 0.88 ms with its caches flushed
@@ -503,6 +500,7 @@ void conv2d_direct_forward_cpu(const Conv2dParams& p, ConstTensorView input, con
               out_begin - image * out_pixels, std::min(out_end, (image + 1) * out_pixels) - image * out_pixels, tiles);
           for (int64_t t = 0; t < tiles; ++t) {
             output_lines.before_call(t);
+            const DirectKernel kernel = kernels(direct_tile_pixels(pixel_end - pixel_begin, g.pixels_per_tile, t));
             kernel(pixel_inputs.data() + t * g.pixels_per_tile, weights.tap_offsets.data() + k, depth,
                    block_weights + k * g.block_channels, results + t * g.pixels_per_tile * g.block_channels, k > 0,
                    fetch.first_line(t), fetch.lines(t), fetch_input_ahead);

@@ -82,7 +82,7 @@ Geometry geometry(const Conv2dParams& p, const Shape& input_shape) {
 // of products and of finished pixels a task keeps.
 struct Ranges {
   int64_t rows_per_range = 0, ranges = 0;
-  int64_t slots = 0;  // tiles of the largest range, rounded up to whole kernel calls
+  int64_t slots = 0;  // tiles of the largest range
   int64_t result_floats = 0, pixel_floats = 0;
 };
 
@@ -90,7 +90,7 @@ struct Ranges {
 // range's products fit the buffer.
 Ranges ranges_of(const Geometry& g, int64_t images_times_blocks, int num_threads) {
   Ranges r;
-  auto slots_for = [&](int64_t rows) { return ceil_div(rows * g.tiles_w, g.pixels_per_tile) * g.pixels_per_tile; };
+  auto slots_for = [&](int64_t rows) { return rows * g.tiles_w; };
   int64_t by_buffer = 1;
   while (by_buffer < g.tiles_h && points * slots_for(by_buffer + 1) * g.block_channels <= results_buffer_floats) {
     ++by_buffer;
@@ -273,14 +273,14 @@ void conv2d_winograd_2x2_forward_cpu(const Conv2dParams& p, ConstTensorView inpu
   const int64_t point_lines = p.in_channels * g.block_channels / floats_per_cache_line;
   const int64_t pass_depth = std::min(product_depth_most, p.in_channels);  // input channels a pass
   const int64_t passes = ceil_div(p.in_channels, pass_depth);
-  const DirectKernel kernel = direct_kernel_for(g.vectors, weights.tap_offsets);
+  const DirectKernels kernels(g.vectors, weights.tap_offsets);
   float* v = workspace;
   float* thread_buffers = workspace + points * point_stride;
   for (int64_t first = 0; first < batch; first += g.images_per_chunk) {
     const int64_t count = std::min(g.images_per_chunk, batch - first);
     const Ranges r = ranges_of(g, count * g.blocks, num_threads);
     const int64_t tasks = g.blocks * count * r.ranges;  // in order (block, image, range)
-    const int64_t kernel_calls = r.slots / g.pixels_per_tile;
+    const int64_t kernel_calls = ceil_div(r.slots, g.pixels_per_tile);  // those of the largest range
     const int64_t per_thread = r.result_floats + r.pixel_floats + transform_scratch_floats(g);
     // Step 1's planes and step 2's tasks: each thread a run of consecutive ones (in step 2 so
     // that it knows whose weights come next), and then the other runs' last ones if it is done
@@ -319,15 +319,15 @@ void conv2d_winograd_2x2_forward_cpu(const Conv2dParams& p, ConstTensorView inpu
           const float* point_weights = block_weights + xi * p.in_channels * g.block_channels;
           const float* next = xi + 1 < points ? point_weights + p.in_channels * g.block_channels : next_task_weights;
           const WeightPrefetch fetch(next, point_lines, passes * kernel_calls, pass_depth);
-          // The last call repeats the range's last tile to fill up.
           const float* image = v + xi * point_stride + n * g.stored_tiles;
-          for (int64_t slot = 0; slot < r.slots; ++slot) {
-            const int64_t tile = tile_begin + std::min(slot, tile_count - 1);
+          for (int64_t slot = 0; slot < tile_count; ++slot) {
+            const int64_t tile = tile_begin + slot;
             tile_inputs[slot] = image + tile / g.tiles_w * (g.tiles_w + 1) + tile % g.tiles_w;
           }
           for (int64_t pass = 0; pass < passes; ++pass) {
             const int64_t k = pass * pass_depth, depth = std::min(pass_depth, p.in_channels - k);
             for (int64_t call = 0; call < kernel_calls && call * g.pixels_per_tile < tile_count; ++call) {
+              const DirectKernel kernel = kernels(direct_tile_pixels(tile_count, g.pixels_per_tile, call));
               kernel(tile_inputs.data() + call * g.pixels_per_tile, weights.tap_offsets.data() + k, depth,
                      point_weights + k * g.block_channels,
                      results + (xi * r.slots + call * g.pixels_per_tile) * g.block_channels, pass > 0,

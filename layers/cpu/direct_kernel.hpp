@@ -9,6 +9,7 @@
 #pragma once
 
 #include <algorithm>
+#include <array>
 #include <cstdint>
 #include <vector>
 
@@ -30,10 +31,28 @@ int64_t direct_pixels_per_tile(int64_t vectors);
 using DirectKernel = void (*)(const float* const* pixel_inputs, const int64_t* offsets, int64_t depth,
                               const float* weights, float* tile, bool accumulate, const float* prefetch,
                               int64_t prefetch_lines, bool fetch_input_ahead);
-// The kernel for tiles of direct_pixels_per_tile(vectors) pixels by `vectors` vectors, over taps
-// at tap_offsets (each call's offsets a slice of them). Where they are evenly spaced, the kernel
-// reads only the first two of a call's offsets and steps from there.
-DirectKernel direct_kernel_for(int64_t vectors, const std::vector<int64_t>& tap_offsets);
+// The most pixels a kernel's tile has, for any number of vectors.
+inline constexpr int64_t direct_most_pixels_per_tile = 8;
+
+// The kernels for tiles of 1 to direct_pixels_per_tile(vectors) pixels by `vectors` vectors, over
+// taps at tap_offsets (each call's offsets a slice of them). Where they are evenly spaced, the
+// kernels read only the first two of a call's offsets and step from there. A range whose pixels
+// end in a partial tile calls the kernel for the pixels left (direct_tile_pixels).
+class DirectKernels {
+ public:
+  DirectKernels(int64_t vectors, const std::vector<int64_t>& tap_offsets);
+  // The kernel for tiles of `pixels` pixels, 1 to direct_pixels_per_tile(vectors).
+  DirectKernel operator()(int64_t pixels) const { return by_pixels_[pixels - 1]; }
+
+ private:
+  std::array<DirectKernel, direct_most_pixels_per_tile> by_pixels_{};
+};
+
+// The pixels of a range's tile `tile`, of tiles of pixels_per_tile: the full tile's or, last, the
+// `pixels` left.
+inline int64_t direct_tile_pixels(int64_t pixels, int64_t pixels_per_tile, int64_t tile) {
+  return std::min(pixels_per_tile, pixels - tile * pixels_per_tile);
+}
 
 // Whether every kernel call fetches its input ahead (fetch_input_ahead), or only where the callers
 // find the input in another core's cache (conv2d_direct.cpp). With AVX-512's blocks of 4 vectors a
