@@ -273,6 +273,30 @@ TEST_CASE("direct kernel: tiles of every size give the plain sums and write only
   }
 }
 
+TEST_CASE("direct kernel: a range's pixels shared out over its calls, none longer than a tile", "[ops][conv2d]") {
+  for (int64_t per_tile : {int64_t{6}, int64_t{8}}) {
+    for (int64_t pixels = 1; pixels <= 60; ++pixels) {
+      const int64_t calls = (pixels + per_tile - 1) / per_tile;
+      int64_t next = 0, shortest = per_tile, longest = 0;
+      for (int64_t call = 0; call < calls; ++call) {
+        const DirectTile tile = direct_tile(pixels, calls, call);
+        CHECK(tile.first == next);  // in order, none left out or taken twice
+        next = tile.first + tile.pixels;
+        shortest = std::min(shortest, tile.pixels);
+        longest = std::max(longest, tile.pixels);
+      }
+      INFO(pixels << " pixels in calls of at most " << per_tile);
+      CHECK(next == pixels);
+      CHECK(shortest >= 1);
+      CHECK(longest <= per_tile);
+      CHECK(longest - shortest <= 1);
+    }
+  }
+  CHECK(direct_tile(49, 9, 0).pixels == 6);  // a 7x7 image: 4 calls of 6 pixels, then 5 of 5
+  CHECK(direct_tile(49, 9, 4).first == 24);
+  CHECK(direct_tile(49, 9, 8).pixels == 5);
+}
+
 TEST_CASE("conv2d: a 3x3 convolution computed by hand", "[ops][conv2d]") {
   // Input 1..16 in a 4x4 grid; a kernel that sums the 3x3 neighbourhood with the centre counted
   // twice; padding 1, so the corner (0, 0) sees 1 + 2 + 5 + 6 plus the centre again: 15.

@@ -500,10 +500,10 @@ void conv2d_direct_forward_cpu(const Conv2dParams& p, ConstTensorView input, con
               out_begin - image * out_pixels, std::min(out_end, (image + 1) * out_pixels) - image * out_pixels, tiles);
           for (int64_t t = 0; t < tiles; ++t) {
             output_lines.before_call(t);
-            const DirectKernel kernel = kernels(direct_tile_pixels(pixel_end - pixel_begin, g.pixels_per_tile, t));
-            kernel(pixel_inputs.data() + t * g.pixels_per_tile, weights.tap_offsets.data() + k, depth,
-                   block_weights + k * g.block_channels, results + t * g.pixels_per_tile * g.block_channels, k > 0,
-                   fetch.first_line(t), fetch.lines(t), fetch_input_ahead);
+            const DirectTile tile = direct_tile(pixel_end - pixel_begin, tiles, t);
+            kernels(tile.pixels)(pixel_inputs.data() + tile.first, weights.tap_offsets.data() + k, depth,
+                                 block_weights + k * g.block_channels, results + tile.first * g.block_channels, k > 0,
+                                 fetch.first_line(t), fetch.lines(t), fetch_input_ahead);
           }
         }
         // The rows whose windows start in this range have their means written here (the range's

@@ -311,6 +311,7 @@ void conv2d_winograd_2x2_forward_cpu(const Conv2dParams& p, ConstTensorView inpu
         const int64_t block = task / (count * r.ranges), n = task / r.ranges % count, range = task % r.ranges;
         const int64_t row_begin = range * r.rows_per_range, row_end = std::min(g.tiles_h, row_begin + r.rows_per_range);
         const int64_t tile_begin = row_begin * g.tiles_w, tile_count = (row_end - row_begin) * g.tiles_w;
+        const int64_t calls = ceil_div(tile_count, g.pixels_per_tile);
         const float* block_weights = weights.data.data() + block * block_floats;
         const float* next_task_weights = !stolen && task_runs.is_next_of(thread, task + 1)
                                              ? weights.data.data() + (task + 1) / (count * r.ranges) * block_floats
@@ -326,13 +327,13 @@ void conv2d_winograd_2x2_forward_cpu(const Conv2dParams& p, ConstTensorView inpu
           }
           for (int64_t pass = 0; pass < passes; ++pass) {
             const int64_t k = pass * pass_depth, depth = std::min(pass_depth, p.in_channels - k);
-            for (int64_t call = 0; call < kernel_calls && call * g.pixels_per_tile < tile_count; ++call) {
-              const DirectKernel kernel = kernels(direct_tile_pixels(tile_count, g.pixels_per_tile, call));
-              kernel(tile_inputs.data() + call * g.pixels_per_tile, weights.tap_offsets.data() + k, depth,
-                     point_weights + k * g.block_channels,
-                     results + (xi * r.slots + call * g.pixels_per_tile) * g.block_channels, pass > 0,
-                     fetch.first_line(pass * kernel_calls + call), fetch.lines(pass * kernel_calls + call),
-                     direct_fetch_input_always);
+            for (int64_t call = 0; call < calls; ++call) {
+              const DirectTile tile = direct_tile(tile_count, calls, call);
+              kernels(tile.pixels)(tile_inputs.data() + tile.first, weights.tap_offsets.data() + k, depth,
+                                   point_weights + k * g.block_channels,
+                                   results + (xi * r.slots + tile.first) * g.block_channels, pass > 0,
+                                   fetch.first_line(pass * kernel_calls + call),
+                                   fetch.lines(pass * kernel_calls + call), direct_fetch_input_always);
             }
           }
         }

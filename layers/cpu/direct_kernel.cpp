@@ -95,6 +95,11 @@ void direct_kernel(const float* const* pixel_inputs, const int64_t* offsets, int
 // plans alternating pass by pass (80 passes): forward 64.5 -> 62.5 ms, layer4's layers 3-7%
 // faster and layer3's F(2x2) up to 7%. At batch 8, whose 7x7 tasks take several images as one run
 // of tiles, no change beyond the noise.
+// Then the same calls with the range's pixels shared out evenly (direct_tile: 49 pixels as 4 calls
+// of 6 and 5 of 5, not 8 of 6 and 1, whose lone pixel still took 4 cycles a tap): the 7x7 1x1s 2-7%
+// faster again in the harness (four shapes, twice), F(2x2) alike; in the network (80 passes)
+// layer4's direct layers 3-7% and layer3's F(2x2) 2-5% faster, layer4's F(2x2) 2% slower (16 tiles
+// as 6, 5 and 5, not 6, 6 and 4), the steps' sum 74.3 -> 73.9 ms in a slow hour.
 template <int64_t vectors, bool evenly_spaced, size_t... fewer_pixels>
 std::array<DirectKernel, direct_most_pixels_per_tile> kernels_for(std::index_sequence<fewer_pixels...>) {
   return {direct_kernel<fewer_pixels + 1, vectors, evenly_spaced>...};

@@ -37,7 +37,7 @@ inline constexpr int64_t direct_most_pixels_per_tile = 8;
 // The kernels for tiles of 1 to direct_pixels_per_tile(vectors) pixels by `vectors` vectors, over
 // taps at tap_offsets (each call's offsets a slice of them). Where they are evenly spaced, the
 // kernels read only the first two of a call's offsets and step from there. A range whose pixels
-// end in a partial tile calls the kernel for the pixels left (direct_tile_pixels).
+// do not fill whole tiles calls kernels for fewer pixels (direct_tile).
 class DirectKernels {
  public:
   DirectKernels(int64_t vectors, const std::vector<int64_t>& tap_offsets);
@@ -48,10 +48,16 @@ class DirectKernels {
   std::array<DirectKernel, direct_most_pixels_per_tile> by_pixels_{};
 };
 
-// The pixels of a range's tile `tile`, of tiles of pixels_per_tile: the full tile's or, last, the
-// `pixels` left.
-inline int64_t direct_tile_pixels(int64_t pixels, int64_t pixels_per_tile, int64_t tile) {
-  return std::min(pixels_per_tile, pixels - tile * pixels_per_tile);
+// One kernel call of a range: its first pixel and how many from there.
+struct DirectTile {
+  int64_t first, pixels;
+};
+
+// Call `call` of a range of `pixels` pixels cut into `calls` kernel calls (as many as tiles of
+// pixels_per_tile take) of sizes that differ by one at most.
+inline DirectTile direct_tile(int64_t pixels, int64_t calls, int64_t call) {
+  const int64_t size = pixels / calls, longer = pixels % calls;  // the first `longer` calls take one more
+  return {call * size + std::min(call, longer), size + (call < longer ? 1 : 0)};
 }
 
 // Whether every kernel call fetches its input ahead (fetch_input_ahead), or only where the callers
