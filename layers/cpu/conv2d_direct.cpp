@@ -122,10 +122,10 @@ int64_t images_per_task(const Geometry& g, const MaxPool2dParams* pool, int64_t 
 // Where each of the convolution's pixels [begin, end) starts reading its window in the kernel's
 // input, the pixels counted from the first of `image` on through the images after it
 // (`image_floats` apart, conv_h rows of conv_w pixels each). One division for the first pixel,
-// steps for the rest. Three divisions per pixel, every task, had taken 3% (256 -> 256 channels at 14x14) to 10%
-// (64 -> 256 at 56x56) of a 1x1's time on one thread (`perf record`), and without them ResNet-50's
-// direct layers at batch 1 ran 1-2% faster (two plans of each way alternating pass by pass, 60
-// passes: 39.9 and 40.3 -> 39.5 and 39.5 ms).
+// steps for the rest. Three divisions per pixel, every task, had taken 3% (256 -> 256 channels at
+// 14x14) to 10% (64 -> 256 at 56x56) of a 1x1's time on one thread (`perf record`), and without
+// them ResNet-50's direct layers at batch 1 ran 1-2% faster (two plans of each way alternating
+// pass by pass, 60 passes: 39.9 and 40.3 -> 39.5 and 39.5 ms).
 void window_starts(const Geometry& g, const float* image, int64_t image_floats, int64_t conv_h, int64_t conv_w,
                    int64_t begin, int64_t end, const float** starts) {
   const int64_t conv_pixels = conv_h * conv_w;
