@@ -25,7 +25,6 @@ constexpr int64_t most_vectors = 4;
 constexpr int64_t accumulator_registers = 12;
 constexpr int64_t most_vectors = 2;
 #endif
-// direct_most_pixels_per_tile: pointers the kernel keeps in general registers.
 constexpr int64_t pixels_for(int64_t vectors) {
   return std::min(direct_most_pixels_per_tile, accumulator_registers / vectors);
 }
@@ -129,8 +128,8 @@ int64_t direct_pixels_per_tile(int64_t vectors) {
 
 DirectKernels::DirectKernels(int64_t vectors, const std::vector<int64_t>& tap_offsets) {
   bool evenly_spaced = true;
-  for (size_t k = 2; k < tap_offsets.size(); ++k) {
-    evenly_spaced = evenly_spaced && tap_offsets[k] - tap_offsets[k - 1] == tap_offsets[1] - tap_offsets[0];
+  for (size_t k = 2; k < tap_offsets.size() && evenly_spaced; ++k) {
+    evenly_spaced = tap_offsets[k] - tap_offsets[k - 1] == tap_offsets[1] - tap_offsets[0];
   }
   by_pixels_ = evenly_spaced ? kernels_for<true>(vectors) : kernels_for<false>(vectors);
 }

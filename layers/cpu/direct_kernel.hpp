@@ -31,7 +31,8 @@ int64_t direct_pixels_per_tile(int64_t vectors);
 using DirectKernel = void (*)(const float* const* pixel_inputs, const int64_t* offsets, int64_t depth,
                               const float* weights, float* tile, bool accumulate, const float* prefetch,
                               int64_t prefetch_lines, bool fetch_input_ahead);
-// The most pixels a kernel's tile has, for any number of vectors.
+// The most pixels a kernel's tile has, for any number of vectors: their pointers stay in general
+// registers.
 inline constexpr int64_t direct_most_pixels_per_tile = 8;
 
 // The kernels for tiles of 1 to direct_pixels_per_tile(vectors) pixels by `vectors` vectors, over
