@@ -360,16 +360,21 @@ def bad_images():
 
     def overfull_huffman_table(jpeg):
         """A Huffman table declaring more than 256 codes: Debian's stb_image wrote past an array on
-        it (found by the image fuzzer); prism refuses it before stb sees it."""
+        it (found by the image fuzzer); libjpeg refuses it."""
         table = jpeg.index(b"\xff\xc4") + 5  # marker, length, class and id, then the 16 counts
         return jpeg[:table] + bytes([200, 200]) + jpeg[table + 2:]
 
+    regressions = os.path.join(os.path.dirname(os.path.abspath(__file__)), "fuzz", "regressions")
     bad = {
         write("empty.jpg", b""): "an empty file, not an image",
-        write("huffman.jpg", overfull_huffman_table(data)): "a corrupt JPEG Huffman table",
-        write("huffman_fill.jpg", b"\xff" + overfull_huffman_table(data)): "a corrupt JPEG Huffman table",
-        write("truncated.jpg", data[: len(data) // 2]): "cannot read the image",
-        write("corrupt.jpg", data[:300] + bytes(range(256)) * 8 + data[2348:]): "cannot read the image",
+        write("huffman.jpg", overfull_huffman_table(data)): "a damaged JPEG: Bogus Huffman table definition",
+        # A fill byte before the start marker: not a JPEG to PIL or to prism.
+        write("huffman_fill.jpg", b"\xff" + overfull_huffman_table(data)): "cannot read the image (unknown image type)",
+        # Damaged entropy-coded data on which Debian's stb_image shifted a 32-bit value by 33 (the
+        # image fuzzer, in CI).
+        shutil.copy(os.path.join(regressions, "stb_shift_past_32_bits.jpg"), folder): "a damaged JPEG: ",
+        write("truncated.jpg", data[: len(data) // 2]): "a damaged JPEG: Premature end of JPEG file",
+        write("corrupt.jpg", data[:300] + bytes(range(256)) * 8 + data[2348:]): "a damaged JPEG: ",
         write("bomb.png", png_claiming(15000, 15000)): "more than the limit of 178956970 (a decompression bomb?)",
         write("notes.jpg", b"plain text, not an image\n"): "cannot read the image",
         # Debian's stb_image overflowed an int on a PNM header's long number (the image fuzzer).

@@ -39,6 +39,11 @@ for target in fuzz_pickle fuzz_checkpoint fuzz_image fuzz_model_file fuzz_model_
     find tests/fuzz/regressions -name '*.h5' ! -name '*endless_loop*' -exec cp {} build-fuzz/seeds/regressions/ \;
     seeds=(seeds/fuzz_model_file seeds/regressions)
     shown="^(stat::number_of_executed_units|stat::peak_rss_mb|#[0-9]+ +DONE)|ERROR: libFuzzer|SUMMARY: libFuzzer"
+  elif [[ $target == fuzz_image ]]; then
+    # The images fuzzing has found problems with, replayed first on every run.
+    mkdir -p build-fuzz/seeds/image_regressions
+    cp tests/fuzz/regressions/*.jpg build-fuzz/seeds/image_regressions/
+    seeds+=(seeds/image_regressions)
   fi
   (cd build-fuzz && ASAN_OPTIONS="$options" "./$target" "${mode[@]}" -rss_limit_mb=2048 -max_len=65536 -print_final_stats=1 \
      "corpus/$target" "${seeds[@]}" 2>&1 | grep -E "$shown" || true)

@@ -4,7 +4,7 @@
 set -euo pipefail
 packages=(
   build-essential cmake ninja-build pkg-config
-  libeigen3-dev libhdf5-dev libstb-dev
+  libeigen3-dev libhdf5-dev libstb-dev libjpeg-dev
   catch2 libcli11-dev libfmt-dev nlohmann-json3-dev libspectra-dev zlib1g-dev dataset-fashion-mnist
   libzip-dev libcurl4-openssl-dev libssl-dev
   clang libclang-rt-dev

@@ -1,7 +1,7 @@
 // tests/fuzz/fuzz_image.cpp: libFuzzer target for image decoding and preprocessing: bytes of any
-// format through read_image_bytes (stb_image, compiled into this target with the sanitizers),
-// PIL's bilinear resize to both of prism's input modes, ToTensor and Normalize. Any input must end
-// in a tensor or a prism::Error.
+// format through read_image_bytes (stb_image, compiled into this target with the sanitizers, and
+// Debian's libjpeg-turbo), PIL's bilinear resize to both of prism's input modes, ToTensor and
+// Normalize. Any input must end in a tensor or a prism::Error.
 #include <cstddef>
 #include <cstdint>
 

@@ -6,7 +6,8 @@ image tests. Writes PNG files (lossless, so decoders cannot differ) and DIR/imag
   resized/NAME@WxH         PIL's Image.resize((W, H), BILINEAR) of that source
   stretch/NAME.png         Resize((224, 224)), ToTensor, Normalize(ImageNet) of the PNG file
   center_crop/NAME.png     Resize(256), CenterCrop(224), ToTensor, Normalize of the PNG file
-  jpeg/NAME                PIL's decoding of a JPEG sample, to show how close stb_image comes
+  jpeg/NAME                PIL's decoding of a JPEG sample, which prism's must match exactly
+  formats/NAME             PIL's decoding of a file in another format or JPEG variant
 """
 import argparse
 import glob
@@ -44,12 +45,17 @@ def other_formats(source, rng, folder):
     source.convert("CMYK").save(os.path.join(folder, "cmyk.jpg"), quality=95)
     source.save(os.path.join(folder, "progressive.jpg"), progressive=True, quality=95)
     source.convert("L").save(os.path.join(folder, "grey.jpg"), quality=95)
+    # Odd sizes in each chroma subsampling: the upsampling's last, partial block rows and columns.
+    odd = source.crop((3, 5, 40, 58))
+    for subsampling, name in ((0, "odd_444.jpg"), (1, "odd_422.jpg"), (2, "odd_420.jpg")):
+        odd.save(os.path.join(folder, name), quality=90, subsampling=subsampling)
     source.convert("P", palette=Image.ADAPTIVE, colors=64).save(os.path.join(folder, "palette.png"))
     source.convert("LA").save(os.path.join(folder, "grey_alpha.png"))
     frames = [source.convert("P", palette=Image.ADAPTIVE, colors=32),
               Image.fromarray(rng.integers(0, 256, (200, 300, 3), dtype=np.uint8)).convert("P")]
     frames[0].save(os.path.join(folder, "animated.gif"), save_all=True, append_images=frames[1:], loop=0)
-    for name in ("cmyk.jpg", "progressive.jpg", "grey.jpg", "palette.png", "grey_alpha.png", "animated.gif"):
+    for name in ("cmyk.jpg", "progressive.jpg", "grey.jpg", "odd_444.jpg", "odd_422.jpg", "odd_420.jpg", "palette.png",
+                 "grey_alpha.png", "animated.gif"):
         with Image.open(os.path.join(folder, name)) as image:  # a GIF opens at its first frame
             expected[name] = np.asarray(image.convert("RGB"))
     wide = rng.integers(0, 65536, (37, 53), dtype=np.uint16)

@@ -24,11 +24,11 @@ struct Image {
 // take width * height * 3 bytes.
 constexpr int64_t default_max_image_pixels = 178956970;
 
-// Decodes a JPEG (baseline, progressive, CMYK), PNG (8 or 16 bits, grey, alpha), BMP, GIF (first
-// frame), TGA or PNM file with stb_image into 8-bit RGB: grey is copied to all three channels,
-// alpha is dropped (PIL's convert("RGB")). Throws an Error naming the file: missing, a folder,
-// unreadable, empty, not an image, damaged or truncated, or larger than max_pixels (checked from
-// the header, before anything is decoded).
+// Decodes a JPEG (baseline, progressive, CMYK; with libjpeg-turbo, to PIL's pixels exactly), PNG
+// (8 or 16 bits, grey, alpha), BMP, GIF (first frame), TGA or PNM file (with stb_image) into 8-bit
+// RGB: grey is copied to all three channels, alpha is dropped (PIL's convert("RGB")). Throws an
+// Error naming the file: missing, a folder, unreadable, empty, not an image, damaged or truncated,
+// or larger than max_pixels (checked from the header, before anything is decoded).
 Image read_image(const std::string& path, int64_t max_pixels = default_max_image_pixels);
 
 // The same from bytes in memory (the fuzzing target); `name` stands for the file in messages.
