@@ -7,6 +7,9 @@
 // around); libjpeg-turbo is fuzzed continuously upstream (OSS-Fuzz) and checks its input itself.
 #include <csetjmp>
 #include <cstdio>  // before jpeglib.h, which uses FILE and size_t without including them
+#include <string>
+#include <utility>
+#include <vector>
 
 #include <jerror.h>
 #include <jpeglib.h>
@@ -38,12 +41,12 @@ struct JpegErrors {
 }
 
 // On damaged data libjpeg warns and goes on, filling what it could not decode with grey (PIL
-// shows such an image without a word, or fails with "image file is truncated"). A warning that
-// pixels were lost is an error here: an explanation of grey filler would mislead. The warnings
-// that lose nothing pass: bytes between segments, an unknown Adobe transform code or JFIF
-// version, a damaged ICC profile (which PIL's plain open() does not apply either).
+// refuses some such files, "image file is truncated" or "broken data stream", and shows others).
+// A warning that pixels were lost is an error here: an explanation of grey filler would mislead.
+// The warnings that lose nothing pass: bytes between segments, an unknown Adobe transform code or
+// JFIF version, a damaged ICC profile (which PIL's plain open() does not apply either).
 void warn(j_common_ptr info, int level) {
-  if (level >= 0) return;  // trace messages, not warnings
+  if (level >= 0) return;  // advisory and trace messages; -1 is a warning
   switch (info->err->msg_code) {
     case JWRN_EXTRANEOUS_DATA:
     case JWRN_ADOBE_XFORM:
