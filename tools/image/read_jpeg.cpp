@@ -2,9 +2,10 @@
 // set up as PIL sets it up (its default inverse DCT and fancy upsampling), so the pixels are PIL's
 // exactly. Leaves out ICC profiles and EXIF rotation, as PIL's plain open() does.
 //
-// stb_image decoded JPEGs until its decoder showed, under the fuzzer, a third case of undefined
-// behaviour on damaged files (a shift by 33 in its bit reader, after two that prism had worked
-// around); libjpeg-turbo is fuzzed continuously upstream (OSS-Fuzz) and checks its input itself.
+// stb_image decoded JPEGs until the fuzzer found undefined behaviour in stb a third time on damaged
+// files (a shift by 33 in its JPEG bit reader; prism had worked around the first two, a JPEG
+// Huffman table overrun and an int overflow in PNM headers). libjpeg-turbo is fuzzed continuously
+// upstream (OSS-Fuzz) and checks its input itself.
 #include <csetjmp>
 #include <cstdio>  // before jpeglib.h, which uses FILE and size_t without including them
 #include <string>
