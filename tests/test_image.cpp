@@ -5,6 +5,8 @@
 #include <cmath>
 #include <cstdio>
 #include <cstdlib>
+#include <map>
+#include <string>
 
 #include "tests/helpers.hpp"
 #include "tools/image/image.hpp"
@@ -41,6 +43,17 @@ double mean_grey_level_difference(const Image& actual, const Image& pil) {
   double total = 0.0;
   for (size_t i = 0; i < pil.rgb.size(); ++i) total += std::abs(actual.rgb[i] - pil.rgb[i]);
   return total / pil.rgb.size();
+}
+
+// Each file `folder`/NAME decodes to expected[NAME], PIL's pixels (H, W, 3), exactly.
+void check_decodes_to_pil_pixels(const std::map<std::string, Tensor>& expected_images, const std::string& folder) {
+  for (const auto& [name, expected] : expected_images) {
+    const Image actual = read_image(folder + "/" + name);
+    const Image pil = image_from_tensor(expected);
+    const double mean = mean_grey_level_difference(actual, pil);  // checks the sizes first
+    INFO(name << ": mean |prism - PIL| " << mean << " grey levels");
+    CHECK(max_grey_level_difference(actual, pil) == 0);
+  }
 }
 
 }  // namespace
@@ -96,13 +109,7 @@ TEST_CASE("the JPEG samples decode to PIL's pixels exactly", "[.images]") {
   REQUIRE(samples != nullptr);
   const auto expected_images = read_tensor_group(reference_dir() + "/images.reference.h5", "jpeg");
   REQUIRE(expected_images.size() >= 4);
-  for (const auto& [name, expected] : expected_images) {
-    const Image actual = read_image(std::string(samples) + "/" + name);
-    const Image pil = image_from_tensor(expected);
-    const double mean = mean_grey_level_difference(actual, pil);  // checks the sizes first
-    INFO(name << ": mean |prism - PIL| " << mean << " grey levels");
-    CHECK(max_grey_level_difference(actual, pil) == 0);
-  }
+  check_decodes_to_pil_pixels(expected_images, samples);
 }
 
 TEST_CASE(
@@ -112,13 +119,7 @@ TEST_CASE(
   REQUIRE(!reference_dir().empty());
   const auto expected_images = read_tensor_group(reference_dir() + "/images.reference.h5", "formats");
   REQUIRE(expected_images.size() == 10);
-  for (const auto& [name, expected] : expected_images) {
-    const Image actual = read_image(reference_dir() + "/" + name);
-    const Image pil = image_from_tensor(expected);
-    const double mean = mean_grey_level_difference(actual, pil);  // checks the sizes first
-    INFO(name << ": mean |prism - PIL| " << mean << " grey levels");
-    CHECK(max_grey_level_difference(actual, pil) == 0);
-  }
+  check_decodes_to_pil_pixels(expected_images, reference_dir());
 }
 
 TEST_CASE("read_image names the file when it cannot decode it", "[images]") {

@@ -72,7 +72,7 @@ struct JpegDecoding {
   jpeg_decompress_struct info = {};  // zeroed: jpeg_destroy_decompress is safe on it even before create
   JpegErrors errors;
   jpeg_progress_mgr progress = {};
-  std::vector<uint8_t> row;  // one decoded row as libjpeg writes it: (width, components)
+  std::vector<uint8_t> row;  // a grey or CMYK row as libjpeg writes it: (width, components)
   Image image;
   ~JpegDecoding() { jpeg_destroy_decompress(&info); }
 };
@@ -85,12 +85,12 @@ uint8_t cmyk_to_rgb(uint8_t stored_ink, uint8_t stored_black) {
   return static_cast<uint8_t>(not_black - (((product >> 8) + product) >> 8));
 }
 
+// A grey or CMYK row as libjpeg writes it (width, components) to RGB. RGB rows need nothing: libjpeg
+// writes them into the image itself.
 void to_rgb(const uint8_t* row, int components, int64_t width, uint8_t* rgb) {
   for (int64_t x = 0; x < width; ++x, rgb += 3, row += components) {
     if (components == 1) {
       rgb[0] = rgb[1] = rgb[2] = row[0];
-    } else if (components == 3) {
-      rgb[0] = row[0], rgb[1] = row[1], rgb[2] = row[2];
     } else {
       for (int c = 0; c < 3; ++c) rgb[c] = cmyk_to_rgb(row[c], row[3]);
     }
@@ -119,15 +119,15 @@ bool decode(const uint8_t* data, size_t size, const std::string& name, int64_t m
   }
   jpeg_start_decompress(&d.info);
   const int components = d.info.output_components;
-  d.row.resize(static_cast<size_t>(width) * components);
+  if (components != 3) d.row.resize(static_cast<size_t>(width) * components);
   d.image.width = width;
   d.image.height = height;
   d.image.rgb.resize(static_cast<size_t>(width * height * 3));
   while (d.info.output_scanline < d.info.output_height) {
-    const int64_t y = d.info.output_scanline;
-    JSAMPROW row = d.row.data();
+    uint8_t* rgb = d.image.rgb.data() + static_cast<int64_t>(d.info.output_scanline) * width * 3;
+    JSAMPROW row = components == 3 ? rgb : d.row.data();
     jpeg_read_scanlines(&d.info, &row, 1);
-    to_rgb(d.row.data(), components, width, d.image.rgb.data() + y * width * 3);
+    if (components != 3) to_rgb(d.row.data(), components, width, rgb);
   }
   jpeg_finish_decompress(&d.info);
   return true;
